@@ -1,0 +1,159 @@
+"""Static facts about the datasets and architectures kdspec knows, shared by every stage.
+
+The compiler uses them to resolve defaults and reject unknown names before anything runs; the
+runtime builds exactly these; the analysis labels its tables with the class names. Pure data:
+imports nothing from kdspec, torch or torchvision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank",
+    "telephone", "television", "tiger", "tractor", "train", "trout", "tulip", "turtle",
+    "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+    "Ankle boot",
+)
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+
+# The 40 binary attributes of CelebA, in the order of list_attr_celeba.txt.
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
+    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings",
+    "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
+
+# Trifeature (Hermann & Lampinen 2020): three 10-valued features, any of which can be the target.
+TRIFEATURE_SHAPES = (
+    "triangle", "square", "plus", "circle", "tee", "rhombus", "pentagon", "star", "fivesquare",
+    "trapezoid",
+)
+TRIFEATURE_TEXTURES = (
+    "solid", "stripes", "grid", "hexgrid", "dots", "noise", "triangles", "zigzags", "rain",
+    "pluses",
+)
+TRIFEATURE_COLORS = (
+    "red", "green", "blue", "yellow", "pink", "cyan", "purple", "ocean", "orange", "white",
+)
+TRIFEATURE_FEATURES = {
+    "shape": TRIFEATURE_SHAPES,
+    "texture": TRIFEATURE_TEXTURES,
+    "color": TRIFEATURE_COLORS,
+}
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a dataset is before any option: shape, classes, attributes, sizes, defaults."""
+
+    name: str
+    channels: int
+    image_size: int
+    class_names: tuple[str, ...]
+    train_size: int | None  # None: depends on the files or the generator options
+    test_size: int | None
+    default_augment: str
+    #: Per-sample attributes the dataset provides (usable as target or sensitive attribute).
+    attributes: tuple[str, ...] = ()
+    #: Attribute name -> value names, for attributes usable as a (multiclass) target.
+    attribute_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    resizable: bool = False  # whether image_size may be chosen in the spec
+    fairness_dataset: bool = False  # whether it has a target and sensitive attributes
+    how_to_get: str = ""
+
+
+DATASETS: dict[str, DatasetFacts] = {
+    "cifar10": DatasetFacts(
+        "cifar10", 3, 32, CIFAR10_CLASSES, 50_000, 10_000, "crop_flip",
+        how_to_get="set download = true, or put cifar-10-batches-py/ under root",
+    ),
+    "cifar100": DatasetFacts(
+        "cifar100", 3, 32, CIFAR100_CLASSES, 50_000, 10_000, "crop_flip",
+        how_to_get="set download = true, or put cifar-100-python/ under root",
+    ),
+    "svhn": DatasetFacts(
+        "svhn", 3, 32, DIGIT_CLASSES, 73_257, 26_032, "crop",
+        how_to_get="set download = true, or put train_32x32.mat and test_32x32.mat under root",
+    ),
+    "fashion_mnist": DatasetFacts(
+        "fashion_mnist", 1, 28, FASHION_MNIST_CLASSES, 60_000, 10_000, "crop_flip",
+        how_to_get=(
+            "apt-get install dataset-fashion-mnist (files in /usr/share/datasets/fashion-mnist),"
+            " set download = true, or put FashionMNIST/raw/ under root"
+        ),
+    ),
+    "imagenet": DatasetFacts(
+        "imagenet", 3, 224, tuple(str(i) for i in range(1000)), None, None, "imagenet",
+        resizable=True,
+        how_to_get="put the ILSVRC2012 train/ and val/ class folders under root",
+    ),
+    "celeba": DatasetFacts(
+        "celeba", 3, 64, (), None, None, "flip", attributes=CELEBA_ATTRIBUTES,
+        attribute_values={a: (f"not {a}", a) for a in CELEBA_ATTRIBUTES},
+        resizable=True, fairness_dataset=True,
+        how_to_get="set download = true, or put celeba/ (img_align_celeba/, list_attr_celeba.txt,"
+        " list_eval_partition.txt, ...) under root",
+    ),
+    "trifeature": DatasetFacts(
+        "trifeature", 3, 224, (), None, None, "none", attributes=("shape", "texture", "color"),
+        attribute_values=dict(TRIFEATURE_FEATURES), resizable=True, fairness_dataset=True,
+        how_to_get="generated by kdspec into root (default ~/.cache/kdspec/trifeature)",
+    ),
+    "digits": DatasetFacts(
+        "digits", 1, 8, DIGIT_CLASSES, 1_437, 360, "none",
+        how_to_get="ships with scikit-learn (sklearn.datasets.load_digits)",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArchFacts:
+    """An architecture: its family, size and cost at a reference input."""
+
+    name: str
+    family: str  # cifar_resnet | lenet | torchvision_resnet | torchvision_densenet
+    params_millions: float  # published parameter count at the family's usual class count
+    forward_mflops: float  # 2 x multiply-adds for one image at ref_size (ref channels, classes)
+    ref_size: int
+    min_size: int  # smallest input side it accepts
+
+
+ARCHITECTURES: dict[str, ArchFacts] = {
+    "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8),
+    "resnet32": ArchFacts("resnet32", "cifar_resnet", 0.46, 139.0, 32, 8),
+    "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8),
+    "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8),
+    "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8),
+    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 0.85, 32, 8),
+    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 32),
+    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 32),
+    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 32),
+    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 32),
+    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 32),
+}
+
+
+def forward_flops(arch: str, image_size: int) -> float:
+    """Approximate forward FLOPs of one image, scaling the reference cost with the pixel count."""
+    facts = ARCHITECTURES[arch]
+    return facts.forward_mflops * 1e6 * (image_size / facts.ref_size) ** 2

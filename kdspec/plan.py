@@ -1,0 +1,326 @@
+"""The plan: the frozen, validated contract between the DSL, the runtime and the analysis.
+
+A plan is everything a study needs, expanded into runs. The runtime must be able to execute a
+plan from its JSON alone (it never sees the ``.kdspec`` text), and the analysis reads the same
+plan to find the runs in MLflow. Nothing here imports anything else from kdspec.
+
+Run identity: each run's ``id`` is a hash of everything that determines its training (dataset
+as trained on, architecture, recipe, seed, role, temperature, loss weights, precision, and for a
+distilled run its teacher's id), so the same run declared in two specs has the same id. That is
+how a teacher is reused across studies and how a crashed sweep resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Bumped whenever the meaning of a run changes (training code semantics), so old results are
+#: not silently reused for a run that would now train differently.
+RUN_SEMANTICS_VERSION = 1
+PLAN_FORMAT_VERSION = 1
+
+Role = Literal["teacher", "student", "distilled"]
+DatasetName = Literal[
+    "cifar10", "cifar100", "svhn", "fashion_mnist", "imagenet", "celeba", "trifeature", "digits"
+]
+AugmentPreset = Literal["none", "flip", "crop", "crop_flip", "imagenet"]
+Precision = Literal["fp32", "bf16", "fp16"]
+Normalization = Literal["ratio", "difference"]
+Correction = Literal["none", "bh", "bonferroni"]
+Comparison = Literal["nds_vs_ds", "teacher_vs_ds"]
+DisagreementPair = Literal["teacher_vs_nds", "teacher_vs_ds"]
+FairnessMetric = Literal["dpd", "eod"]
+MulticlassAggregate = Literal["max", "mean"]
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Frozen(BaseModel):
+    """Base of every plan model: immutable, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetSpec(Frozen):
+    """The data a study trains and tests on, with every default already resolved."""
+
+    name: DatasetName
+    root: str | None = None  # None: the dataset's default location (see docs/datasets.md)
+    download: bool = False
+    train_subset: PositiveInt | None = None  # first-n after a seeded shuffle; None = all
+    test_subset: PositiveInt | None = None
+    image_size: PositiveInt
+    channels: PositiveInt
+    num_classes: PositiveInt
+    class_names: tuple[str, ...]
+    augment: AugmentPreset
+    target: str | None = None  # attribute used as label (CelebA, Trifeature); None = class label
+    sensitive: tuple[str, ...] = ()  # attributes kept with the test predictions for fairness
+    balance: Literal["none", "undersample"] = "none"  # undersample the larger target class
+    # Trifeature only: how many images to generate for each split.
+    generated_train_size: PositiveInt | None = None
+    generated_test_size: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _class_names_match(self) -> DatasetSpec:
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"dataset {self.name}: {len(self.class_names)} class names for "
+                f"{self.num_classes} classes"
+            )
+        return self
+
+
+class Schedule(Frozen):
+    """Learning-rate schedule over epochs."""
+
+    kind: Literal["constant", "cosine", "step", "multistep"] = "cosine"
+    milestones: tuple[PositiveInt, ...] = ()  # epochs at which lr *= gamma (step / multistep)
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+
+
+class Recipe(Frozen):
+    """How one model is trained."""
+
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: Annotated[float, Field(gt=0.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    nesterov: bool = False
+    weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    schedule: Schedule = Schedule()
+
+
+class ModelSpec(Frozen):
+    """An architecture and the recipe that trains it."""
+
+    arch: str
+    recipe: Recipe
+
+
+class KDLoss(Frozen):
+    """Hinton KD loss: ``hard_weight * CE(z_s, y) + soft_weight * T^2 * KL(p_t^T || p_s^T)``.
+
+    Both weights are stored resolved, so the convention a spec used (weight on the hard or the
+    soft term) never has to be guessed downstream; ``convention`` records how it was written.
+    """
+
+    hard_weight: Probability
+    soft_weight: Probability
+    t_squared: bool = True
+    convention: str  # e.g. "alpha = 0.9 weights the soft (KD) term; hard = 1 - alpha"
+
+
+class FairnessSpec(Frozen):
+    """Group-fairness metrics of the test predictions over a sensitive attribute."""
+
+    sensitive: tuple[str, ...]
+    metrics: tuple[FairnessMetric, ...] = ("dpd", "eod")
+    # Multiclass target: one-vs-rest per class, then aggregate. None only for a binary target.
+    multiclass_aggregate: MulticlassAggregate | None = None
+
+
+class AnalysisSpec(Frozen):
+    """Options of the significance and disagreement analysis."""
+
+    normalization: Normalization = "ratio"
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    correction: Correction = "none"
+    comparisons: tuple[Comparison, ...] = ("nds_vs_ds", "teacher_vs_ds")
+    disagreement: tuple[DisagreementPair, ...] = ("teacher_vs_nds", "teacher_vs_ds")
+    disagreement_over_seeds: Literal["sum", "mean"] = "sum"
+
+
+class RuntimeSpec(Frozen):
+    """Hints to the runtime; precision changes results, compile does not (beyond rounding)."""
+
+    precision: Precision = "fp32"
+    compile: bool = False
+    lockstep: bool = True  # train one seed's distilled students together (shared teacher pass)
+    # Teacher logits cached per augmentation view: "auto" decides by cost, see runtime docs.
+    teacher_cache: Literal["auto", "on", "off"] = "auto"
+
+
+class TrackingSpec(Frozen):
+    """Where results go."""
+
+    experiment: str
+    tracking_uri: str | None = None  # None: --tracking-uri, $MLFLOW_TRACKING_URI or local sqlite
+
+
+class Run(Frozen):
+    """One training the study needs."""
+
+    id: str
+    role: Role
+    arch: str
+    seed: int
+    temperature: float | None = None
+    depends_on: tuple[str, ...] = ()
+    recipe: Recipe
+    loss: KDLoss | None = None  # only for role == "distilled"
+
+    @model_validator(mode="after")
+    def _distilled_fields(self) -> Run:
+        distilled = self.role == "distilled"
+        if distilled != (self.temperature is not None):
+            raise ValueError(f"run {self.id}: temperature is set iff the run is distilled")
+        if distilled != (self.loss is not None):
+            raise ValueError(f"run {self.id}: loss is set iff the run is distilled")
+        if distilled and len(self.depends_on) != 1:
+            raise ValueError(f"run {self.id}: a distilled run depends on exactly one teacher")
+        return self
+
+    @property
+    def teacher_id(self) -> str | None:
+        """The id of the teacher a distilled run learns from."""
+        return self.depends_on[0] if self.role == "distilled" else None
+
+
+class Plan(Frozen):
+    """A whole study: its settings and every run it needs, in dependency order."""
+
+    format_version: Literal[1] = PLAN_FORMAT_VERSION
+    study: str
+    source: str | None = None  # path of the .kdspec it was compiled from, for messages only
+    dataset: DatasetSpec
+    teacher: ModelSpec
+    student: ModelSpec
+    temperatures: tuple[Annotated[float, Field(gt=0.0)], ...]
+    seeds: tuple[int, ...]
+    loss: KDLoss
+    fairness: FairnessSpec | None = None
+    analysis: AnalysisSpec = AnalysisSpec()
+    runtime: RuntimeSpec = RuntimeSpec()
+    tracking: TrackingSpec
+    runs: tuple[Run, ...]
+
+    @model_validator(mode="after")
+    def _runs_are_consistent(self) -> Plan:
+        seen: set[str] = set()
+        for run in self.runs:
+            if run.id in seen:
+                raise ValueError(f"duplicate run id {run.id}")
+            for dep in run.depends_on:
+                if dep not in seen:
+                    raise ValueError(f"run {run.id} depends on {dep}, which does not come before it")
+            seen.add(run.id)
+        return self
+
+    def runs_of(self, role: Role, temperature: float | None = None) -> tuple[Run, ...]:
+        """The runs of one role (and, for distilled runs, one temperature), in seed order."""
+        return tuple(
+            r
+            for r in self.runs
+            if r.role == role and (temperature is None or r.temperature == temperature)
+        )
+
+    def run(self, run_id: str) -> Run:
+        """The run with this id; KeyError if the plan has none."""
+        for r in self.runs:
+            if r.id == run_id:
+                return r
+        raise KeyError(run_id)
+
+    @property
+    def plan_hash(self) -> str:
+        """Hash of the set of run ids and the study name: identifies this plan in MLflow."""
+        return stable_hash({"study": self.study, "runs": sorted(r.id for r in self.runs)})
+
+    def to_json(self) -> str:
+        """The plan as JSON; ``Plan.from_json(p.to_json()) == p``."""
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.model_validate_json(text)
+
+
+def stable_hash(payload: Any, length: int = 16) -> str:
+    """Hex sha256 of the canonical JSON of ``payload``, truncated to ``length`` characters."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:
+    """The dataset fields that change what a model learns or is tested on.
+
+    ``root``, ``download`` and ``sensitive`` are left out: where the files live and which
+    attributes the analysis looks at do not change a run (predictions keep every attribute).
+    """
+    return dataset.model_dump(exclude={"root", "download", "sensitive"})
+
+
+def run_id(
+    *,
+    dataset: DatasetSpec,
+    role: Role,
+    arch: str,
+    seed: int,
+    recipe: Recipe,
+    precision: Precision,
+    temperature: float | None = None,
+    loss: KDLoss | None = None,
+    teacher_id: str | None = None,
+) -> str:
+    """The deterministic identity of a run (see the module docstring)."""
+    payload = {
+        "v": RUN_SEMANTICS_VERSION,
+        "dataset": training_dataset_identity(dataset),
+        "role": role,
+        "arch": arch,
+        "seed": seed,
+        "recipe": recipe.model_dump(),
+        "precision": precision,
+        "temperature": temperature,
+        "loss": None if loss is None else loss.model_dump(exclude={"convention"}),
+        "teacher": teacher_id,
+    }
+    return stable_hash(payload)
+
+
+def expand_runs(
+    *,
+    dataset: DatasetSpec,
+    teacher: ModelSpec,
+    student: ModelSpec,
+    temperatures: tuple[float, ...],
+    seeds: tuple[int, ...],
+    loss: KDLoss,
+    precision: Precision,
+) -> tuple[Run, ...]:
+    """Every run a study needs, in dependency order.
+
+    Teachers x seeds, then non-distilled students x seeds, then distilled students grouped by
+    seed (one per temperature): the distilled students of seed s learn from the teacher of seed s,
+    and a seed's group is what the runtime can train in lockstep.
+    """
+    teachers: dict[int, Run] = {}
+    runs: list[Run] = []
+    for seed in seeds:
+        rid = run_id(dataset=dataset, role="teacher", arch=teacher.arch, seed=seed,
+                     recipe=teacher.recipe, precision=precision)
+        teachers[seed] = Run(id=rid, role="teacher", arch=teacher.arch, seed=seed,
+                             recipe=teacher.recipe)
+        runs.append(teachers[seed])
+    for seed in seeds:
+        rid = run_id(dataset=dataset, role="student", arch=student.arch, seed=seed,
+                     recipe=student.recipe, precision=precision)
+        runs.append(Run(id=rid, role="student", arch=student.arch, seed=seed,
+                        recipe=student.recipe))
+    for seed in seeds:
+        tid = teachers[seed].id
+        for t in temperatures:
+            rid = run_id(dataset=dataset, role="distilled", arch=student.arch, seed=seed,
+                         recipe=student.recipe, precision=precision, temperature=t, loss=loss,
+                         teacher_id=tid)
+            runs.append(Run(id=rid, role="distilled", arch=student.arch, seed=seed,
+                            temperature=t, depends_on=(tid,), recipe=student.recipe, loss=loss))
+    return tuple(runs)

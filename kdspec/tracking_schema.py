@@ -1,0 +1,64 @@
+"""The MLflow layout kdspec writes and reads: tag, param, metric and artifact names.
+
+The runtime writes runs in this layout and the analysis finds them by it, without either
+importing the other. Changing a name here is a format change: bump ``LAYOUT_VERSION``.
+
+Layout
+------
+- one experiment per study (``plan.tracking.experiment``), with an explicit artifact location;
+- one parent run per plan: tags ``kdspec.kind = "plan"``, ``kdspec.plan_hash``, ``kdspec.study``;
+  artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/``;
+- one nested run per plan run (tag ``mlflow.parentRunId``): tags below; params are the recipe
+  (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``; metrics per epoch
+  ``train_loss``, ``test_acc``, ``lr``; final metric ``test_acc`` and ``temperature`` (so the MLflow
+  compare view can plot one against the other);
+- artifacts of a nested run: ``predictions.npz`` (keys below), ``class_accuracy.json``,
+  ``confusion.npy``, ``checkpoints/final.pt`` and ``checkpoints/last.pt`` (resumable state).
+"""
+
+from __future__ import annotations
+
+LAYOUT_VERSION = "1"
+
+# Tags
+TAG_KIND = "kdspec.kind"  # "plan" (parent) or "run" (nested)
+TAG_LAYOUT = "kdspec.layout"
+TAG_PLAN_HASH = "kdspec.plan_hash"
+TAG_STUDY = "kdspec.study"
+TAG_RUN_ID = "kdspec.run_id"
+TAG_ROLE = "kdspec.role"
+TAG_SEED = "kdspec.seed"
+TAG_TEMPERATURE = "kdspec.temperature"  # "" unless distilled
+TAG_TEACHER_RUN_ID = "kdspec.teacher_run_id"  # kdspec id of the teacher ("" unless distilled)
+TAG_FAILURE = "kdspec.failure"  # reason a run FAILED (NaN loss, divergence, exception)
+TAG_LAST_EPOCH = "kdspec.last_epoch"  # last epoch whose checkpoint is saved (for resume)
+TAG_TEACHER_CACHE = "kdspec.teacher_cache"  # "on" / "off": teacher logits looked up or recomputed
+TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it trained in
+
+KIND_PLAN = "plan"
+KIND_RUN = "run"
+
+# Metrics
+METRIC_TRAIN_LOSS = "train_loss"
+METRIC_TEST_ACC = "test_acc"
+METRIC_LR = "lr"
+METRIC_TEMPERATURE = "temperature"
+
+# Artifacts (paths relative to the run's artifact root)
+ARTIFACT_PLAN = "plan.json"
+ARTIFACT_SPEC = "spec.kdspec"
+ARTIFACT_PREDICTIONS = "predictions.npz"
+ARTIFACT_CLASS_ACCURACY = "class_accuracy.json"
+ARTIFACT_CONFUSION = "confusion.npy"
+ARTIFACT_CHECKPOINT_DIR = "checkpoints"
+ARTIFACT_FINAL_CHECKPOINT = "checkpoints/final.pt"
+ARTIFACT_REPORT_DIR = "report"
+
+# Keys inside predictions.npz: int64 arrays of length n_test, aligned by test-sample index.
+PRED_Y_TRUE = "y_true"
+PRED_Y_PRED = "y_pred"
+#: Every per-sample attribute of the test set is stored as "attr/<name>" (int array), so a later
+#: analysis can pick any sensitive attribute without retraining.
+PRED_ATTRIBUTE_PREFIX = "attr/"
+#: Optional: the test-sample indices into the full test split (int64), when a subset was used.
+PRED_INDEX = "index"
