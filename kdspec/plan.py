@@ -1,6 +1,6 @@
 """The plan: the frozen, validated contract between the DSL, the runtime and the analysis.
 
-A plan is everything a study needs, expanded into runs. The runtime must be able to execute a
+A plan is everything one ``.kdspec`` file asks for: one or more studies, expanded into runs. The runtime must be able to execute a
 plan from its JSON alone (it never sees the ``.kdspec`` text), and the analysis reads the same
 plan to find the runs in MLflow. Nothing here imports anything else from kdspec.
 
@@ -184,12 +184,10 @@ class Run(Frozen):
         return self.depends_on[0] if self.role == "distilled" else None
 
 
-class Plan(Frozen):
-    """A whole study: its settings and every run it needs, in dependency order."""
+class Study(Frozen):
+    """One study's settings and the ids of the runs it needs (the runs live in ``Plan.runs``)."""
 
-    format_version: Literal[1] = PLAN_FORMAT_VERSION
-    study: str
-    source: str | None = None  # path of the .kdspec it was compiled from, for messages only
+    name: str
     dataset: DatasetSpec
     teacher: ModelSpec
     student: ModelSpec
@@ -200,6 +198,24 @@ class Plan(Frozen):
     analysis: AnalysisSpec = AnalysisSpec()
     runtime: RuntimeSpec = RuntimeSpec()
     tracking: TrackingSpec
+    run_ids: tuple[str, ...]
+
+    @property
+    def study_hash(self) -> str:
+        """Identifies this study's parent run in MLflow: the study name and its run ids."""
+        return stable_hash({"study": self.name, "runs": sorted(self.run_ids)})
+
+
+class Plan(Frozen):
+    """Everything one ``.kdspec`` file asks for: its studies and every run they need.
+
+    ``runs`` is unique by id and in dependency order (a run comes after the runs it depends on).
+    Two studies of one file that need the same run (e.g. the same teacher) share it.
+    """
+
+    format_version: Literal[1] = PLAN_FORMAT_VERSION
+    source: str | None = None  # path of the .kdspec it was compiled from, for messages only
+    studies: tuple[Study, ...]
     runs: tuple[Run, ...]
 
     @model_validator(mode="after")
@@ -212,15 +228,14 @@ class Plan(Frozen):
                 if dep not in seen:
                     raise ValueError(f"run {run.id} depends on {dep}, which does not come before it")
             seen.add(run.id)
+        names = [s.name for s in self.studies]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate study names in {names}")
+        for study in self.studies:
+            missing = [r for r in study.run_ids if r not in seen]
+            if missing:
+                raise ValueError(f"study {study.name} names runs not in the plan: {missing}")
         return self
-
-    def runs_of(self, role: Role, temperature: float | None = None) -> tuple[Run, ...]:
-        """The runs of one role (and, for distilled runs, one temperature), in seed order."""
-        return tuple(
-            r
-            for r in self.runs
-            if r.role == role and (temperature is None or r.temperature == temperature)
-        )
 
     def run(self, run_id: str) -> Run:
         """The run with this id; KeyError if the plan has none."""
@@ -229,10 +244,32 @@ class Plan(Frozen):
                 return r
         raise KeyError(run_id)
 
-    @property
-    def plan_hash(self) -> str:
-        """Hash of the set of run ids and the study name: identifies this plan in MLflow."""
-        return stable_hash({"study": self.study, "runs": sorted(r.id for r in self.runs)})
+    def study(self, name: str) -> Study:
+        """The study with this name; KeyError if the plan has none."""
+        for s in self.studies:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def study_of(self, run_id: str) -> Study:
+        """The first study that needs this run (its dataset and runtime settings train it)."""
+        for s in self.studies:
+            if run_id in s.run_ids:
+                return s
+        raise KeyError(run_id)
+
+    def runs_of(
+        self, study: Study, role: Role, temperature: float | None = None
+    ) -> tuple[Run, ...]:
+        """One study's runs of one role (and for distilled runs one temperature), in seed order."""
+        wanted = set(study.run_ids)
+        return tuple(
+            r
+            for r in self.runs
+            if r.id in wanted
+            and r.role == role
+            and (temperature is None or r.temperature == temperature)
+        )
 
     def to_json(self) -> str:
         """The plan as JSON; ``Plan.from_json(p.to_json()) == p``."""

@@ -1,0 +1,72 @@
+"""Plans built in Python for runtime and analysis tests, without going through the DSL."""
+
+from __future__ import annotations
+
+from kdspec.catalog import DATASETS
+from kdspec.plan import (
+    AnalysisSpec,
+    DatasetSpec,
+    FairnessSpec,
+    KDLoss,
+    ModelSpec,
+    Plan,
+    Recipe,
+    RuntimeSpec,
+    Study,
+    TrackingSpec,
+    expand_runs,
+)
+
+
+def dataset_spec(name: str = "digits", **overrides: object) -> DatasetSpec:
+    """A DatasetSpec with the catalogue's defaults for ``name``."""
+    facts = DATASETS[name]
+    fields: dict[str, object] = dict(
+        name=name,
+        image_size=facts.image_size,
+        channels=facts.channels,
+        num_classes=len(facts.class_names),
+        class_names=facts.class_names,
+        augment=facts.default_augment,
+    )
+    fields.update(overrides)
+    return DatasetSpec.model_validate(fields)
+
+
+def tiny_recipe(epochs: int = 1, batch_size: int = 64, lr: float = 0.05) -> Recipe:
+    return Recipe(epochs=epochs, batch_size=batch_size, lr=lr)
+
+
+def tiny_plan(
+    *,
+    name: str = "tiny",
+    dataset: DatasetSpec | None = None,
+    teacher_arch: str = "resnet20",
+    student_arch: str = "lenet5",
+    temperatures: tuple[float, ...] = (2.0, 4.0),
+    seeds: tuple[int, ...] = (0, 1),
+    teacher_recipe: Recipe | None = None,
+    student_recipe: Recipe | None = None,
+    fairness: FairnessSpec | None = None,
+    analysis: AnalysisSpec | None = None,
+    runtime: RuntimeSpec | None = None,
+    experiment: str | None = None,
+) -> Plan:
+    """A one-study plan, small enough to train in seconds on a CPU."""
+    dataset = dataset or dataset_spec("digits")
+    teacher = ModelSpec(arch=teacher_arch, recipe=teacher_recipe or tiny_recipe())
+    student = ModelSpec(arch=student_arch, recipe=student_recipe or tiny_recipe())
+    loss = KDLoss(hard_weight=0.1, soft_weight=0.9,
+                  convention="alpha = 0.9 weights the soft term; hard = 1 - alpha")
+    runtime = runtime or RuntimeSpec()
+    runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
+                       temperatures=temperatures, seeds=seeds, loss=loss,
+                       precision=runtime.precision)
+    study = Study(
+        name=name, dataset=dataset, teacher=teacher, student=student,
+        temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
+        analysis=analysis or AnalysisSpec(), runtime=runtime,
+        tracking=TrackingSpec(experiment=experiment or f"kdspec-{name}"),
+        run_ids=tuple(r.id for r in runs),
+    )
+    return Plan(studies=(study,), runs=runs)
