@@ -1,0 +1,89 @@
+"""The typed seams inside the runtime: what data sources hand the training loop, and how the loop
+gets a teacher's logits. Data (``runtime/data``), training (``runtime/training``) and the speed
+work (teacher-logit cache, fused students) meet only here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch, already on the training device.
+
+    images: float32 ``[B, C, H, W]``, augmented and normalised.
+    labels: int64 ``[B]``.
+    index:  int64 ``[B]``, each sample's position in its split (0..num_samples-1).
+    view:   int64 ``[B]``, the augmentation view each image was rendered with, in
+            ``[0, num_views)``, when the augmentation has finitely many views; else None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+    view: torch.Tensor | None = None
+
+
+class TrainSource(Protocol):
+    """The training split. Batches depend only on ``(seed, epoch)``: two runs with the same seed
+    see identical batches in the same order (what lockstep training of one seed's distilled
+    students relies on)."""
+
+    num_samples: int
+    #: Distinct augmentation views per image (e.g. 2 x 9 x 9 = 162 for 4-px crop + flip, 1 for
+    #: none), or None when the augmentation is continuous (random resized crop).
+    num_views: int | None
+
+    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
+        """The batches of one epoch: a seeded shuffle and seeded augmentation."""
+        ...
+
+    def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` (normalised, on the device) of the given samples and views;
+        ``render(b.index, b.view)`` equals ``b.images`` for any batch ``b`` of ``epoch``."""
+        ...
+
+
+class EvalSource(Protocol):
+    """The test split, unaugmented, in a fixed order."""
+
+    num_samples: int
+    labels: np.ndarray  # int64 [N]
+    #: Every per-sample attribute the dataset has (CelebA's 40, Trifeature's shape/texture/color),
+    #: int64 [N] each; empty for plain classification datasets.
+    attributes: dict[str, np.ndarray]
+
+    def batches(self, *, batch_size: int) -> Iterator[Batch]:
+        """The test samples in index order, ``view`` None."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset ready for training: both splits plus what describes them."""
+
+    train: TrainSource
+    test: EvalSource
+    num_classes: int
+    class_names: tuple[str, ...]
+    channels: int
+    image_size: int
+    description: str  # one line for logs: name, sizes, where it was read from
+
+
+class TeacherSignal(Protocol):
+    """Where a distilled student's teacher logits come from: a live forward pass on every batch,
+    or a lookup in logits precomputed once for every (sample, view)."""
+
+    #: Recorded in the run's ``kdspec.teacher_cache`` tag: "off" (live forward) or "on".
+    mode: str
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Teacher logits ``[B, num_classes]`` float32 for ``batch``, without gradient."""
+        ...
