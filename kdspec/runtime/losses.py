@@ -1,0 +1,83 @@
+"""Training losses as pure functions: cross-entropy for teachers and non-distilled students, and
+Hinton's knowledge-distillation loss for distilled students.
+
+Nothing here holds state or touches a model, so the same function serves a student trained alone
+and K students trained in lockstep on one shared batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kdspec.plan import KDLoss
+
+
+def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy ``CE(z_s, y)``.
+
+    student_logits: ``[B, C]`` (any float dtype; computed in float32).
+    labels: int64 ``[B]``.
+    Returns a float32 scalar.
+    """
+    return F.cross_entropy(student_logits.float(), labels)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float,
+    hard_weight: float,
+    soft_weight: float,
+    t_squared: bool = True,
+) -> torch.Tensor:
+    """Hinton et al. (2015) distillation loss, averaged over the batch.
+
+    ``L = hard_weight * CE(z_s, y) + soft_weight * s * KL(softmax(z_t / T) || softmax(z_s / T))``
+    with ``s = T**2`` when ``t_squared`` (it keeps the soft term's gradient magnitude independent
+    of T) and ``s = 1`` otherwise. The KL is summed over classes and averaged over the batch
+    (``reduction="batchmean"``, the mathematically correct mean of a KL).
+
+    student_logits: ``[B, C]``, with gradient.
+    teacher_logits: ``[B, C]``, no gradient needed (detached here).
+    labels: int64 ``[B]``.
+    Returns a float32 scalar. Everything is computed in float32 whatever the autocast dtype, so
+    bf16 training does not lose the small soft-target differences at high T.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ in shape"
+        )
+    zs = student_logits.float()
+    zt = teacher_logits.detach().float()
+    log_p_student = F.log_softmax(zs / temperature, dim=1)
+    log_p_teacher = F.log_softmax(zt / temperature, dim=1)
+    soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    scale = temperature**2 if t_squared else 1.0
+    loss = soft_weight * scale * soft
+    if hard_weight != 0.0:
+        loss = loss + hard_weight * F.cross_entropy(zs, labels)
+    return loss
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float,
+    loss: KDLoss,
+) -> torch.Tensor:
+    """:func:`kd_loss` with the weights and T^2 convention of a plan's :class:`KDLoss`."""
+    return kd_loss(
+        student_logits,
+        teacher_logits,
+        labels,
+        temperature=temperature,
+        hard_weight=loss.hard_weight,
+        soft_weight=loss.soft_weight,
+        t_squared=loss.t_squared,
+    )
