@@ -144,7 +144,7 @@ ARCHITECTURES: dict[str, ArchFacts] = {
     "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8),
     "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8),
     "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8),
-    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 0.85, 32, 8),
+    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8),
     "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 32),
     "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 32),
     "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 32),
