@@ -1,0 +1,48 @@
+"""Architectures by catalogue name: ``build_model(arch, in_channels=, image_size=, num_classes=)``.
+
+Every name in ``kdspec.catalog.ARCHITECTURES`` builds here, untrained and without downloads:
+CIFAR ResNets (option-A shortcuts), LeNet-5, torchvision ResNets and DenseNets. The compiler
+rejects unknown names first; the ``ValueError`` here is a second line of defence.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from kdspec.catalog import ARCHITECTURES
+from kdspec.runtime.models.cifar_resnet import CifarResNet
+from kdspec.runtime.models.lenet import LeNet5
+from kdspec.runtime.models.torchvision_models import (
+    build_torchvision_densenet,
+    build_torchvision_resnet,
+)
+
+__all__ = ["build_model", "CifarResNet", "LeNet5"]
+
+
+def build_model(arch: str, *, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """An untrained model mapping ``[B, in_channels, image_size, image_size]`` to ``[B, num_classes]``.
+
+    Raises ``ValueError`` for a name not in the catalogue. Input sizes are checked by the
+    compiler against ``ArchFacts.min_size``; every family here works from 8 px up (torchvision
+    models through the small-input stem), so 28x28 Fashion-MNIST builds with any of them.
+    """
+    facts = ARCHITECTURES.get(arch)
+    if facts is None:
+        raise ValueError(
+            f"unknown architecture {arch!r}; known architectures: {', '.join(ARCHITECTURES)}"
+        )
+    if facts.family == "cifar_resnet":
+        depth = int(arch.removeprefix("resnet"))
+        return CifarResNet(depth, in_channels=in_channels, num_classes=num_classes)
+    if facts.family == "lenet":
+        return LeNet5(in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+    if facts.family == "torchvision_resnet":
+        return build_torchvision_resnet(
+            arch, in_channels=in_channels, image_size=image_size, num_classes=num_classes
+        )
+    if facts.family == "torchvision_densenet":
+        return build_torchvision_densenet(
+            arch, in_channels=in_channels, image_size=image_size, num_classes=num_classes
+        )
+    raise ValueError(f"architecture {arch!r} has an unknown family {facts.family!r}")
