@@ -1,0 +1,67 @@
+"""Where the training loop gets a distilled group's teacher logits: :class:`LiveTeacher` (one
+teacher forward per batch, shared by every student of a lockstep group) or the exact logit cache
+of :mod:`kdspec.runtime.teacher_cache`, chosen by :func:`make_teacher_signal` from the study's
+``runtime.teacher_cache`` setting ("off", "on", or "auto": cache when it costs fewer forwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from kdspec.plan import RuntimeSpec
+from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
+from kdspec.runtime.teacher_cache import build_teacher_signal
+
+AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
+
+
+class LiveTeacher:
+    """Teacher logits from a forward pass on each batch: eval mode (BatchNorm uses its running
+    statistics, no dropout), no gradient, under the same autocast as the students' steps.
+
+    The returned logits are float32 ``[B, num_classes]`` whatever the autocast dtype.
+    """
+
+    mode = "off"
+
+    def __init__(self, teacher: torch.nn.Module, *, autocast: AutocastFactory = contextlib.nullcontext):
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self._autocast = autocast
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad(), self._autocast():
+            return self.teacher(batch.images).float()
+
+
+def make_teacher_signal(
+    teacher: torch.nn.Module,
+    train: TrainSource,
+    *,
+    runtime: RuntimeSpec,
+    epochs: int,
+    group_size: int,
+    num_classes: int,
+    device: torch.device,
+    autocast: AutocastFactory = contextlib.nullcontext,
+) -> TeacherSignal:
+    """The teacher signal for one lockstep group of ``group_size`` distilled students that train
+    ``epochs`` epochs (counted from where they resume) on ``train``.
+
+    The teacher forward is always shared by the group (one per batch), which is what the cache's
+    "auto" cost rule compares against. A continuous augmentation (no finite views) can only be
+    served live.
+    """
+    live = LiveTeacher(teacher, autocast=autocast)
+    mode = runtime.teacher_cache
+    if train.num_views is None or epochs <= 0:
+        return live
+    return build_teacher_signal(
+        teacher, train, mode=mode, epochs=epochs, live=live, device=device,
+        num_classes=num_classes, precision=runtime.precision, group_size=group_size,
+        shared_forward=True, autocast=autocast,
+    )

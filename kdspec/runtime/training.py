@@ -1,0 +1,208 @@
+"""The epoch loop: one or more runs trained in lockstep on identical batches.
+
+A lockstep group is the distilled students of one seed (one per temperature, same architecture,
+recipe and teacher), or a single run (a group of one). Every epoch the group draws ONE batch
+iterator ``train.epoch(seed=..., epoch=...)``; for each batch the teacher signal is asked once for
+logits, then each member takes its own optimisation step (separate models, optimizers and
+schedulers: on a small CPU K separate steps beat a fused step, BRIEF section 7).
+
+Why a run's result does not depend on its group:
+1. its initial weights come from a generator seeded by the run's seed alone (:func:`new_trainee`);
+2. batches and augmentation depend only on ``(seed, epoch)`` (the TrainSource contract);
+3. teacher logits are a function of the batch, whoever asks;
+4. a member's step reads nothing of the other members'.
+
+No host synchronisation inside an epoch: losses are summed on the device and read once per epoch
+(the divergence check), so the CPU never waits on a GPU mid-epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from kdspec.plan import Run
+from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
+from kdspec.runtime.losses import distillation_loss, hard_label_loss
+from kdspec.runtime.models import build_model
+from kdspec.runtime.optimization import build_optimizer, build_scheduler, current_lr
+
+#: A run whose epoch-mean loss exceeds this multiple of its very first batch's loss is diverging
+#: (a healthy run's loss falls below its first value within an epoch; 1000x is far past noise).
+DIVERGENCE_FACTOR = 1e3
+
+AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
+
+
+@dataclass
+class Trainee:
+    """One run being trained: its model, optimizer, per-epoch scheduler and progress."""
+
+    run: Run
+    model: torch.nn.Module
+    optimizer: Optimizer
+    scheduler: LRScheduler
+    #: fp16 only: this run's own gradient scaler (never shared, so grouping changes nothing).
+    scaler: torch.amp.GradScaler | None = None
+    #: What the step calls: ``model`` itself, or a compiled / data-parallel wrapper of it.
+    forward: torch.nn.Module | None = None
+    epochs_done: int = 0
+    failure: str | None = None
+    first_loss: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.model
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one member did in one epoch (``epoch`` 0-based); ``failure`` set if it diverged."""
+
+    trainee: Trainee
+    epoch: int
+    train_loss: float
+    lr: float
+    failure: str | None
+
+
+def new_trainee(
+    run: Run,
+    *,
+    in_channels: int,
+    image_size: int,
+    num_classes: int,
+    device: torch.device,
+    fp16_scaler: bool = False,
+) -> Trainee:
+    """A freshly initialised run: weights drawn from a CPU generator seeded by ``run.seed`` only
+    (global RNG state is saved and restored around it), then moved to ``device`` (channels-last
+    on CUDA, where convolutions are faster in that layout)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(run.seed)
+        model = build_model(run.arch, in_channels=in_channels, image_size=image_size,
+                            num_classes=num_classes)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, run.recipe)
+    scheduler = build_scheduler(optimizer, run.recipe)
+    scaler = torch.amp.GradScaler(device.type) if fp16_scaler else None
+    return Trainee(run=run, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+
+
+def train_step(
+    trainee: Trainee,
+    batch: Batch,
+    teacher_logits: torch.Tensor | None,
+    *,
+    autocast: AutocastFactory = contextlib.nullcontext,
+) -> torch.Tensor:
+    """One optimisation step of one member; returns the detached loss (a device scalar).
+
+    Distilled runs use the Hinton loss with the run's temperature and weights
+    (``teacher_logits`` ``[B, C]`` required); teachers and non-distilled students use CE.
+    """
+    run = trainee.run
+    assert trainee.forward is not None
+    with autocast():
+        logits = trainee.forward(batch.images)
+    if run.role == "distilled":
+        if teacher_logits is None or run.loss is None or run.temperature is None:
+            raise ValueError(f"distilled run {run.id} needs teacher logits")
+        loss = distillation_loss(logits, teacher_logits, batch.labels,
+                                 temperature=run.temperature, loss=run.loss)
+    else:
+        loss = hard_label_loss(logits, batch.labels)
+    trainee.optimizer.zero_grad(set_to_none=True)
+    if trainee.scaler is not None:
+        trainee.scaler.scale(loss).backward()
+        trainee.scaler.step(trainee.optimizer)
+        trainee.scaler.update()
+    else:
+        loss.backward()
+        trainee.optimizer.step()
+    return loss.detach()
+
+
+def check_loss(loss: float, first_loss: float, epoch: int) -> str | None:
+    """Why an epoch's mean loss means the run failed, or None: a NaN or infinite loss, or a loss
+    above ``DIVERGENCE_FACTOR`` times the run's first-batch loss."""
+    if not math.isfinite(loss):
+        return f"non-finite training loss ({loss}) in epoch {epoch + 1}"
+    if math.isfinite(first_loss) and first_loss > 0 and loss > DIVERGENCE_FACTOR * first_loss:
+        return (f"diverging training loss in epoch {epoch + 1}: {loss:.4g} > "
+                f"{DIVERGENCE_FACTOR:g} x the first batch's {first_loss:.4g}")
+    return None
+
+
+def train_lockstep(
+    trainees: Sequence[Trainee],
+    train: TrainSource,
+    *,
+    teacher: TeacherSignal | None,
+    seed: int,
+    batch_size: int,
+    epochs: int,
+    autocast: AutocastFactory = contextlib.nullcontext,
+    on_batch: Callable[[], None] | None = None,
+    on_epoch_end: Callable[[Sequence[EpochResult]], None] | None = None,
+    batch_share: tuple[int, int] = (0, 1),
+) -> None:
+    """Train ``trainees`` (all at the same ``epochs_done``) from there up to ``epochs`` epochs.
+
+    ``teacher`` is required iff the members are distilled. ``on_epoch_end`` gets one result per
+    member still training that epoch (evaluation, logging and checkpoints live there); a member
+    whose loss is NaN or diverges gets ``failure`` set and trains no further, the others go on.
+    ``batch_share = (k, n)`` (data-parallel training) keeps batches ``i`` with ``i % n == k``
+    among the first ``n * floor(batches / n)``, so every process takes the same number of steps.
+    """
+    if not trainees:
+        return
+    start = trainees[0].epochs_done
+    if any(t.epochs_done != start for t in trainees):
+        raise ValueError("lockstep members must resume from the same epoch")
+    share_index, share_count = batch_share
+    total_batches = math.ceil(train.num_samples / batch_size)
+    usable_batches = (total_batches // share_count) * share_count
+    for epoch in range(start, epochs):
+        active = [t for t in trainees if t.failure is None]
+        if not active:
+            return
+        device = next(active[0].model.parameters()).device
+        loss_sums = [torch.zeros((), device=device) for _ in active]
+        seen = 0
+        for i, batch in enumerate(train.epoch(seed=seed, epoch=epoch, batch_size=batch_size)):
+            if i >= usable_batches or i % share_count != share_index:
+                continue
+            teacher_logits = teacher.logits(batch) if teacher is not None else None
+            n = batch.labels.shape[0]
+            for member, loss_sum in zip(active, loss_sums, strict=True):
+                loss = train_step(member, batch, teacher_logits, autocast=autocast)
+                if member.first_loss is None:
+                    member.first_loss = loss.clone()
+                loss_sum += loss * n
+            seen += n
+            if on_batch is not None:
+                on_batch()
+        # The one host synchronisation of the epoch: every member's summed loss at once.
+        firsts = [t.first_loss if t.first_loss is not None else torch.zeros((), device=device)
+                  for t in active]
+        values = torch.stack(loss_sums + firsts).double().cpu().tolist()
+        results = []
+        for j, member in enumerate(active):
+            mean_loss = values[j] / max(seen, 1)
+            failure = check_loss(mean_loss, values[len(active) + j], epoch)
+            lr = current_lr(member.optimizer)
+            member.scheduler.step()
+            member.epochs_done = epoch + 1
+            member.failure = failure
+            results.append(EpochResult(member, epoch, mean_loss, lr, failure))
+        if on_epoch_end is not None:
+            on_epoch_end(results)
