@@ -1,0 +1,254 @@
+"""The ``dataset`` and ``fairness`` sections: catalogue checks and every default resolved.
+
+Image size, channels, class count and class names come from ``kdspec.catalog``; for CelebA and
+Trifeature the classes are the values of the ``target`` attribute. Attributes named by
+``sensitive`` (in either section) must be ones the dataset provides, and all of them end up in
+``DatasetSpec.sensitive`` so the runtime keeps them with the test predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from kdspec.catalog import DATASETS, DatasetFacts
+from kdspec.dsl.diagnostics import (
+    Diagnostics,
+    DuplicateDefinition,
+    InconsistentStudy,
+    MissingField,
+    UnknownName,
+    did_you_mean,
+)
+from kdspec.dsl.reader import Key, SectionReader
+from kdspec.dsl.syntax import Section
+from kdspec.dsl.validation import build_model
+from kdspec.errors import Span
+from kdspec.plan import AugmentPreset, DatasetSpec, FairnessMetric, FairnessSpec
+
+#: Trifeature is generated locally; without sizes in the spec, this many images per split.
+DEFAULT_GENERATED_TRAIN = 10_000
+DEFAULT_GENERATED_TEST = 2_000
+
+DATASET_KEYS: dict[str, Key] = {
+    k: Key() for k in (
+        "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
+        "sensitive", "balance", "generated_train", "generated_test",
+    )
+}
+FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
+                                                      "aggregate")}
+AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
+FAIRNESS_METRICS: tuple[str, ...] = get_args(FairnessMetric)
+
+
+@dataclass
+class DatasetDraft:
+    """The dataset fields read so far; ``sensitive`` is completed by the fairness section."""
+
+    facts: DatasetFacts
+    fields: dict[str, Any]
+    spans: dict[str, Span]
+    sensitive: list[str]
+    where: Span
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.fields["num_classes"])
+
+    @property
+    def train_samples(self) -> int | None:
+        """Images in one training epoch, when known before reading the files."""
+        sizes = (self.fields.get("train_subset"), self.fields.get("generated_train_size"),
+                 self.facts.train_size)
+        known = [s for s in sizes if s is not None]
+        return min(known) if known else None
+
+
+def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
+    """Check the ``dataset NAME { ... }`` section against the catalogue."""
+    if section.label is None:
+        diags.add(MissingField(section.key_span, "dataset has no name",
+                               help="write `dataset cifar10 { ... }`; known datasets: "
+                                    + ", ".join(sorted(DATASETS))))
+        return None
+    name = section.label.value
+    reader = SectionReader(f"dataset {name}", section.entries, DATASET_KEYS, diags)
+    if name not in DATASETS:
+        diags.add(UnknownName(section.label.span, f"unknown dataset '{name}'",
+                              help=did_you_mean(name, DATASETS, "known datasets")))
+        return None
+    facts = DATASETS[name]
+    fields: dict[str, Any] = {"name": name, "channels": facts.channels,
+                              "image_size": facts.image_size, "augment": facts.default_augment}
+    spans: dict[str, Span] = {}
+    draft = DatasetDraft(facts, fields, spans, [], section.label.span)
+
+    def put(field: str, key: str, value: Any) -> None:
+        if value is not None:
+            fields[field], spans[field] = value, reader.span(key)
+
+    put("root", "root", reader.string("root"))
+    put("download", "download", reader.boolean("download"))
+    put("augment", "augment", reader.choice("augment", AUGMENT_PRESETS))
+    put("balance", "balance", reader.choice("balance", ("none", "undersample")))
+    for key in ("train_subset", "test_subset"):
+        put(key, key, reader.positive_integer(key))
+    _read_image_size(reader, draft, diags)
+    _read_generated_sizes(reader, draft, diags)
+    _read_target(reader, draft, diags)
+    for key, full in (("train_subset", facts.train_size), ("test_subset", facts.test_size)):
+        if key in fields and full is not None and fields[key] > full:
+            diags.add(InconsistentStudy(spans[key], f"{key} {fields[key]} is larger than "
+                                        f"{name}'s {full} images"))
+    for attr, span in reader.names("sensitive") or []:
+        _add_sensitive(draft, attr, span, diags)
+    return draft
+
+
+def _read_image_size(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:
+    size = reader.positive_integer("image_size")
+    if size is None:
+        return
+    if not draft.facts.resizable:
+        diags.add(InconsistentStudy(reader.span("image_size"),
+                                    f"{draft.facts.name} images are always "
+                                    f"{draft.facts.image_size}x{draft.facts.image_size}",
+                                    help="remove image_size (only imagenet, celeba and "
+                                         "trifeature can be resized)"))
+        return
+    draft.fields["image_size"], draft.spans["image_size"] = size, reader.span("image_size")
+
+
+def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
+                          diags: Diagnostics) -> None:
+    generated = draft.facts.name == "trifeature"
+    for key, field, default in (
+        ("generated_train", "generated_train_size", DEFAULT_GENERATED_TRAIN),
+        ("generated_test", "generated_test_size", DEFAULT_GENERATED_TEST),
+    ):
+        size = reader.positive_integer(key)
+        if size is not None and not generated:
+            diags.add(InconsistentStudy(reader.span(key), f"{draft.facts.name} is not generated",
+                                        help=f"{key} applies only to trifeature"))
+        elif generated:
+            draft.fields[field] = default if size is None else size
+            if size is not None:
+                draft.spans[field] = reader.span(key)
+    train = draft.fields.get("generated_train_size")
+    subset = draft.fields.get("train_subset")
+    if train is not None and subset is not None and subset > train:
+        diags.add(InconsistentStudy(draft.spans["train_subset"],
+                                    f"train_subset {subset} is larger than the {train} "
+                                    "generated training images"))
+
+
+def _read_target(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:
+    facts = draft.facts
+    values = reader.names("target")
+    target = values[0] if values and len(values) == 1 else None
+    if values is not None and len(values) != 1:
+        diags.add(InconsistentStudy(reader.span("target"), "target must be one attribute"))
+        return
+    if not facts.attribute_values:
+        if target is not None:
+            diags.add(InconsistentStudy(target[1], f"{facts.name} has no target attributes",
+                                        help=f"{facts.name} is labelled by its classes; "
+                                             "remove target"))
+        draft.fields["class_names"] = facts.class_names
+        draft.fields["num_classes"] = len(facts.class_names)
+        return
+    if target is None:
+        if values is None:
+            diags.add(MissingField(draft.where, f"{facts.name} needs a target attribute",
+                                   help="e.g. `target = " + next(iter(facts.attribute_values))
+                                        + "`; attributes: " + ", ".join(facts.attribute_values)
+                                   if len(facts.attribute_values) <= 10 else
+                                   "e.g. `target = Smiling`"))
+        draft.fields["class_names"], draft.fields["num_classes"] = ("?", "?"), 2
+        return
+    name, span = target
+    if name not in facts.attribute_values:
+        diags.add(UnknownName(span, f"{facts.name} has no attribute '{name}'",
+                              help=did_you_mean(name, facts.attribute_values, "attributes")))
+        draft.fields["class_names"], draft.fields["num_classes"] = ("?", "?"), 2
+        return
+    draft.fields["target"], draft.spans["target"] = name, span
+    draft.fields["class_names"] = facts.attribute_values[name]
+    draft.fields["num_classes"] = len(facts.attribute_values[name])
+    if draft.fields.get("balance") == "undersample" and draft.num_classes != 2:
+        diags.add(InconsistentStudy(draft.spans["balance"],
+                                    "undersample balances a binary target only",
+                                    help=f"target '{name}' has {draft.num_classes} classes"))
+
+
+def _add_sensitive(draft: DatasetDraft, attr: str, span: Span, diags: Diagnostics) -> bool:
+    facts = draft.facts
+    if not facts.attributes:
+        diags.add(InconsistentStudy(span, f"{facts.name} has no sensitive attributes",
+                                    help="fairness needs a dataset with attributes: "
+                                         + ", ".join(n for n, f in DATASETS.items()
+                                                     if f.fairness_dataset)))
+        return False
+    if attr not in facts.attributes:
+        diags.add(UnknownName(span, f"{facts.name} has no attribute '{attr}'",
+                              help=did_you_mean(attr, facts.attributes, "attributes")))
+        return False
+    if attr == draft.fields.get("target"):
+        diags.add(InconsistentStudy(span, f"'{attr}' is the target; it cannot also be sensitive"))
+        return False
+    if attr in draft.sensitive:
+        diags.add(DuplicateDefinition(span, f"'{attr}' is listed twice"))
+        return False
+    draft.sensitive.append(attr)
+    return True
+
+
+def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> FairnessSpec | None:
+    """The ``fairness { ... }`` section; adds its sensitive attributes to the dataset draft."""
+    reader = SectionReader("fairness", section.entries, FAIRNESS_KEYS, diags)
+    named = reader.names("sensitive")
+    sensitive: list[str] = []
+    for attr, span in named or []:
+        if attr in draft.sensitive or _add_sensitive(draft, attr, span, diags):
+            sensitive.append(attr)
+    if named is None:
+        sensitive = list(draft.sensitive)
+        if not sensitive:
+            diags.add(MissingField(section.key_span, "fairness names no sensitive attribute",
+                                   help="add `sensitive = ATTRIBUTE` here or in the dataset"))
+    metrics = reader.choices("metrics", FAIRNESS_METRICS)
+    metrics = FAIRNESS_METRICS if metrics is None else metrics
+    multiclass = reader.choice("multiclass", ("one_vs_rest",))
+    aggregate = reader.choice("aggregate", ("max", "mean"))
+    classes = draft.num_classes
+    if multiclass is None and aggregate is not None:
+        diags.add(InconsistentStudy(reader.span("aggregate"),
+                                    "aggregate applies only with `multiclass = one_vs_rest`"))
+    if classes > 2 and metrics and multiclass is None and not reader.has("multiclass"):
+        target = draft.fields.get("target", "the label")
+        diags.add(InconsistentStudy(section.key_span,
+                                    f"target '{target}' has {classes} classes: fairness metrics "
+                                    "need a multiclass strategy",
+                                    help="add `multiclass = one_vs_rest` and "
+                                         "`aggregate = max` (or mean)"))
+    if classes == 2 and multiclass is not None:
+        diags.add(InconsistentStudy(reader.span("multiclass"),
+                                    "the target is binary: there is no multiclass strategy to set",
+                                    help="remove multiclass (and aggregate)"))
+        multiclass = None
+    fields: dict[str, Any] = {"sensitive": tuple(sensitive), "metrics": metrics,
+                              "multiclass_aggregate": (aggregate or "max") if multiclass else None}
+    if not sensitive:
+        return None
+    return build_model(FairnessSpec, fields, {}, where=section.key_span, what="fairness",
+                       diags=diags)
+
+
+def build_dataset(draft: DatasetDraft, diags: Diagnostics) -> DatasetSpec | None:
+    """The finished DatasetSpec (after the fairness section has added its attributes)."""
+    fields = {**draft.fields, "sensitive": tuple(draft.sensitive)}
+    if "?" in fields["class_names"]:
+        return None  # the target was missing or unknown, already reported
+    return build_model(DatasetSpec, fields, draft.spans, where=draft.where, what="dataset",
+                       diags=diags)

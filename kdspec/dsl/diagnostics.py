@@ -1,0 +1,143 @@
+"""Diagnostics of the ``.kdspec`` compiler: one class per kind of problem, a collector, and the
+renderer the CLI prints.
+
+Rendered form (one block per problem, sorted by file and position)::
+
+    specs/cifar.kdspec:12:13: error: unknown architecture 'resnet99'
+       |
+    12 |   student resnet99 {
+       |           ^^^^^^^^
+       = help: did you mean 'resnet56'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kdspec.errors import Diagnostic, Span, SpecError
+
+
+@dataclass(frozen=True)
+class SyntaxProblem(Diagnostic):
+    """The text is not a well-formed ``.kdspec`` file."""
+
+
+@dataclass(frozen=True)
+class UnknownName(Diagnostic):
+    """A name (key, section, architecture, dataset, attribute, recipe, option) that is not known."""
+
+
+@dataclass(frozen=True)
+class WrongType(Diagnostic):
+    """A value of the wrong kind, e.g. a string where a number belongs."""
+
+
+@dataclass(frozen=True)
+class InvalidValue(Diagnostic):
+    """A value of the right kind outside what is allowed (temperature <= 0, weight > 1, ...)."""
+
+
+@dataclass(frozen=True)
+class DuplicateDefinition(Diagnostic):
+    """A key, recipe or study given twice."""
+
+
+@dataclass(frozen=True)
+class MissingField(Diagnostic):
+    """Something required is not given (a recipe's lr, a study's distill section, ...)."""
+
+
+@dataclass(frozen=True)
+class IncludeProblem(Diagnostic):
+    """An include that cannot be read, forms a cycle, or brings more than recipes."""
+
+
+@dataclass(frozen=True)
+class InconsistentStudy(Diagnostic):
+    """Values that are fine alone but not together (an attribute the dataset lacks, too few
+    seeds for a Welch test, an architecture too big for the image size, ...)."""
+
+
+class Diagnostics:
+    """Collects every problem found, so that all of them are reported at once."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        """Record a problem; the same problem reached twice (a recipe two roles share) once."""
+        if diagnostic not in self.items:
+            self.items.append(diagnostic)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raise_if_any(self, sources: dict[str, str]) -> None:
+        """Raise one SpecError with everything collected so far, if anything was."""
+        if self.items:
+            raise SpecError(list(self.items), sources)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], what: str) -> str:
+    """A help line: the closest candidate if one is close, else the list of known ``what``."""
+    options = sorted(set(candidates))
+    by_lower = {c.lower(): c for c in options}
+    if word.lower() in by_lower:
+        return f"did you mean '{by_lower[word.lower()]}'?"
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not close:
+        close = [
+            by_lower[c]
+            for c in difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+        ]
+    if close:
+        return f"did you mean '{close[0]}'?"
+    if not options:
+        return f"there are no {what} here"
+    return f"{what}: " + ", ".join(options)
+
+
+def _source_line(sources: dict[str, str], span: Span) -> str | None:
+    text = sources.get(span.path)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    if 1 <= span.line <= len(lines):
+        return lines[span.line - 1]
+    if span.line == len(lines) + 1:
+        return ""
+    return None
+
+
+def render_diagnostic(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
+    """One diagnostic as ``path:line:col: error: message``, the source line and a caret line."""
+    span = diagnostic.span
+    out = [f"{span.path}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
+    line_text = _source_line(sources, span)
+    width = len(str(span.line))
+    pad = " " * width
+    if line_text is not None:
+        start = max(span.column - 1, 0)
+        if span.end_line == span.line:
+            length = max(span.end_column - span.column, 1)
+        else:
+            length = max(len(line_text) - start, 1)
+        # Keep tabs in the gutter so the caret lines up under tab-indented text.
+        indent = "".join("\t" if ch == "\t" else " " for ch in line_text[:start])
+        indent += " " * (start - len(line_text[:start]))
+        out.append(f"{pad} |")
+        out.append(f"{span.line} | {line_text}".rstrip())
+        out.append(f"{pad} | {indent}{'^' * length}")
+    if diagnostic.help:
+        out.append(f"{pad} = help: {diagnostic.help}")
+    return "\n".join(out) + "\n"
+
+
+def render_spec_error(err: SpecError) -> str:
+    """Every diagnostic of ``err``, sorted, separated by blank lines, then a count."""
+    blocks = [render_diagnostic(d, err.sources) for d in err.diagnostics]
+    n = len(err.diagnostics)
+    summary = f"{n} error{'s' if n != 1 else ''} found\n"
+    return "\n".join([*blocks, summary])

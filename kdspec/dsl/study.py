@@ -1,0 +1,279 @@
+"""Compile one ``study NAME { ... }`` block into a ``Study`` and the runs it needs.
+
+Sections: ``dataset``, ``teacher``, ``student``, ``distill``, ``fairness``, ``analysis``,
+``runtime``, ``tracking``, and the value ``seeds``. Every problem is added to the diagnostics;
+the result is None when anything is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+from kdspec.catalog import ARCHITECTURES
+from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
+from kdspec.dsl.diagnostics import (
+    Diagnostics,
+    DuplicateDefinition,
+    InconsistentStudy,
+    InvalidValue,
+    MissingField,
+    UnknownName,
+    WrongType,
+    did_you_mean,
+)
+from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader
+from kdspec.dsl.recipes import RecipeBook, read_layer
+from kdspec.dsl.syntax import Number, Section, WeightedSum
+from kdspec.dsl.validation import build_model
+from kdspec.errors import Span
+from kdspec.plan import (
+    AnalysisSpec,
+    Comparison,
+    Correction,
+    DisagreementPair,
+    FairnessSpec,
+    KDLoss,
+    ModelSpec,
+    Normalization,
+    Precision,
+    Run,
+    RuntimeSpec,
+    Study,
+    TrackingSpec,
+    expand_runs,
+)
+
+#: The paper trains every role over 5 seeds; a study without ``seeds`` gets 0..4.
+DEFAULT_SEED_COUNT = 5
+#: A study expanding to more runs than this is a typo (e.g. a range meant as a list).
+MOST_RUNS = 10_000
+
+STUDY_KEYS: dict[str, Key] = {
+    "dataset": Key("section"), "teacher": Key("section"), "student": Key("section"),
+    "distill": Key("section"), "fairness": Key("section"), "analysis": Key("section"),
+    "runtime": Key("section"), "tracking": Key("section"), "seeds": Key(),
+}
+DISTILL_KEYS: dict[str, Key] = {"temperatures": Key(), "loss": Key(), "t_squared": Key()}
+LOSS_FORM = "`loss = 0.1 * hard + 0.9 * soft`"
+DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
+                 for k in ("alpha", "beta", "weight", "hard_weight", "soft_weight")}
+ANALYSIS_KEYS: dict[str, Key] = {k: Key() for k in (
+    "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds")}
+RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lockstep",
+                                                    "teacher_cache")}
+TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}
+
+
+def compile_study(section: Section, recipes: RecipeBook,
+                  diags: Diagnostics) -> tuple[Study, tuple[Run, ...]] | None:
+    """The study and its runs (dependency order), or None if anything was reported."""
+    assert section.label is not None
+    name = section.label.value
+    before = len(diags)
+    study = SectionReader(f"study '{name}'", section.entries, STUDY_KEYS, diags)
+    for key in ("dataset", "teacher", "student", "distill"):
+        if not study.has(key):
+            diags.add(MissingField(section.label.span, f"study '{name}' has no {key} section",
+                                   help=f"add `{key} ... {{ ... }}`; see docs/language.md"))
+    draft = read_dataset(s, diags) if (s := study.section("dataset")) else None
+    teacher = _role(study.section("teacher"), "teacher", draft, recipes, diags)
+    student = _role(study.section("student"), "student", draft, recipes, diags)
+    temperatures, loss = _distill(study.section("distill"), diags)
+    seeds, seeds_span = _seeds(study, section.label.span, diags)
+    fairness: FairnessSpec | None = None
+    if draft is not None and (s := study.section("fairness")) is not None:
+        fairness = read_fairness(s, draft, diags)
+    analysis = _options(study.section("analysis"), AnalysisSpec, ANALYSIS_KEYS, "analysis", {
+        "normalization": get_args(Normalization), "correction": get_args(Correction),
+        "over_seeds": ("sum", "mean")}, {
+        "comparisons": get_args(Comparison), "disagreement": get_args(DisagreementPair)}, diags)
+    runtime = _options(study.section("runtime"), RuntimeSpec, RUNTIME_KEYS, "runtime", {
+        "precision": get_args(Precision), "teacher_cache": ("auto", "on", "off")}, {}, diags)
+    tracking = _tracking(study.section("tracking"), name, diags)
+    if analysis is not None and analysis.comparisons and seeds is not None and len(seeds) < 2:
+        diags.add(InconsistentStudy(seeds_span, f"the Welch t-test needs at least 2 seeds per "
+                                    f"group; this study has {len(seeds)}",
+                                    help="use `seeds = 5`, or `comparisons = []` in analysis"))
+    dataset = build_dataset(draft, diags) if draft is not None else None
+    if len(diags) > before:
+        return None
+    if not (dataset and teacher and student and temperatures and loss and seeds
+            and analysis and runtime and tracking):
+        return None  # each missing part was reported where it was read
+    n_runs = len(seeds) * (2 + len(temperatures))
+    if n_runs > MOST_RUNS:
+        diags.add(InconsistentStudy(section.label.span, f"study '{name}' expands to {n_runs} "
+                                    f"runs (at most {MOST_RUNS})"))
+        return None
+    runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
+                       temperatures=temperatures, seeds=seeds, loss=loss,
+                       precision=runtime.precision)
+    fields = dict(name=name, dataset=dataset, teacher=teacher, student=student,
+                  temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
+                  analysis=analysis, runtime=runtime, tracking=tracking,
+                  run_ids=tuple(r.id for r in runs))
+    built = build_model(Study, fields, {}, where=section.label.span, what=f"study '{name}'",
+                        diags=diags)
+    return None if built is None else (built, runs)
+
+
+def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipes: RecipeBook,
+          diags: Diagnostics) -> ModelSpec | None:
+    if section is None:
+        return None
+    layer, _ = read_layer(section, role, None, diags)
+    if section.label is None:
+        diags.add(MissingField(section.key_span, f"{role} has no architecture",
+                               help=f"write `{role} resnet20 {{ ... }}`"))
+        return None
+    arch = section.label.value
+    recipe = recipes.build(layer, section.label.span, role)
+    if arch not in ARCHITECTURES:
+        diags.add(UnknownName(section.label.span, f"unknown architecture '{arch}'",
+                              help=did_you_mean(arch, ARCHITECTURES, "known architectures")))
+        return None
+    facts = ARCHITECTURES[arch]
+    if draft is not None and draft.fields["image_size"] < facts.min_size:
+        size = draft.fields["image_size"]
+        fix = (f"set image_size >= {facts.min_size} in the dataset" if draft.facts.resizable
+               else "choose an architecture for small images: " + ", ".join(
+                   a for a, f in ARCHITECTURES.items() if f.min_size <= size))
+        diags.add(InconsistentStudy(section.label.span, f"{arch} needs images of at least "
+                                    f"{facts.min_size}x{facts.min_size}; {draft.facts.name} "
+                                    f"images here are {size}x{size}", help=fix))
+        return None
+    return None if recipe is None else ModelSpec(arch=arch, recipe=recipe)
+
+
+def _distill(section: Section | None,
+             diags: Diagnostics) -> tuple[tuple[float, ...] | None, KDLoss | None]:
+    if section is None:
+        return None, None
+    before = len(diags)
+    reader = SectionReader("distill", section.entries, DISTILL_KEYS, diags, DISTILL_HINTS)
+    temperatures: list[float] = []
+    for t, span in reader.numbers("temperatures") or []:
+        if t <= 0:
+            diags.add(InvalidValue(span, f"temperature must be > 0, found {t:g}",
+                                   help="T divides the logits: softmax(z / T)"))
+        elif t in temperatures:
+            diags.add(DuplicateDefinition(span, f"temperature {t:g} is listed twice"))
+        else:
+            temperatures.append(t)
+    if not reader.has("temperatures"):
+        diags.add(MissingField(section.key_span, "distill has no temperatures",
+                               help="e.g. `temperatures = 2..10` or `[1..10, 20, 30, 40]`"))
+    elif reader.value("temperatures") is not None and not temperatures and len(diags) == before:
+        diags.add(InvalidValue(reader.span("temperatures"), "temperatures is empty",
+                               help="e.g. `temperatures = 2..10`"))
+    t_squared = reader.boolean("t_squared")
+    loss = _loss(reader, section, True if t_squared is None else t_squared, diags)
+    return (tuple(temperatures) or None), loss
+
+
+def _loss(reader: SectionReader, section: Section, t_squared: bool,
+          diags: Diagnostics) -> KDLoss | None:
+    value = reader.value("loss")
+    if value is None:
+        diags.add(MissingField(section.key_span, "distill has no loss",
+                               help=f"say which term each weight applies to: {LOSS_FORM}"))
+        return None
+    if not isinstance(value, WeightedSum):
+        bare = isinstance(value, Number)
+        diags.add(WrongType(value.span, "a bare weight does not say which term it weights"
+                            if bare else "'loss' must be a weighted sum of hard and soft",
+                            help=f"write {LOSS_FORM}"))
+        return None
+    weights: dict[str, float] = {}
+    for term in value.terms:
+        word, weight = term.term.value, float(term.weight.value)
+        if word not in ("hard", "soft"):
+            diags.add(UnknownName(term.term.span, f"unknown loss term '{word}'",
+                                  help="the terms are hard (CE with the labels) and soft (KD)"))
+        elif word in weights:
+            diags.add(DuplicateDefinition(term.term.span, f"the {word} term is weighted twice"))
+        elif not 0.0 <= weight <= 1.0:
+            diags.add(InvalidValue(term.weight.span, f"weight of the {word} term must be between"
+                                   f" 0 and 1, found {weight:g}"))
+            weights[word] = weight
+        else:
+            weights[word] = weight
+    for word in ("hard", "soft"):
+        if word not in weights:
+            diags.add(MissingField(value.span, f"loss gives no weight to the {word} term",
+                                   help=f"write both terms, e.g. {LOSS_FORM} (0 is a weight)"))
+    if len(weights) < 2 or any(not 0.0 <= w <= 1.0 for w in weights.values()):
+        return None
+    kl = "T^2 * KL" if t_squared else "KL"
+    convention = (f"loss = {weights['hard']:g} * hard + {weights['soft']:g} * soft: hard weights "
+                  f"CE(z_s, y), soft weights {kl}(softmax(z_t/T) || softmax(z_s/T))")
+    return KDLoss(hard_weight=weights["hard"], soft_weight=weights["soft"], t_squared=t_squared,
+                  convention=convention)
+
+
+def _seeds(study: SectionReader, where: Span,
+           diags: Diagnostics) -> tuple[tuple[int, ...] | None, Span]:
+    value = study.value("seeds")
+    if value is None:
+        return tuple(range(DEFAULT_SEED_COUNT)), where
+    span = value.span
+    if isinstance(value, Number) and value.is_int:
+        count = int(value.value)
+        if not 1 <= count <= LONGEST_LIST:
+            diags.add(InvalidValue(span, f"seed count must be between 1 and {LONGEST_LIST}, "
+                                   f"found {count}", help="`seeds = 5` means seeds 0..4"))
+            return None, span
+        return tuple(range(count)), span
+    numbers = study.numbers("seeds")
+    if numbers is None:
+        return None, span
+    seeds: list[int] = []
+    for s, item_span in numbers:
+        if s != int(s) or s < 0:
+            diags.add(InvalidValue(item_span, f"a seed must be a whole number >= 0, found {s:g}"))
+        elif int(s) in seeds:
+            diags.add(DuplicateDefinition(item_span, f"seed {int(s)} is listed twice"))
+        else:
+            seeds.append(int(s))
+    if not numbers:
+        diags.add(InvalidValue(span, "seeds is empty", help="`seeds = 5` means seeds 0..4"))
+        return None, span
+    return tuple(seeds), span
+
+
+def _options(section: Section | None, model: Any, keys: dict[str, Key], what: str,
+             single: dict[str, tuple[str, ...]], several: dict[str, tuple[str, ...]],
+             diags: Diagnostics) -> Any:
+    """An options section (analysis, runtime): named choices, choice lists, numbers, booleans."""
+    if section is None:
+        return model()
+    reader = SectionReader(what, section.entries, keys, diags)
+    fields: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    field_of = {"over_seeds": "disagreement_over_seeds"}
+    for key in keys:
+        if not reader.has(key):
+            continue
+        if key in single:
+            value: Any = reader.choice(key, single[key])
+        elif key in several:
+            value = reader.choices(key, several[key])
+        elif key == "alpha":
+            value = reader.number(key)
+        else:
+            value = reader.boolean(key)
+        if value is not None:
+            field = field_of.get(key, key)
+            fields[field], spans[field] = value, reader.span(key)
+    return build_model(model, fields, spans, where=section.key_span, what=what, diags=diags)
+
+
+def _tracking(section: Section | None, study: str, diags: Diagnostics) -> TrackingSpec | None:
+    if section is None:
+        return TrackingSpec(experiment=study)
+    reader = SectionReader("tracking", section.entries, TRACKING_KEYS, diags)
+    experiment = reader.string("experiment")
+    if experiment is not None and not experiment.strip():
+        diags.add(InvalidValue(reader.span("experiment"), "experiment name is empty"))
+        return None
+    return TrackingSpec(experiment=experiment or study, tracking_uri=reader.string("uri"))
