@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kdspec.catalog import ARCHITECTURES
 from kdspec.runtime.models import build_model
+from kdspec.runtime.models.cifar_resnet import BasicBlock, CifarResNet
 
 
 def parameter_count(model: torch.nn.Module) -> int:
@@ -85,7 +86,11 @@ def test_small_input_gets_cifar_stem() -> None:
 
 def test_cifar_resnet_shortcut_is_parameter_free_option_a() -> None:
     model = build_model("resnet20", in_channels=3, image_size=32, num_classes=10)
-    block = model.layer2[0]
+    assert isinstance(model, CifarResNet)
+    layer2 = model.layer2
+    assert isinstance(layer2, torch.nn.Sequential)
+    block = layer2[0]
+    assert isinstance(block, BasicBlock)
     x = torch.randn(1, 16, 8, 8)
     out = block.shortcut(x)
     assert out.shape == (1, 32, 4, 4)

@@ -33,8 +33,9 @@ def _stem_conv(old: nn.Conv2d, in_channels: int, small_input: bool) -> nn.Conv2d
     """The replacement first conv: 3x3 stride 1 for small inputs, else ``old``'s geometry."""
     if small_input:
         return nn.Conv2d(in_channels, old.out_channels, 3, 1, 1, bias=False)
-    return nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                     bias=False)
+    kernel, stride, padding = old.kernel_size[0], old.stride[0], old.padding
+    assert isinstance(padding, tuple)
+    return nn.Conv2d(in_channels, old.out_channels, kernel, stride, padding[0], bias=False)
 
 
 def build_torchvision_resnet(
@@ -47,7 +48,7 @@ def build_torchvision_resnet(
         model.conv1 = _stem_conv(model.conv1, in_channels, small_input)
         nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if small_input:
-        model.maxpool = nn.Identity()  # type: ignore[assignment]
+        model.maxpool = nn.Identity()
     return model
 
 

@@ -1,0 +1,101 @@
+"""Datasets for the runtime: ``load_dataset(spec, device=...)`` and ``check_dataset_available``.
+
+Everything except ImageNet is read once into uint8 tensors on the device and augmented there
+in whole batches (``in_memory``); ImageNet streams through a DataLoader (``streaming``). Where
+files are looked for is in ``locations``; docs/datasets.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdspec.errors import DataError
+from kdspec.plan import DatasetSpec
+from kdspec.runtime.data.augment import make_augmenter
+from kdspec.runtime.data.classification_readers import (
+    ArraySplits,
+    read_cifar,
+    read_digits,
+    read_fashion_mnist,
+    read_svhn,
+)
+from kdspec.runtime.data.in_memory import (
+    InMemoryEvalSource,
+    InMemoryTrainSource,
+    subset_indices,
+)
+from kdspec.runtime.data.locations import check_files, locate_fashion_mnist
+from kdspec.runtime.interfaces import LoadedDataset
+
+__all__ = ["check_dataset_available", "load_dataset", "InMemoryTrainSource",
+           "InMemoryEvalSource"]
+
+
+def check_dataset_available(spec: DatasetSpec, *, cache_dir: Path | None = None) -> None:
+    """Raise DataError if ``spec``'s files are absent; cheap (only looks at paths, reads nothing).
+
+    Datasets that torchvision may download (``download = true``) and generated ones
+    (Trifeature, digits) always pass.
+    """
+    if spec.name == "fashion_mnist":
+        locate_fashion_mnist(spec, cache_dir)
+        return
+    check_files(spec, cache_dir)
+
+
+def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
+    """Both splits of an in-memory dataset as uint8 arrays, before subsetting."""
+    if spec.name in ("cifar10", "cifar100"):
+        return read_cifar(spec, cache_dir)
+    if spec.name == "svhn":
+        return read_svhn(spec, cache_dir)
+    if spec.name == "fashion_mnist":
+        return read_fashion_mnist(spec, cache_dir)
+    if spec.name == "digits":
+        return read_digits()
+    raise DataError(f"{spec.name}: no in-memory reader")
+
+
+def load_dataset(
+    spec: DatasetSpec, *, device: torch.device, cache_dir: Path | None = None
+) -> LoadedDataset:
+    """Read (or generate) ``spec``'s dataset and return both splits ready for training.
+
+    Files are checked before anything is read; a missing path raises DataError naming it and
+    how to get the data. Subsets are the first n of a fixed permutation (``SUBSET_SEED``).
+    """
+    check_dataset_available(spec, cache_dir=cache_dir)
+    arrays = read_arrays(spec, cache_dir)
+    return assemble_in_memory(spec, arrays, device)
+
+
+def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.device) -> LoadedDataset:
+    """Subset, check shapes against the spec and move both splits onto ``device``."""
+    channels, height, width = arrays.train_images.shape[1:]
+    if (channels, height, width) != (spec.channels, spec.image_size, spec.image_size):
+        raise DataError(
+            f"{spec.name}: images are {channels}x{height}x{width} but the plan expects "
+            f"{spec.channels}x{spec.image_size}x{spec.image_size}"
+        )
+    train_ix = subset_indices(len(arrays.train_labels), spec.train_subset)
+    test_ix = subset_indices(len(arrays.test_labels), spec.test_subset)
+    augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device)
+    plain = make_augmenter(spec.name, "none", spec.image_size, spec.channels, device)
+    train = InMemoryTrainSource(arrays.train_images[train_ix], arrays.train_labels[train_ix],
+                                augmenter, device)
+    test = InMemoryEvalSource(
+        arrays.test_images[test_ix], arrays.test_labels[test_ix], plain, device,
+        attributes={k: np.asarray(v)[test_ix] for k, v in arrays.test_attributes.items()},
+    )
+    description = (
+        f"{spec.name}: {train.num_samples} train / {test.num_samples} test images "
+        f"{spec.channels}x{spec.image_size}x{spec.image_size}, augment {spec.augment} "
+        f"({train.num_views} views), from {arrays.source}"
+    )
+    return LoadedDataset(
+        train=train, test=test, num_classes=spec.num_classes, class_names=spec.class_names,
+        channels=spec.channels, image_size=spec.image_size, description=description,
+    )
