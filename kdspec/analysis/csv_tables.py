@@ -1,0 +1,142 @@
+"""The report's tables as CSV files: accuracy, significance, fairness, disagreement.
+
+Floats are written with ``repr`` precision; NaN is written as an empty cell; temperatures of
+non-distilled roles are empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kdspec.analysis.records import ROLE_LABELS
+from kdspec.analysis.study_analysis import StudyAnalysis
+
+Cell = str | int | float | bool | None
+
+
+def _cell(value: Cell) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Path:
+    """Write ``rows`` under ``header`` (NaN and None as empty cells)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([_cell(v) for v in row] for row in rows)
+    return path
+
+
+def _temperature(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def write_accuracy_csv(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
+    """``accuracy.csv`` (one row per population) and ``accuracy_runs.csv`` (one row per run)."""
+    groups = analysis.accuracy.groups
+    summary = write_csv(
+        out_dir / "accuracy.csv",
+        ["role", "temperature", "n", "mean_accuracy", "sd_accuracy", "seeds"],
+        ([ROLE_LABELS[g.key.role], _temperature(g.key.temperature), g.n, g.mean, g.sd,
+          " ".join(str(s) for s in g.seeds)] for g in groups),
+    )
+    by_id = {r.kdspec_id: r for r in analysis.records.runs}
+    per_run = write_csv(
+        out_dir / "accuracy_runs.csv",
+        ["role", "temperature", "seed", "kdspec_run_id", "mlflow_run_id", "accuracy"],
+        ([ROLE_LABELS[g.key.role], _temperature(g.key.temperature), seed, rid,
+          by_id[rid].mlflow_run_id, float(acc)]
+         for g in groups
+         for seed, rid, acc in zip(g.seeds, g.run_ids, g.overall, strict=True)),
+    )
+    return [summary, per_run]
+
+
+def write_significance_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
+    """One row per temperature, comparison and class."""
+    names = analysis.records.class_names
+    sig = analysis.significance
+
+    def rows() -> Iterable[Sequence[Cell]]:
+        for t in sig.tests:
+            for c, name in enumerate(names):
+                yield [t.temperature, t.comparison, c, name, t.n_reference, t.n_distilled,
+                       sig.normalization, sig.correction, sig.alpha, float(t.statistic[c]),
+                       float(t.df[c]), float(t.pvalue[c]), float(t.adjusted[c]),
+                       bool(t.significant[c]), float(t.mean_change[c]), float(t.ci_low[c]),
+                       float(t.ci_high[c]), bool(t.testable[c]), t.skipped]
+
+    return write_csv(
+        out_dir / "significance.csv",
+        ["temperature", "comparison", "class_index", "class_name", "n_reference",
+         "n_distilled", "normalization", "correction", "alpha", "statistic", "df", "p_value",
+         "adjusted_p_value", "significant", "mean_change", "ci_low", "ci_high", "testable",
+         "skipped"],
+        rows(),
+    )
+
+
+def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
+    """One row per run and attribute (class empty), plus one per class for a multiclass target."""
+    fairness = analysis.fairness
+    if fairness is None:
+        return None
+    names = analysis.records.class_names
+
+    def rows() -> Iterable[Sequence[Cell]]:
+        for r in fairness.runs:
+            head = [r.attribute, ROLE_LABELS[r.group.role], _temperature(r.group.temperature),
+                    r.seed, r.kdspec_id, r.mlflow_run_id]
+            yield [*head, "", r.dpd, r.eod]
+            if r.dpd_per_class is not None and r.eod_per_class is not None:
+                for c, name in enumerate(names):
+                    yield [*head, name, float(r.dpd_per_class[c]), float(r.eod_per_class[c])]
+
+    return write_csv(
+        out_dir / "fairness.csv",
+        ["attribute", "role", "temperature", "seed", "kdspec_run_id", "mlflow_run_id", "class",
+         "dpd", "eod"],
+        rows(),
+    )
+
+
+def write_disagreement_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
+    """The non-zero off-diagonal cells of every disagreement matrix (long form)."""
+    names = analysis.records.class_names
+
+    def rows() -> Iterable[Sequence[Cell]]:
+        for d in analysis.disagreement:
+            if d.skipped:
+                continue
+            for i, j in zip(*np.nonzero(d.matrix), strict=True):
+                yield [d.pair, _temperature(d.temperature), d.over_seeds, len(d.seeds),
+                       names[i], names[j], float(d.matrix[i, j])]
+
+    return write_csv(
+        out_dir / "disagreement.csv",
+        ["pair", "temperature", "over_seeds", "n_seeds", "teacher_class", "student_class",
+         "value"],
+        rows(),
+    )
+
+
+def write_tables(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
+    """Every CSV the data allows; returns their paths."""
+    paths = write_accuracy_csv(analysis, out_dir)
+    paths.append(write_significance_csv(analysis, out_dir))
+    fairness = write_fairness_csv(analysis, out_dir)
+    if fairness is not None:
+        paths.append(fairness)
+    paths.append(write_disagreement_csv(analysis, out_dir))
+    return paths

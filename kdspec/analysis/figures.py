@@ -1,0 +1,255 @@
+"""The poster's four figures as PNG files (matplotlib's object API on the Agg canvas, no pyplot).
+
+Fig. 1 disagreement heatmaps (teacher vs NDS, teacher vs DS at one T, diagonal excluded);
+Fig. 2 per-class change NDS -> DS over temperatures, significant classes marked x;
+Fig. 3 temperature vs test accuracy with #SC and #TC on a twin axis;
+Fig. 4 DPD and EOD vs temperature with the teacher and NDS as reference lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from kdspec.analysis.disagreement import DisagreementResult
+from kdspec.analysis.records import GroupKey
+from kdspec.analysis.study_analysis import StudyAnalysis
+
+#: Above this many classes, axes carry no class names and cells no numbers.
+LABELLED_CLASSES = 20
+DPI = 110
+TEACHER_COLOR, NDS_COLOR, DS_COLOR = "#1b9e77", "#7570b3", "#d95f02"
+SC_COLOR, TC_COLOR = "#e7298a", "#66a61e"
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """A written figure: file name inside the report folder and its caption."""
+
+    name: str
+    path: Path
+    caption: str
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+
+
+def _class_ticks(ax: Axes, names: tuple[str, ...], *, x: bool, y: bool) -> None:
+    positions = np.arange(len(names))
+    if len(names) > LABELLED_CLASSES:
+        if x:
+            ax.set_xticks([])
+        if y:
+            ax.set_yticks([])
+        return
+    if x:
+        ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=8)
+    if y:
+        ax.set_yticks(positions, names, fontsize=8)
+
+
+def _heatmap(ax: Axes, result: DisagreementResult, names: tuple[str, ...], vmax: float,
+             student: str, *, first: bool) -> object:
+    matrix = result.matrix.astype(float)
+    shown = np.ma.masked_where(np.eye(len(names), dtype=bool), matrix)
+    image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=max(vmax, 1.0), interpolation="nearest")
+    ax.set_facecolor("#eeeeee")  # the masked diagonal
+    small = len(names) <= LABELLED_CLASSES
+    if small:
+        for i, j in zip(*np.nonzero(~np.eye(len(names), dtype=bool)), strict=True):
+            value = matrix[i, j]
+            text = f"{value:.0f}" if result.over_seeds == "sum" else f"{value:.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                    color="white" if value > 0.6 * vmax else "black")
+    _class_ticks(ax, names, x=True, y=first)
+    if not first:
+        ax.set_yticks([])
+    ax.set_xlabel(f"{student} prediction")
+    if first:
+        ax.set_ylabel("teacher prediction")
+    ax.set_title(f"{result.label} ({result.over_seeds} over {len(result.seeds)} seeds)",
+                 fontsize=10)
+    return image
+
+
+def figure_disagreement(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
+    """Fig. 1: teacher vs NDS and teacher vs DS (at ``figure_temperature``) heatmaps."""
+    temperature = analysis.figure_temperature()
+    by_label = {(d.pair, d.temperature): d for d in analysis.disagreement}
+    panels = [by_label.get(("teacher_vs_nds", None)), by_label.get(("teacher_vs_ds", temperature))]
+    shown = [p for p in panels if p is not None and p.skipped is None]
+    if not shown:
+        return None
+    names = analysis.records.class_names
+    vmax = max(float(p.matrix.max()) for p in shown)
+    side = 5.2 if len(names) <= LABELLED_CLASSES else 4.6
+    fig = Figure(figsize=(side * len(shown) + 1.2, side + 0.6), layout="constrained")
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    image = None
+    for index, (ax, panel) in enumerate(zip(axes, shown, strict=True)):
+        student = "NDS" if panel.pair == "teacher_vs_nds" else "DS"
+        image = _heatmap(ax, panel, names, vmax, student, first=index == 0)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="disagreeing test samples")  # type: ignore[arg-type]
+    study = analysis.records.study
+    fig.suptitle(f"Class-wise disagreement: {study.teacher.arch} teacher vs {study.student.arch} "
+                 f"students, {study.dataset.name}", fontsize=11)
+    _save(fig, path)
+    t_text = "" if temperature is None else f" at T = {temperature:g}"
+    caption = (f"Fig. 1. Class-wise disagreement between the {study.teacher.arch} teacher and the "
+               f"{study.student.arch} non-distilled (left) / distilled{t_text} (right) student "
+               f"on {study.dataset.name}; diagonal excluded. T is the temperature with the most "
+               f"NDS-vs-DS significant classes.")
+    return FigureFile(path.name, path, caption)
+
+
+def figure_class_change(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
+    """Fig. 2: heatmap class x temperature of the mean change NDS -> DS, significant marked x."""
+    tests = [t for t in analysis.significance.tests if t.comparison == "nds_vs_ds"]
+    if not tests or all(t.skipped for t in tests):
+        return None
+    names = analysis.records.class_names
+    change = 100.0 * np.stack([t.mean_change for t in tests], axis=1)  # [C, n_T]
+    significant = np.stack([t.significant for t in tests], axis=1)
+    limit = float(np.nanmax(np.abs(change))) if np.isfinite(change).any() else 1.0
+    many = len(names) > LABELLED_CLASSES
+    fig = Figure(figsize=(1.0 + 0.65 * len(tests) + 2.0, 7.0 if many else 0.32 * len(names) + 1.8),
+                 layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(change), cmap="RdBu", vmin=-limit, vmax=limit,
+                      aspect="auto", interpolation="nearest")
+    rows, cols = np.nonzero(significant)
+    ax.scatter(cols, rows, marker="x", color="black", s=8 if many else 40,
+               linewidths=0.7 if many else 1.5, label="significant")
+    ax.set_xticks(np.arange(len(tests)), [f"{t.temperature:g}" for t in tests])
+    _class_ticks(ax, names, x=False, y=True)
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("class")
+    norm = analysis.significance.normalization
+    unit = "acc_c / acc" if norm == "ratio" else "acc_c - acc"
+    fig.colorbar(image, ax=ax, label=f"mean change of {unit}, DS - NDS (x100)")
+    n = max(t.n_distilled for t in tests)
+    ax.set_title(f"Class-wise change NDS -> DS (x = significant, {n} seeds)", fontsize=10)
+    _save(fig, path)
+    study = analysis.records.study
+    caption = (f"Fig. 2. Per-class change of the normalised accuracy ({unit}) from the "
+               f"non-distilled to the distilled {study.student.arch} student on "
+               f"{study.dataset.name} over T; x marks classes significant by Welch's test "
+               f"(alpha = {analysis.significance.alpha:g}, correction: "
+               f"{analysis.significance.correction}). Red: lower after distillation.")
+    return FigureFile(path.name, path, caption)
+
+
+def _reference_line(ax: Axes, mean: float, sd: float, color: str, label: str) -> None:
+    if np.isnan(mean):
+        return
+    ax.axhline(mean, color=color, linestyle="--", linewidth=1.4, label=label)
+    if not np.isnan(sd):
+        ax.axhspan(mean - sd, mean + sd, color=color, alpha=0.12, linewidth=0)
+
+
+def figure_accuracy_significance(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
+    """Fig. 3: DS test accuracy vs T (mean +- sd) with teacher/NDS lines, #SC and #TC bars."""
+    acc = analysis.accuracy
+    present = [g for g in acc.distilled if g.n]
+    if not present:
+        return None
+    temperatures = np.array([g.key.temperature for g in acc.distilled], dtype=float)
+    positions = np.arange(len(temperatures))
+    fig = Figure(figsize=(max(6.0, 0.7 * len(temperatures) + 3.0), 4.6), layout="constrained")
+    ax = fig.subplots()
+    counts_ax = ax.twinx()
+    width = 0.38
+    for offset, comparison, color, label in ((-width / 2, "nds_vs_ds", SC_COLOR, "#SC (NDS vs DS)"),
+                                             (width / 2, "teacher_vs_ds", TC_COLOR,
+                                              "#TC (teacher vs DS)")):
+        counts = dict(analysis.significance.counts(comparison))  # type: ignore[arg-type]
+        values = [counts.get(t) for t in temperatures]
+        heights = [np.nan if v is None else v for v in values]
+        counts_ax.bar(positions + offset, heights, width=width, color=color, alpha=0.45,
+                      label=label)
+    counts_ax.set_ylabel("significantly affected classes")
+    ax.set_zorder(counts_ax.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    means = np.array([100 * g.mean for g in acc.distilled])
+    sds = np.array([100 * g.sd for g in acc.distilled])
+    ax.errorbar(positions, means, yerr=np.nan_to_num(sds), color=DS_COLOR, marker="o",
+                capsize=3, label="DS (mean +- sd)")
+    _reference_line(ax, 100 * acc.teacher.mean, 100 * acc.teacher.sd, TEACHER_COLOR, "teacher")
+    _reference_line(ax, 100 * acc.nds.mean, 100 * acc.nds.sd, NDS_COLOR, "NDS")
+    ax.set_xticks(positions, [f"{t:g}" for t in temperatures])
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("test accuracy (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = counts_ax.get_legend_handles_labels()
+    fig.legend(handles + more_handles, labels + more_labels, fontsize=8,
+               loc="outside lower center", ncol=5, frameon=False)
+    study = analysis.records.study
+    ax.set_title(f"Temperature vs test accuracy / class bias: {study.teacher.arch} -> "
+                 f"{study.student.arch}, {study.dataset.name}", fontsize=10)
+    _save(fig, path)
+    caption = (f"Fig. 3. Test accuracy of the distilled {study.student.arch} (mean +- sd over "
+               f"seeds) against T, with the teacher and NDS as dashed lines (band: +- sd); bars: "
+               f"number of classes significantly affected NDS vs DS (#SC) and teacher vs DS (#TC).")
+    return FigureFile(path.name, path, caption)
+
+
+def figure_fairness(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
+    """Fig. 4: DPD and EOD (%) vs T per sensitive attribute, teacher and NDS as reference lines."""
+    fairness = analysis.fairness
+    if fairness is None or not fairness.runs:
+        return None
+    attributes = [a for a in fairness.attributes if any(r.attribute == a for r in fairness.runs)]
+    temperatures = [g.key.temperature for g in analysis.accuracy.distilled]
+    fig = Figure(figsize=(10.0, 3.8 * len(attributes)), layout="constrained")
+    axes = fig.subplots(len(attributes), 2, squeeze=False)
+    for row, attribute in zip(axes, attributes, strict=True):
+        for ax, metric, title in ((row[0], "dpd", "DPD"), (row[1], "eod", "EOD")):
+            summaries = [fairness.summary(attribute, GroupKey("distilled", t))
+                         for t in temperatures]
+            means = np.array([100 * getattr(s, f"{metric}_mean") for s in summaries])
+            sds = np.array([100 * getattr(s, f"{metric}_sd") for s in summaries])
+            positions = np.arange(len(temperatures))
+            ax.errorbar(positions, means, yerr=np.nan_to_num(sds), color=DS_COLOR, marker="o",
+                        capsize=3, label="DS")
+            for key, color, label in ((GroupKey("teacher"), TEACHER_COLOR, "teacher"),
+                                      (GroupKey("student"), NDS_COLOR, "NDS")):
+                ref = fairness.summary(attribute, key)
+                _reference_line(ax, 100 * getattr(ref, f"{metric}_mean"),
+                                100 * getattr(ref, f"{metric}_sd"), color, label)
+            ax.set_xticks(positions, [f"{t:g}" for t in temperatures])
+            ax.set_xlabel("temperature T")
+            ax.set_ylabel(f"{title} (%)")
+            ax.set_title(f"{title} over '{attribute}' (lower is fairer)", fontsize=10)
+            ax.legend(fontsize=8)
+    _save(fig, path)
+    study = analysis.records.study
+    how = f", one-vs-rest {fairness.aggregate} over classes" if fairness.multiclass else ""
+    caption = (f"Fig. 4. Demographic parity difference and equalized odds difference (%, "
+               f"lower is fairer{how}) of the distilled {study.student.arch} against T on "
+               f"{study.dataset.name}; dashed: teacher and NDS (band: +- sd over seeds).")
+    return FigureFile(path.name, path, caption)
+
+
+FIGURE_FILES = {
+    "fig1_disagreement.png": figure_disagreement,
+    "fig2_class_change.png": figure_class_change,
+    "fig3_accuracy_significance.png": figure_accuracy_significance,
+    "fig4_fairness.png": figure_fairness,
+}
+
+
+def write_figures(analysis: StudyAnalysis, out_dir: Path) -> list[FigureFile]:
+    """Write every figure the data allows into ``out_dir``; skipped figures are left out."""
+    written = []
+    for name, draw in FIGURE_FILES.items():
+        figure = draw(analysis, out_dir / name)
+        if figure is not None:
+            written.append(figure)
+    return written

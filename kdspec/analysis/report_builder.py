@@ -1,0 +1,131 @@
+"""Build one study's report: read MLflow, analyse, write files, log them back to MLflow.
+
+Files written into the output folder: ``report.md``, ``report.html`` (self-contained), the
+figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists, these files are
+logged as its artifacts under ``report/``, the #SC/#TC counts as parent-run metrics
+(``n_sc_T<T>``, ``n_tc_T<T>``, and ``n_sc``/``n_tc`` with step = T when T is an integer), and
+each run's ``dpd``/``eod`` as metrics of that run, so the MLflow UI can compare them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from kdspec import tracking_schema as schema
+from kdspec.analysis.csv_tables import write_tables
+from kdspec.analysis.figures import write_figures
+from kdspec.analysis.report_document import build_document
+from kdspec.analysis.report_html import render_html
+from kdspec.analysis.report_markdown import render_markdown
+from kdspec.analysis.significance import COUNT_LABELS
+from kdspec.analysis.store_reader import read_study_records
+from kdspec.analysis.study_analysis import StudyAnalysis, analyse_study
+from kdspec.errors import ReportError
+from kdspec.plan import Plan, Study
+
+MSG_NOTHING_TO_REPORT = (
+    "study '{study}': none of its {total} runs can be used ({missing} missing, "
+    "{not_finished} not finished, {bad} with unreadable predictions) in {uri}"
+)
+MSG_LOG_FAILED = "the report was written but could not be logged to MLflow run {run}: {error}"
+METRIC_PREFIX = {"nds_vs_ds": "n_sc", "teacher_vs_ds": "n_tc"}
+#: MLflow accepts at most 1000 metrics per log_batch call.
+METRICS_PER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ReportOutput:
+    """What ``build_report`` produced for one study."""
+
+    study: str
+    out_dir: Path
+    files: tuple[Path, ...]
+    analysis: StudyAnalysis
+    logged_run_id: str | None
+    warnings: tuple[str, ...]
+
+
+def _metric_name(prefix: str, temperature: float) -> str:
+    return f"{prefix}_T{temperature:g}"
+
+
+def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, list[Metric]]]:
+    """Parent-run metrics (#SC/#TC per T) and per-run metrics (dpd/eod) to log."""
+    now = int(time.time() * 1000)
+    parent: list[Metric] = []
+    for comparison in COUNT_LABELS:
+        for temperature, count in analysis.significance.counts(comparison):
+            if count is None:
+                continue
+            prefix = METRIC_PREFIX[comparison]
+            parent.append(Metric(_metric_name(prefix, temperature), float(count), now, 0))
+            if float(temperature).is_integer():
+                parent.append(Metric(prefix, float(count), now, int(temperature)))
+    per_run: dict[str, list[Metric]] = {}
+    fairness = analysis.fairness
+    if fairness is not None:
+        first = fairness.attributes[0]
+        for row in fairness.runs:
+            metrics = per_run.setdefault(row.mlflow_run_id, [])
+            for name, value in (("dpd", row.dpd), ("eod", row.eod)):
+                if math.isnan(value):
+                    continue
+                metrics.append(Metric(f"{name}_{row.attribute}", value, now, 0))
+                if row.attribute == first:
+                    metrics.append(Metric(name, value, now, 0))
+    return parent, per_run
+
+
+def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
+               parent_run_id: str) -> None:
+    """Log the report's files under ``report/`` of the parent run, and the summary metrics."""
+    for path in files:
+        client.log_artifact(parent_run_id, str(path), artifact_path=schema.ARTIFACT_REPORT_DIR)
+    parent, per_run = summary_metrics(analysis)
+    for run_id, metrics in [(parent_run_id, parent), *per_run.items()]:
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            client.log_batch(run_id, metrics=metrics[start:start + METRICS_PER_BATCH])
+
+
+def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
+                 log_to_mlflow: bool = True) -> ReportOutput:
+    """Write the report of one study into ``out_dir`` (created) and log it to MLflow.
+
+    Raises ReportError when not a single run of the study can be used.
+    """
+    records = read_study_records(plan, study, tracking_uri=tracking_uri)
+    if not records.runs:
+        kinds = [p.kind for p in records.problems]
+        raise ReportError(MSG_NOTHING_TO_REPORT.format(
+            study=study.name, total=len(study.run_ids), missing=kinds.count("missing"),
+            not_finished=kinds.count("not_finished"), bad=kinds.count("bad_artifact"),
+            uri=tracking_uri))
+    analysis = analyse_study(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(analysis, out_dir)
+    tables = write_tables(analysis, out_dir)
+    document = build_document(analysis, figures)
+    markdown = out_dir / "report.md"
+    markdown.write_text(render_markdown(document), encoding="utf-8")
+    html = out_dir / "report.html"
+    html.write_text(render_html(document), encoding="utf-8")
+    files = (markdown, html, *(f.path for f in figures), *tables)
+    warnings: list[str] = []
+    logged = None
+    if log_to_mlflow and records.parent_run_id:
+        try:
+            log_report(MlflowClient(tracking_uri=tracking_uri), analysis, files,
+                       records.parent_run_id)
+            logged = records.parent_run_id
+        except (MlflowException, OSError) as err:
+            warnings.append(MSG_LOG_FAILED.format(run=records.parent_run_id,
+                                                  error=str(err).splitlines()[0]))
+    return ReportOutput(study=study.name, out_dir=out_dir, files=files, analysis=analysis,
+                        logged_run_id=logged, warnings=tuple(warnings))

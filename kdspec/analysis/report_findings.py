@@ -1,0 +1,167 @@
+"""The one-sentence main finding of each report section, computed from the results.
+
+Every sentence states its numbers (and n); none is canned: when the data do not support a
+statement (a skipped comparison, no runs) the sentence says that instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from kdspec.analysis.accuracy import GroupAccuracy
+from kdspec.analysis.fairness import FairnessResult
+from kdspec.analysis.records import GroupKey
+from kdspec.analysis.significance import (
+    CORRECTION_LABELS,
+    COUNT_LABELS,
+    SignificanceResult,
+    direction,
+)
+from kdspec.analysis.study_analysis import StudyAnalysis
+from kdspec.plan import Comparison
+
+
+def pct(value: float, digits: int = 2) -> str:
+    """A share in percent (``0.6839 -> '68.39'``); 'n/a' for NaN."""
+    return "n/a" if math.isnan(value) else f"{100 * value:.{digits}f}"
+
+
+def mean_sd(mean: float, sd: float, *, scale: float = 100.0, digits: int = 2) -> str:
+    """``'68.39 +- 0.17'``; the sd part is left out when undefined (n < 2)."""
+    if math.isnan(mean):
+        return "n/a"
+    text = f"{scale * mean:.{digits}f}"
+    return text if math.isnan(sd) else f"{text} +- {scale * sd:.{digits}f}"
+
+
+def _acc(group: GroupAccuracy) -> str:
+    return f"{mean_sd(group.mean, group.sd)} % (n = {group.n})"
+
+
+def accuracy_finding(analysis: StudyAnalysis) -> str:
+    acc = analysis.accuracy
+    best = acc.best_distilled()
+    if best is None:
+        return (f"No distilled student could be evaluated; teacher {_acc(acc.teacher)}, "
+                f"NDS {_acc(acc.nds)}.")
+    parts = [f"The distilled student is most accurate at T = {best.key.temperature:g} with "
+             f"{_acc(best)}"]
+    for name, ref in (("the NDS", acc.nds), ("the teacher", acc.teacher)):
+        if ref.n:
+            delta = 100 * (best.mean - ref.mean)
+            parts.append(f"{delta:+.2f} points vs {name} ({_acc(ref)})")
+    return ", ".join(parts) + "."
+
+
+def _trend_words(first: int, last: int) -> str:
+    return "rises" if last > first else "falls" if last < first else "stays"
+
+
+def _count_phrase(sig: SignificanceResult, comparison: Comparison) -> str | None:
+    counts = [(t, n) for t, n in sig.counts(comparison) if n is not None]
+    if not counts:
+        return None
+    label = COUNT_LABELS[comparison]
+    (t0, n0), (t1, n1) = counts[0], counts[-1]
+    if len(counts) == 1:
+        return f"{label} is {n0} at T = {t0:g}"
+    peak_t, peak_n = max(counts, key=lambda x: (x[1], x[0]))
+    return (f"{label} {_trend_words(n0, n1)} from {n0} at T = {t0:g} to {n1} at T = {t1:g} "
+            f"(max {peak_n} at T = {peak_t:g})")
+
+
+def significance_finding(analysis: StudyAnalysis) -> str:
+    sig = analysis.significance
+    phrases = [p for p in (_count_phrase(sig, c) for c in ("nds_vs_ds", "teacher_vs_ds")) if p]
+    if not phrases:
+        reasons = sorted({t.skipped for t in sig.tests if t.skipped})
+        return "No class-wise comparison could be tested: " + "; ".join(reasons) + "."
+    tested = [t for t in sig.tests if not t.skipped]
+    n_text = ", ".join(sorted({f"{t.reference.label} n = {t.n_reference} vs DS n = "
+                               f"{t.n_distilled}" for t in tested}))
+    return (" and ".join(phrases) + f" out of {analysis.records.num_classes} classes (Welch's "
+            f"t-test, alpha = {sig.alpha:g}, correction: {CORRECTION_LABELS[sig.correction]}, "
+            f"{sig.normalization} normalisation; {n_text}).")
+
+
+def significant_classes_finding(analysis: StudyAnalysis, comparison: Comparison) -> str | None:
+    """The class significant at most temperatures for one comparison, with its change and CI."""
+    tests = [t for t in analysis.significance.tests
+             if t.comparison == comparison and not t.skipped]
+    if not tests:
+        return None
+    names = analysis.records.class_names
+    hits: Counter[int] = Counter()
+    for t in tests:
+        hits.update(int(c) for c in np.flatnonzero(t.significant))
+    label = COUNT_LABELS[comparison]
+    if not hits:
+        return (f"{label}: no class is significant at any of the {len(tests)} tested "
+                f"temperatures.")
+    top, times = max(hits.items(), key=lambda kv: (kv[1], -kv[0]))
+    strongest = max((t for t in tests if t.significant[top]),
+                    key=lambda t: abs(float(t.mean_change[top])))
+    change = float(strongest.mean_change[top])
+    directions = {direction(float(t.mean_change[top])) for t in tests if t.significant[top]}
+    consistency = (f"always {directions.pop()}" if len(directions) == 1
+                   else "in both directions")
+    return (f"{label}: {len(hits)} classes are significant at least once; '{names[top]}' is "
+            f"significant at {times} of {len(tests)} temperatures ({consistency} in DS than "
+            f"{strongest.reference.label}), largest change {change:+.4f} at T = "
+            f"{strongest.temperature:g} (CI {float(strongest.ci_low[top]):+.4f} to "
+            f"{float(strongest.ci_high[top]):+.4f}).")
+
+
+def disagreement_finding(analysis: StudyAnalysis) -> str:
+    results = [d for d in analysis.disagreement if not d.skipped]
+    if not results:
+        return "No disagreement matrix could be computed: no seed has a teacher and a student run."
+    names = analysis.records.class_names
+    parts: list[str] = []
+    nds = next((d for d in results if d.pair == "teacher_vs_nds"), None)
+    if nds is not None:
+        parts.append(f"the teacher and the NDS disagree on {pct(nds.mean_rate)} % of test "
+                     f"samples (mean over {len(nds.seeds)} seeds)")
+    ds = [d for d in results if d.pair == "teacher_vs_ds"]
+    if ds:
+        low = min(ds, key=lambda d: d.mean_rate)
+        high = max(ds, key=lambda d: d.mean_rate)
+        parts.append(f"the teacher and the DS on {pct(low.mean_rate)} % at T = "
+                     f"{low.temperature:g} (least) to {pct(high.mean_rate)} % at T = "
+                     f"{high.temperature:g} (most)")
+    i, j, value = results[0].largest_cell()
+    parts.append(f"the largest cell of {results[0].label} is teacher '{names[i]}' vs student "
+                 f"'{names[j]}' ({value:g}, {results[0].over_seeds} over seeds)")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+def fairness_finding(fairness: FairnessResult | None, temperatures: tuple[float, ...]) -> str:
+    if fairness is None:
+        return "The study declares no sensitive attribute, so no fairness metric was computed."
+    if not fairness.runs:
+        return "No run has the declared sensitive attribute in its predictions."
+    sentences = []
+    for attribute in fairness.attributes:
+        ds = [(t, fairness.summary(attribute, GroupKey("distilled", t))) for t in temperatures]
+        ds = [(t, s) for t, s in ds if s.n and not math.isnan(s.dpd_mean)]
+        if not ds:
+            continue
+        best_t, best = min(ds, key=lambda ts: ts[1].dpd_mean)
+        worst_t, worst = max(ds, key=lambda ts: ts[1].dpd_mean)
+        eod_t, eod = min(ds, key=lambda ts: ts[1].eod_mean)
+        nds = fairness.summary(attribute, GroupKey("student"))
+        teacher = fairness.summary(attribute, GroupKey("teacher"))
+        sentences.append(
+            f"Over '{attribute}', the DS's DPD is lowest at T = {best_t:g} "
+            f"({mean_sd(best.dpd_mean, best.dpd_sd)} %, n = {best.n}) and highest at T = "
+            f"{worst_t:g} ({mean_sd(worst.dpd_mean, worst.dpd_sd)} %), against NDS "
+            f"{mean_sd(nds.dpd_mean, nds.dpd_sd)} % and teacher "
+            f"{mean_sd(teacher.dpd_mean, teacher.dpd_sd)} %; its EOD is lowest at T = "
+            f"{eod_t:g} ({mean_sd(eod.eod_mean, eod.eod_sd)} %, NDS "
+            f"{mean_sd(nds.eod_mean, nds.eod_sd)} %)."
+        )
+    return " ".join(sentences) or "No distilled student has fairness values."

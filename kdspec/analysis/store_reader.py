@@ -1,0 +1,221 @@
+"""Read one study's runs from MLflow into typed records.
+
+Runs are found by the ``kdspec.run_id`` tag over every active experiment of the store (a teacher
+may have been trained by another spec, in another experiment), never by run name. Only FINISHED
+runs are used; when several FINISHED runs share one kdspec id the newest is taken and the report
+says so. A run that is missing, unfinished or whose predictions cannot be read becomes a
+:class:`RunProblem` naming it; nothing here raises for one bad run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+from mlflow.entities import Run as MlflowRun
+from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from kdspec import tracking_schema as schema
+from kdspec.analysis.records import RunPredictions, RunProblem, StudyRecords
+from kdspec.errors import ReportError
+from kdspec.plan import Plan, Run, Study
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+MSG_NO_STORE = "no MLflow store at {path} (from tracking URI {uri}); run `kdspec run` first"
+MSG_STORE_UNREACHABLE = "cannot read the MLflow store at {uri}: {error}"
+MSG_MISSING = "no MLflow run has tag kdspec.run_id = {kdspec_id}"
+MSG_NOT_FINISHED = "no FINISHED MLflow run; found {statuses}{failure}"
+MSG_DUPLICATE = "{count} FINISHED MLflow runs share this kdspec id; used the newest ({used})"
+MSG_NO_ARTIFACT = "predictions.npz cannot be downloaded ({error})"
+MSG_BAD_NPZ = "predictions.npz is not a readable .npz file ({error})"
+MSG_BAD_KEYS = "predictions.npz lacks {keys}"
+MSG_BAD_SHAPES = "predictions.npz: y_true {true_shape} and y_pred {pred_shape} must be equal-length 1-D arrays"
+MSG_BAD_DTYPE = "predictions.npz: {key} has dtype {dtype}, expected integers"
+MSG_BAD_LABELS = "predictions.npz: {key} has labels outside 0..{last}"
+MSG_OTHER_TEST_SET = (
+    "its test labels differ from those of the other runs ({n} samples vs {n_ref}); "
+    "it cannot be compared with them"
+)
+
+
+def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the spec's tracking URI, else local sqlite."""
+    return (
+        cli_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or study.tracking.tracking_uri
+        or DEFAULT_TRACKING_URI
+    )
+
+
+def open_store(tracking_uri: str) -> MlflowClient:
+    """A client for the store; a sqlite URI must name an existing file (MLflow would create it)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        db_path = tracking_uri[len("sqlite:///"):]
+        if db_path and db_path != ":memory:" and not Path(db_path).exists():
+            raise ReportError(MSG_NO_STORE.format(path=db_path, uri=tracking_uri))
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def active_experiment_ids(client: MlflowClient) -> list[str]:
+    """Ids of every active experiment of the store (all pages)."""
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                         page_token=token)
+        ids.extend(e.experiment_id for e in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def _runs_with_tag(client: MlflowClient, experiment_ids: list[str], tag: str,
+                   value: str) -> list[MlflowRun]:
+    """Active runs carrying ``tag = value``, newest first."""
+    return list(client.search_runs(
+        experiment_ids, filter_string=f"tags.`{tag}` = '{value}'",
+        run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+        order_by=["attributes.start_time DESC"],
+    ))
+
+
+def _problem(kind: str, run: Run, reason: str, mlflow_run_id: str | None = None) -> RunProblem:
+    return RunProblem(kind=kind, kdspec_id=run.id, role=run.role, seed=run.seed,  # type: ignore[arg-type]
+                      temperature=run.temperature, reason=reason, mlflow_run_id=mlflow_run_id)
+
+
+def parse_predictions(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray,
+                                                             dict[str, np.ndarray]]:
+    """Load and validate a predictions.npz: ``(y_true, y_pred, attributes)``.
+
+    Raises ValueError with a one-line reason (one of the ``MSG_BAD_*`` messages) when invalid.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(MSG_BAD_NPZ.format(error=err)) from err
+    missing = [k for k in (schema.PRED_Y_TRUE, schema.PRED_Y_PRED) if k not in arrays]
+    if missing:
+        raise ValueError(MSG_BAD_KEYS.format(keys=" and ".join(missing)))
+    y_true, y_pred = arrays[schema.PRED_Y_TRUE], arrays[schema.PRED_Y_PRED]
+    if y_true.ndim != 1 or y_true.shape != y_pred.shape:
+        raise ValueError(MSG_BAD_SHAPES.format(true_shape=y_true.shape, pred_shape=y_pred.shape))
+    for key, values in ((schema.PRED_Y_TRUE, y_true), (schema.PRED_Y_PRED, y_pred)):
+        if not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(MSG_BAD_DTYPE.format(key=key, dtype=values.dtype))
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(MSG_BAD_LABELS.format(key=key, last=num_classes - 1))
+    attributes = {
+        key[len(schema.PRED_ATTRIBUTE_PREFIX):]: value
+        for key, value in arrays.items()
+        if key.startswith(schema.PRED_ATTRIBUTE_PREFIX) and value.shape == y_true.shape
+    }
+    return y_true.astype(np.int64), y_pred.astype(np.int64), attributes
+
+
+def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_classes: int,
+              scratch: Path) -> tuple[RunPredictions | None, list[RunProblem]]:
+    """The predictions of one plan run, or the problems that kept it out."""
+    found = _runs_with_tag(client, experiment_ids, schema.TAG_RUN_ID, run.id)
+    if not found:
+        return None, [_problem("missing", run, MSG_MISSING.format(kdspec_id=run.id))]
+    finished = [r for r in found if r.info.status == RunStatus.to_string(RunStatus.FINISHED)]
+    if not finished:
+        statuses = ", ".join(sorted({r.info.status for r in found}))
+        failure = found[0].data.tags.get(schema.TAG_FAILURE, "")
+        reason = MSG_NOT_FINISHED.format(statuses=statuses,
+                                         failure=f" ({failure})" if failure else "")
+        return None, [_problem("not_finished", run, reason, found[0].info.run_id)]
+    chosen = finished[0]
+    problems: list[RunProblem] = []
+    if len(finished) > 1:
+        problems.append(_problem("duplicate", run, MSG_DUPLICATE.format(
+            count=len(finished), used=chosen.info.run_id), chosen.info.run_id))
+    mlflow_id = chosen.info.run_id
+    try:
+        local = client.download_artifacts(mlflow_id, schema.ARTIFACT_PREDICTIONS,
+                                          str(scratch / mlflow_id))
+    except (MlflowException, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        problems.append(_problem("bad_artifact", run, MSG_NO_ARTIFACT.format(error=first_line),
+                                 mlflow_id))
+        return None, problems
+    try:
+        y_true, y_pred, attributes = parse_predictions(Path(local), num_classes)
+    except ValueError as err:
+        problems.append(_problem("bad_artifact", run, str(err), mlflow_id))
+        return None, problems
+    return RunPredictions(kdspec_id=run.id, mlflow_run_id=mlflow_id, role=run.role,
+                          seed=run.seed, temperature=run.temperature, y_true=y_true,
+                          y_pred=y_pred, attributes=attributes), problems
+
+
+def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan
+                          ) -> tuple[list[RunPredictions], list[RunProblem]]:
+    """Keep the runs whose y_true is the most common one; the others are problems."""
+    if not runs:
+        return runs, []
+    fingerprints = [r.y_true.tobytes() for r in runs]
+    reference, _ = Counter(fingerprints).most_common(1)[0]
+    n_ref = len(reference) // 8
+    kept = [r for r, f in zip(runs, fingerprints, strict=True) if f == reference]
+    problems = [
+        _problem("bad_artifact", plan.run(r.kdspec_id),
+                 MSG_OTHER_TEST_SET.format(n=r.y_true.size, n_ref=n_ref), r.mlflow_run_id)
+        for r, f in zip(runs, fingerprints, strict=True) if f != reference
+    ]
+    return kept, problems
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """MLflow draws a progress bar per artifact download; the report prints its own lines."""
+    previous = os.environ.get(PROGRESS_BAR_VARIABLE)
+    os.environ[PROGRESS_BAR_VARIABLE] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR_VARIABLE, None)
+        else:
+            os.environ[PROGRESS_BAR_VARIABLE] = previous
+
+
+def read_study_records(plan: Plan, study: Study, *, tracking_uri: str) -> StudyRecords:
+    """Find and read every run of ``study``; problems are recorded, not raised.
+
+    Raises ReportError only when the store itself cannot be opened or searched.
+    """
+    client = open_store(tracking_uri)
+    try:
+        experiment_ids = active_experiment_ids(client)
+        parents = _runs_with_tag(client, experiment_ids, schema.TAG_PLAN_HASH, study.study_hash)
+    except MlflowException as err:
+        raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri, error=err)) from err
+    runs: list[RunPredictions] = []
+    problems: list[RunProblem] = []
+    with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp, _no_progress_bars():
+        for run_id in study.run_ids:
+            record, run_problems = _read_one(client, experiment_ids, plan.run(run_id),
+                                             study.dataset.num_classes, Path(tmp))
+            problems.extend(run_problems)
+            if record is not None:
+                runs.append(record)
+    runs, other_sets = _drop_other_test_sets(runs, plan)
+    return StudyRecords(study=study, runs=tuple(runs), problems=tuple(problems + other_sets),
+                        parent_run_id=parents[0].info.run_id if parents else None,
+                        tracking_uri=tracking_uri)

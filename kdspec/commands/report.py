@@ -1,0 +1,74 @@
+"""``kdspec report SPEC``: the significance, disagreement and fairness report of each study.
+
+SPEC is a ``.kdspec`` file or a plan JSON. The tracking URI is ``--tracking-uri``, else
+``$MLFLOW_TRACKING_URI``, else the study's ``tracking_uri``, else ``sqlite:///mlruns.db``. Each
+study's report goes to ``reports/<study name>/``; with ``--out DIR`` to ``DIR`` for a one-study
+plan and ``DIR/<study name>/`` for several. Progress lines go to stderr (none with
+``--quiet``); stdout stays empty. Exit 0 when every study was reported, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kdspec.errors import ReportError
+from kdspec.plan import Plan, Study
+
+DEFAULT_REPORTS_DIR = Path("reports")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help=".kdspec file or plan JSON")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the spec's, "
+                             "or sqlite:///mlruns.db)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: reports/<study name>/)")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not log the report and summary metrics back to MLflow")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def output_dir(plan: Plan, study: Study, out: Path | None) -> Path:
+    """Where one study's report goes (see the module docstring)."""
+    if out is None:
+        return DEFAULT_REPORTS_DIR / study.name
+    return out if len(plan.studies) == 1 else out / study.name
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
+    from kdspec.analysis.report_builder import build_report
+    from kdspec.analysis.store_reader import resolve_tracking_uri
+    from kdspec.dsl import load_plan
+
+    plan = load_plan(args.spec)
+    failures: list[str] = []
+    for study in plan.studies:
+        uri = resolve_tracking_uri(args.tracking_uri, study)
+        target = output_dir(plan, study, args.out)
+        try:
+            result = build_report(plan, study, tracking_uri=uri, out_dir=target,
+                                  log_to_mlflow=not args.no_log)
+        except ReportError as err:
+            if len(plan.studies) == 1:
+                raise
+            failures.append(str(err))
+            sys.stderr.write(f"kdspec report: error: {err}\n")
+            continue
+        for warning in result.warnings:
+            sys.stderr.write(f"kdspec report: warning: {warning}\n")
+        if not args.quiet:
+            used = len(result.analysis.records.runs)
+            logged = (f"; logged to MLflow run {result.logged_run_id}" if result.logged_run_id
+                      else "; not logged to MLflow (no parent run found)" if not args.no_log
+                      else "")
+            sys.stderr.write(f"kdspec report: {study.name}: {used} of {len(study.run_ids)} runs "
+                             f"-> {target / 'report.html'}{logged}\n")
+            for problem in result.analysis.records.problems:
+                sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
+    if failures and len(failures) == len(plan.studies):
+        raise ReportError("no study could be reported")
+    return 1 if failures else 0
