@@ -1,0 +1,104 @@
+"""``kdspec run SPEC``: train every run of a plan with MLflow tracking (see docs/running.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from kdspec.errors import KdspecError
+from kdspec.plan import Plan
+from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="a .kdspec file, or a plan .json from `kdspec plan --json`")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI, the spec's "
+                             "tracking_uri, else sqlite:///mlruns.db here)")
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="run share I of N (0-based); default: the Slurm array task, "
+                             "else everything")
+    parser.add_argument("--force", action="store_true",
+                        help="retrain runs even when a FINISHED run exists")
+    parser.add_argument("--only", action="append", default=[], metavar="ROLE|ID",
+                        help="only these runs: teacher, student, distilled, or a run id "
+                             "(prefix); repeatable")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be trained, resumed or reused, and stop")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars: one log line per run")
+    parser.add_argument("--eval-every", type=int, default=1, metavar="N",
+                        help="evaluate on the test split every N epochs (the last always)")
+    parser.add_argument("--data-parallel", choices=("auto", "on", "off"), default="auto",
+                        help="under `accelerate launch`: train each run data-parallel over the "
+                             "processes (auto: for ImageNet studies) instead of spreading runs")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where datasets are unpacked or generated")
+    parser.add_argument("--log-dir", type=Path, default=Path(".kdspec/logs"),
+                        help="folder of the run log files")
+
+
+def load_spec(path: Path) -> tuple[Plan, str | None]:
+    """The plan of a ``.kdspec`` or plan ``.json`` file, and the spec text to log with it."""
+    if not path.is_file():
+        raise KdspecError(f"no such spec file: {path}")
+    if path.suffix == ".json":
+        plan = Plan.from_json(path.read_text())
+        source = Path(plan.source) if plan.source else None
+        text = source.read_text() if source is not None and source.is_file() else None
+        return plan, text
+    from kdspec.dsl import load_plan
+
+    return load_plan(path), path.read_text()
+
+
+def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOptions:
+    if args.eval_every < 1:
+        raise KdspecError("--eval-every must be at least 1")
+    shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    return RunOptions(
+        tracking_uri=args.tracking_uri, shard=shard, force=args.force, only=tuple(args.only),
+        dry_run=args.dry_run, quiet=args.quiet, eval_every=args.eval_every,
+        data_parallel=args.data_parallel, log_dir=args.log_dir, cache_dir=args.cache_dir,
+        spec_text=spec_text,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's own INFO lines (database migrations, run URLs) would drown the progress output.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    plan, spec_text = load_spec(Path(args.spec))
+    options = options_from_args(args, spec_text)
+    from kdspec.runtime.executor import Executor
+    from kdspec.runtime.progress import close_log, open_log
+    from kdspec.runtime.summary import dry_run_table, summary_table
+
+    logger, log_path = open_log(options.log_dir, quiet=options.quiet)
+    try:
+        executor = Executor(plan, options, logger)
+        runs = executor.my_runs()
+        executor.preflight(runs)
+        prep = executor.prepare(runs)
+        if options.dry_run:
+            if executor.process_index == 0:
+                sys.stdout.write(dry_run_table(prep, shard=str(options.shard)))
+            return 0
+        logger.info("log: %s", log_path)
+        outcomes = executor.execute(prep, spec_text=spec_text)
+        failed = [o for o in outcomes if o.status in ("failed", "skipped")]
+        sys.stderr.write(summary_table(outcomes))
+        if failed:
+            sys.stderr.write(f"kdspec run: {len(failed)} run(s) did not finish; "
+                             f"log: {log_path}\n")
+            return 1
+        return 0
+    except KdspecError as err:
+        logger.debug("error: %s", err)
+        raise KdspecError(f"{err} (log: {log_path})") from err
+    finally:
+        close_log(logger)
+

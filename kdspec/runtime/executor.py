@@ -1,0 +1,244 @@
+"""``kdspec run``: execute a plan's runs with MLflow tracking.
+
+1. Take this machine's share of the plan (``--shard``, Slurm array, and under ``accelerate
+   launch`` this process's share of it), narrowed by ``--only``.
+2. Before any training: every tracking store answers and can store artifacts, every study's
+   data is there (one clear error otherwise).
+3. Look every run up by ``kdspec.run_id`` across the store: reuse FINISHED runs, resume killed
+   or failed ones from their checkpoint, train the rest (:mod:`kdspec.runtime.scheduling`).
+4. Train the lockstep groups in plan order (teachers first), each with its study's parent run.
+5. Return one :class:`Outcome` per run; the command prints the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from kdspec.plan import Plan, Precision, Run, Study
+from kdspec.runtime.data import check_dataset_available, load_dataset
+from kdspec.runtime.group_runner import GroupContext, Outcome, train_group
+from kdspec.runtime.interfaces import LoadedDataset
+from kdspec.runtime.run_options import RunOptions, select_runs
+from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups, runs_of_share
+from kdspec.runtime.teacher_cache import autocast_for
+from kdspec.runtime.tracking import StoredRun, TrackingStore, resolve_tracking_uri
+
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def make_accelerator(plan: Plan) -> Accelerator:
+    """One Accelerator per process, with the plan's precision when all its studies agree.
+
+    Accelerate keeps its state per process: if it was already set up with another precision
+    (several plans in one Python process, as in tests), reuse it; :func:`autocast_factory` then
+    falls back to ``torch.autocast`` for the studies it does not match.
+    """
+    precisions = {s.runtime.precision for s in plan.studies}
+    wanted = MIXED_PRECISION[precisions.pop()] if len(precisions) == 1 else "no"
+    try:
+        return Accelerator(mixed_precision=wanted)
+    except ValueError:
+        return Accelerator()
+
+
+def autocast_factory(accelerator: Accelerator,
+                     precision: Precision) -> Callable[[], contextlib.AbstractContextManager[object]]:
+    """The autocast context for a study: the accelerator's when its precision matches."""
+    if accelerator.mixed_precision == MIXED_PRECISION[precision]:
+        return accelerator.autocast
+    return lambda: autocast_for(accelerator.device, precision)
+
+
+def use_data_parallel(plan: Plan, options: RunOptions, num_processes: int) -> bool:
+    """Data-parallel (every process trains every run on its share of each epoch's batches)
+    instead of job-spreading (each process trains whole runs): ``--data-parallel on``, or
+    ``auto`` with several processes and an ImageNet study."""
+    if num_processes < 2 or options.data_parallel == "off":
+        return False
+    if options.data_parallel == "on":
+        return True
+    return any(s.dataset.name == "imagenet" for s in plan.studies)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What will happen, before anything is trained (also what ``--dry-run`` prints)."""
+
+    actions: list[Action]
+    blocked: dict[str, str]  # run id -> why it cannot run (teacher missing)
+    groups: list[Group]  # the runs to train or resume, in lockstep groups, in training order
+
+
+class Executor:
+    """Runs one plan in this process."""
+
+    def __init__(self, plan: Plan, options: RunOptions, logger: logging.Logger):
+        self.plan = plan
+        self.options = options
+        self.logger = logger
+        self.accelerator = make_accelerator(plan)
+        self.processes = self.accelerator.num_processes
+        self.process_index = self.accelerator.process_index
+        self.data_parallel = use_data_parallel(plan, options, self.processes)
+        self.stores: dict[str, TrackingStore] = {}
+        self._datasets: dict[str, LoadedDataset] = {}
+
+    # -- what to do ---------------------------------------------------------------------------
+    def store_of(self, study: Study) -> TrackingStore:
+        uri = resolve_tracking_uri(self.options.tracking_uri, study)
+        if uri not in self.stores:
+            self.stores[uri] = TrackingStore(uri)
+        return self.stores[uri]
+
+    def my_runs(self) -> list[Run]:
+        """This process's runs: shard ``i/n`` of the plan, then (job-spreading) share ``p/P`` of
+        it, as one share ``i * P + p`` of ``n * P``; then ``--only``."""
+        shard = self.options.shard
+        if self.data_parallel:
+            runs = runs_of_share(self.plan, shard.index, shard.count)
+        else:
+            runs = runs_of_share(self.plan, shard.index * self.processes + self.process_index,
+                                 shard.count * self.processes)
+        ids = [r.id for r in self.plan.runs]
+        keep = select_runs(ids, {r.id: r.role for r in self.plan.runs}, self.options.only)
+        return [r for r in runs if r.id in keep]
+
+    def preflight(self, runs: list[Run]) -> None:
+        """Every store reachable and writable, every needed dataset present: else one error."""
+        studies = self._studies_of(runs)
+        for study in studies:
+            self.store_of(study)
+        for store in self.stores.values():
+            store.preflight()
+        for study in studies:
+            check_dataset_available(study.dataset, cache_dir=self.options.cache_dir)
+
+    def prepare(self, runs: list[Run]) -> Preparation:
+        """Decide each run's action from the store; find distilled runs with no teacher."""
+        stored: dict[str, list[StoredRun]] = {}
+        for store, ids in self._ids_by_store(runs).items():
+            stored.update(store.find_runs(ids))
+        actions = [decide_action(r, stored[r.id], force=self.options.force) for r in runs]
+        trained_here = {a.run.id for a in actions}
+        blocked: dict[str, str] = {}
+        for run in runs:
+            tid = run.teacher_id
+            if tid is None or tid in trained_here:
+                continue
+            teacher_store = self.store_of(self.plan.study_of(tid))
+            found = teacher_store.find_runs([tid])[tid]
+            if not any(s.status == "FINISHED" for s in found):
+                blocked[run.id] = (f"teacher {tid} is not trained and not selected "
+                                   "(drop --only, or run the teacher's shard first)")
+        kept = [a for a in actions if a.run.id not in blocked]
+        return Preparation(kept, blocked, form_groups(self.plan, kept))
+
+    # -- doing it -----------------------------------------------------------------------------
+    def execute(self, prep: Preparation, *, spec_text: str | None) -> list[Outcome]:
+        """Train every group of ``prep``; returns one outcome per run (reused ones included)."""
+        outcomes: dict[str, Outcome] = {}
+        for rid, reason in prep.blocked.items():
+            outcomes[rid] = Outcome(self.plan.run(rid), "skipped", reason)
+        for action in prep.actions:
+            if action.kind == "reuse" and action.stored is not None:
+                outcomes[action.run.id] = Outcome(action.run, "reused",
+                                                  mlflow_id=action.stored.mlflow_id)
+        parents = self._parent_runs(prep)
+        writer = self.process_index == 0 or not self.data_parallel
+        with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
+            for group in prep.groups:
+                failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
+                                       if r.teacher_id in outcomes
+                                       and outcomes[r.teacher_id].status in ("failed", "skipped")),
+                                      None)
+                if failed_teacher is not None:
+                    for run in group.runs:
+                        outcomes[run.id] = Outcome(run, "skipped",
+                                                   f"its teacher {run.teacher_id} failed")
+                    continue
+                self.logger.info("training %s%s", group.label,
+                                 f" (resuming at epoch {group.start_epoch + 1})"
+                                 if group.start_epoch else "")
+                ctx = self._context(group.runs[0], parents, Path(tmp), writer)
+                for outcome in train_group(ctx, group):
+                    outcomes[outcome.run.id] = outcome
+                if self.data_parallel:
+                    self.accelerator.wait_for_everyone()
+        self._close_parents(parents)
+        order = {r.id: i for i, r in enumerate(self.plan.runs)}
+        return sorted(outcomes.values(), key=lambda o: order[o.run.id])
+
+    def _context(self, first: Run, parents: dict[str, str], workdir: Path,
+                 writer: bool) -> GroupContext:
+        study = self.plan.study_of(first.id)
+        teacher_study = self.plan.study_of(first.teacher_id) if first.teacher_id else study
+        wrap = None
+        if self.data_parallel:
+            def wrap(model: torch.nn.Module) -> torch.nn.Module:
+                return self.accelerator.prepare_model(model)
+        return GroupContext(
+            plan=self.plan, study=study, store=self.store_of(study),
+            teacher_store=self.store_of(teacher_study), dataset=self._dataset(study),
+            device=self.accelerator.device,
+            autocast=autocast_factory(self.accelerator, study.runtime.precision),
+            parent_id=parents.get(study.name, ""), workdir=workdir, logger=self.logger,
+            eval_every=self.options.eval_every, show_progress=not self.options.quiet and writer,
+            writer=writer,
+            batch_share=(self.process_index, self.processes) if self.data_parallel else (0, 1),
+            wrap_model=wrap,
+        )
+
+    def _dataset(self, study: Study) -> LoadedDataset:
+        key = study.dataset.model_dump_json()
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(study.dataset, device=self.accelerator.device,
+                                               cache_dir=self.options.cache_dir)
+            self.logger.info("data: %s", self._datasets[key].description)
+        return self._datasets[key]
+
+    def _parent_runs(self, prep: Preparation) -> dict[str, str]:
+        """Get or create the parent run of every study with a run to train. Under job-spreading
+        process 0 creates them first, then the others find them by their plan-hash tag."""
+        studies = self._studies_of([a.run for a in prep.actions if a.kind != "reuse"])
+        parents: dict[str, str] = {}
+        plan_json = self.plan.to_json()
+        for turn in (0, 1):
+            if (self.process_index == 0) == (turn == 0):
+                for study in studies:
+                    parents[study.name] = self.store_of(study).parent_run(
+                        study, plan_json=plan_json, spec_text=self.options.spec_text)
+            if self.processes > 1:
+                self.accelerator.wait_for_everyone()
+        return parents
+
+    def _close_parents(self, parents: dict[str, str]) -> None:
+        """A parent run is FINISHED once every run of its study is; left RUNNING otherwise
+        (other shards may still be at work)."""
+        if self.processes > 1:
+            self.accelerator.wait_for_everyone()
+        if self.process_index != 0:
+            return
+        for name, parent_id in parents.items():
+            study = self.plan.study(name)
+            store = self.store_of(study)
+            if store.finished_runs_of_study(study.run_ids):
+                store.finish(parent_id)
+
+    def _studies_of(self, runs: list[Run]) -> list[Study]:
+        names = {self.plan.study_of(r.id).name for r in runs}
+        return [s for s in self.plan.studies if s.name in names]
+
+    def _ids_by_store(self, runs: list[Run]) -> dict[TrackingStore, list[str]]:
+        by_store: dict[TrackingStore, list[str]] = {}
+        for run in runs:
+            by_store.setdefault(self.store_of(self.plan.study_of(run.id)), []).append(run.id)
+        return by_store
+

@@ -1,0 +1,168 @@
+"""What ``kdspec run`` will do with each run, and who does it: pure functions of the plan and of
+what the MLflow store holds (no training, no MLflow calls), so every decision is unit-tested.
+
+- Action per run: reuse a FINISHED run, resume a killed/failed one from its checkpoint, or train.
+- Lockstep groups: the runnable distilled runs sharing seed, teacher, architecture and recipe.
+- Work units and shards: a unit is a teacher with every run that learns from it (or one run with
+  no teacher and no pupils); units go to shards by a deterministic longest-first balance over the
+  WHOLE plan, so every machine computes the same split whatever the store holds, and a distilled
+  run always lands on the shard that trains its teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from kdspec.catalog import ARCHITECTURES, forward_flops
+from kdspec.plan import Plan, Run
+from kdspec.runtime.tracking import StoredRun
+
+ActionKind = Literal["reuse", "resume", "train"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What happens to one run. ``start_epoch`` > 0 only for "resume"; ``stored`` is the MLflow
+    run reused or resumed; ``stale`` are unfinished runs a fresh training replaces."""
+
+    run: Run
+    kind: ActionKind
+    start_epoch: int = 0
+    stored: StoredRun | None = None
+    stale: tuple[StoredRun, ...] = ()
+
+    def describe(self) -> str:
+        """The dry-run wording: "train", "reuse", "resume at epoch k"."""
+        if self.kind == "resume":
+            return f"resume at epoch {self.start_epoch + 1}"
+        return self.kind
+
+
+def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool) -> Action:
+    """Reuse the newest FINISHED run (unless ``force``); else resume the newest unfinished run
+    that saved a checkpoint; else train from scratch."""
+    finished = [s for s in stored if s.status == "FINISHED"]
+    if finished and not force:
+        return Action(run, "reuse", stored=finished[-1])
+    unfinished = tuple(s for s in stored if s.status != "FINISHED")
+    resumable = [s for s in unfinished if 0 < s.epochs_done <= run.recipe.epochs]
+    if resumable and not force:
+        newest = resumable[-1]
+        return Action(run, "resume", start_epoch=newest.epochs_done, stored=newest,
+                      stale=tuple(s for s in unfinished if s is not newest))
+    return Action(run, "train", stale=unfinished)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs trained together on one batch stream (a solo run is a group of one)."""
+
+    actions: tuple[Action, ...]
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        return tuple(a.run for a in self.actions)
+
+    @property
+    def start_epoch(self) -> int:
+        return self.actions[0].start_epoch
+
+    @property
+    def label(self) -> str:
+        first = self.actions[0].run
+        if first.role == "distilled":
+            temps = ",".join(f"{a.run.temperature:g}" for a in self.actions)
+            return f"distilled {first.arch} seed {first.seed} T={temps}"
+        return f"{first.role} {first.arch} seed {first.seed}"
+
+
+def lockstep_key(run: Run) -> tuple[str, ...]:
+    """Distilled runs with equal keys can share batches and one teacher forward per batch."""
+    return (run.teacher_id or "", run.arch, str(run.seed), run.recipe.model_dump_json())
+
+
+def form_groups(plan: Plan, actions: Sequence[Action]) -> list[Group]:
+    """Group the runs to train (``actions`` without reuses) in plan order.
+
+    Distilled runs of one lockstep key form one group when their study allows lockstep. A group
+    resumes only when all its members saved the same epoch; otherwise every member restarts from
+    scratch (their unfinished runs become stale).
+    """
+    order = {r.id: i for i, r in enumerate(plan.runs)}
+    pending = sorted((a for a in actions if a.kind != "reuse"), key=lambda a: order[a.run.id])
+    buckets: dict[tuple[str, ...], list[Action]] = {}
+    groups: list[list[Action]] = []
+    for action in pending:
+        run = action.run
+        if run.role == "distilled" and plan.study_of(run.id).runtime.lockstep:
+            key = lockstep_key(run)
+            if key not in buckets:
+                buckets[key] = []
+                groups.append(buckets[key])
+            buckets[key].append(action)
+        else:
+            groups.append([action])
+    return [Group(_align_resume(members)) for members in groups]
+
+
+def _align_resume(members: list[Action]) -> tuple[Action, ...]:
+    starts = {a.start_epoch for a in members}
+    if len(starts) == 1:
+        return tuple(members)
+    restarted = []
+    for a in members:
+        stale = a.stale + ((a.stored,) if a.kind == "resume" and a.stored is not None else ())
+        restarted.append(Action(a.run, "train", stale=stale))
+    return tuple(restarted)
+
+
+def work_units(plan: Plan) -> list[list[Run]]:
+    """The plan's runs cut into units that never depend on each other: each teacher with its
+    distilled runs, and every other run on its own; in plan order."""
+    units: dict[str, list[Run]] = {}
+    for run in plan.runs:
+        anchor = run.teacher_id if run.teacher_id is not None else run.id
+        units.setdefault(anchor, []).append(run)
+    return list(units.values())
+
+
+def run_cost(plan: Plan, run: Run) -> float:
+    """Rough training cost of a run in forward FLOPs of one image: ``epochs x (3 x F_arch +
+    F_teacher)``, a training step being about three forwards and a distilled step adding the
+    teacher's forward. Only the relative sizes matter (for balancing shards)."""
+    size = plan.study_of(run.id).dataset.image_size
+    cost = 3.0 * _flops(run.arch, size)
+    if run.teacher_id is not None:
+        cost += _flops(plan.run(run.teacher_id).arch, size)
+    return run.recipe.epochs * cost
+
+
+def _flops(arch: str, size: int) -> float:
+    return forward_flops(arch, size) if arch in ARCHITECTURES else 1.0
+
+
+def assign_units(plan: Plan, count: int) -> list[list[Run]]:
+    """Split the plan's units over ``count`` shards: largest unit first, each to the shard with
+    the least work so far (ties: lowest index). Deterministic for a given plan."""
+    units = work_units(plan)
+    costs = [sum(run_cost(plan, r) for r in unit) for unit in units]
+    order = sorted(range(len(units)), key=lambda i: (-costs[i], i))
+    loads = [0.0] * count
+    shards: list[list[int]] = [[] for _ in range(count)]
+    for i in order:
+        target = min(range(count), key=lambda s: (loads[s], s))
+        loads[target] += costs[i]
+        shards[target].append(i)
+    position = {r.id: i for i, r in enumerate(plan.runs)}
+    result = []
+    for members in shards:
+        runs = [r for i in members for r in units[i]]
+        result.append(sorted(runs, key=lambda r: position[r.id]))
+    return result
+
+
+def runs_of_share(plan: Plan, index: int, count: int) -> list[Run]:
+    """The runs of share ``index`` of ``count`` (in plan order)."""
+    return assign_units(plan, count)[index]
