@@ -1,0 +1,60 @@
+"""``kdspec check SPEC...``: compile each spec and say what it holds, or show every error.
+
+All files are checked before anything is printed: when any has a problem, every diagnostic of
+every file goes to stderr (exit 2) and stdout stays empty; otherwise one line per file goes to
+stdout (exit 0). A file that cannot be read at all is one line on stderr (exit 1, or 2 when
+there are spec errors too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+
+from kdspec.errors import Diagnostic, KdspecError, SpecError
+from kdspec.plan import Plan
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("specs", nargs="+", metavar="SPEC", help=".kdspec files to check")
+
+
+def summarize(path: str, plan: Plan) -> str:
+    """One line: the file, its studies and how many runs of each role they need."""
+    if not plan.studies:
+        return f"{path}: ok: no studies (a recipe library)"
+    names = ", ".join(s.name for s in plan.studies)
+    roles = Counter(r.role for r in plan.runs)
+    studies = "study" if len(plan.studies) == 1 else "studies"
+    return (f"{path}: ok: {len(plan.studies)} {studies} ({names}), {len(plan.runs)} runs "
+            f"({roles['teacher']} teacher, {roles['student']} student, "
+            f"{roles['distilled']} distilled)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdspec.dsl import load_plan
+
+    lines: list[str] = []
+    diagnostics: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    unreadable: list[str] = []
+    for path in args.specs:
+        try:
+            plan = load_plan(path)
+        except SpecError as err:
+            diagnostics.extend(err.diagnostics)
+            sources.update(err.sources)
+            continue
+        except KdspecError as err:
+            unreadable.append(f"kdspec check: error: {err}\n")
+            continue
+        lines.append(summarize(path, plan))
+    for line in unreadable:
+        sys.stderr.write(line)
+    if diagnostics:
+        raise SpecError(diagnostics, sources)
+    if unreadable:
+        return 1
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    return 0

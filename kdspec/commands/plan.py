@@ -1,0 +1,117 @@
+"""``kdspec plan SPEC [--json]``: the runs a spec expands to.
+
+With ``--json``: the Plan as JSON on stdout (``Plan.from_json`` reads it back; the runtime can
+run from it alone). Without: per study a table of its runs (role, arch, seed, T, id,
+depends_on) with a work estimate per run, then the total over the plan's unique runs.
+
+Work estimate of a run: samples = epochs x training images per epoch (the subset, the generated
+size or the catalogue's size; unknown for ImageNet and CelebA, whose size depends on the files),
+and forward FLOPs = samples x ``forward_flops(arch, image_size)``, plus the teacher's forward for
+a distilled run. A training step costs about 3x its forward; a teacher forward shared by the
+students of one seed (lockstep) or cached is paid once, so the figure is an upper bound there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kdspec.catalog import DATASETS, forward_flops
+from kdspec.plan import Plan, Run, Study
+
+_SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help=".kdspec file (or plan JSON)")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def train_samples(study: Study) -> int | None:
+    """Training images per epoch, when known without reading the data."""
+    data = study.dataset
+    known = [n for n in (data.train_subset, data.generated_train_size,
+                         DATASETS[data.name].train_size) if n is not None]
+    return min(known) if known else None
+
+
+def run_work(study: Study, run: Run) -> tuple[int, float] | None:
+    """(samples seen, forward FLOPs) of one run of ``study``; None when the size is unknown."""
+    per_epoch = train_samples(study)
+    if per_epoch is None:
+        return None
+    samples = run.recipe.epochs * per_epoch
+    size = study.dataset.image_size
+    flops = samples * forward_flops(run.arch, size)
+    if run.role == "distilled":
+        flops += samples * forward_flops(study.teacher.arch, size)
+    return samples, flops
+
+
+def format_flops(flops: float) -> str:
+    for scale, prefix in _SI:
+        if flops >= scale:
+            return f"{flops / scale:.3g} {prefix}FLOP"
+    return f"{flops:.3g} FLOP"
+
+
+def study_table(plan: Plan, study: Study) -> str:
+    """The runs of one study as an aligned text table with a work estimate per run."""
+    data = study.dataset
+    per_epoch = train_samples(study)
+    header = (f"study {study.name}: {data.name} ({data.image_size}x{data.image_size}, "
+              f"{data.num_classes} classes, "
+              f"{'unknown' if per_epoch is None else f'{per_epoch:,}'} training images), "
+              f"teacher {study.teacher.arch} -> student {study.student.arch}, "
+              f"{len(study.seeds)} seeds, T = {', '.join(f'{t:g}' for t in study.temperatures)}")
+    rows = [("role", "arch", "seed", "T", "id", "depends_on", "epochs x samples", "forward")]
+    for run in plan.runs:
+        if run.id not in study.run_ids:
+            continue
+        work = run_work(study, run)
+        rows.append((
+            run.role, run.arch, str(run.seed),
+            "-" if run.temperature is None else f"{run.temperature:g}",
+            run.id, ", ".join(run.depends_on) or "-",
+            f"{run.recipe.epochs} x {'?' if per_epoch is None else f'{per_epoch:,}'}",
+            "?" if work is None else format_flops(work[1]),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                        for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plan_total(plan: Plan) -> str:
+    """Totals over the plan's unique runs (a shared teacher counts once)."""
+    samples, flops, unknown = 0, 0.0, 0
+    for run in plan.runs:
+        work = run_work(plan.study_of(run.id), run)
+        if work is None:
+            unknown += 1
+            continue
+        samples += work[0]
+        flops += work[1]
+    if unknown == len(plan.runs):
+        return (f"total: {len(plan.runs)} runs; work unknown until the dataset is read "
+                "(its size depends on the files)\n")
+    line = (f"total: {len(plan.runs)} runs, {samples:,} training samples, "
+            f"{format_flops(flops)} forward (a training step is ~3x its forward)")
+    if unknown:
+        line += f"; {unknown} runs of unknown dataset size not counted"
+    return line + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdspec.dsl import load_plan
+
+    plan = load_plan(args.spec)
+    if args.json:
+        sys.stdout.write(plan.to_json() + "\n")
+        return 0
+    if not plan.studies:
+        sys.stdout.write(f"{args.spec}: no studies (a recipe library)\n")
+        return 0
+    sys.stdout.write("\n".join(study_table(plan, s) for s in plan.studies))
+    sys.stdout.write("\n" + plan_total(plan))
+    return 0
