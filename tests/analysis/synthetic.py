@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdspec.analysis.records import RunPredictions, StudyRecords
 from kdspec.plan import Plan, Run, Study
 
 Predictions = dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]
@@ -83,3 +84,17 @@ def synthetic_predictions(plan: Plan, study: Study, *, n_test: int, seed: int = 
         y_pred = np.where(unfair, 0, y_pred)
         out[run_id] = (y_true, y_pred, {"group": group})
     return out
+
+
+def records_from_predictions(plan: Plan, study: Study, predictions: Predictions
+                             ) -> StudyRecords:
+    """StudyRecords built straight from synthetic predictions (no MLflow), for the statistics."""
+    runs = tuple(
+        RunPredictions(kdspec_id=rid, mlflow_run_id=f"mlflow-{rid}", role=plan.run(rid).role,
+                       seed=plan.run(rid).seed, temperature=plan.run(rid).temperature,
+                       y_true=predictions[rid][0], y_pred=predictions[rid][1],
+                       attributes=predictions[rid][2])
+        for rid in study.run_ids if rid in predictions
+    )
+    return StudyRecords(study=study, runs=runs, problems=(), parent_run_id=None,
+                        tracking_uri="sqlite:///unused.db")
