@@ -38,6 +38,8 @@ DATASET_KEYS: dict[str, Key] = {
 }
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
                                                       "aggregate")}
+_FAIRNESS_DATASETS = "fairness needs a dataset with attributes: " + ", ".join(
+    n for n, f in DATASETS.items() if f.fairness_dataset)
 AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
 FAIRNESS_METRICS: tuple[str, ...] = get_args(FairnessMetric)
 
@@ -186,9 +188,7 @@ def _add_sensitive(draft: DatasetDraft, attr: str, span: Span, diags: Diagnostic
     facts = draft.facts
     if not facts.attributes:
         diags.add(InconsistentStudy(span, f"{facts.name} has no sensitive attributes",
-                                    help="fairness needs a dataset with attributes: "
-                                         + ", ".join(n for n, f in DATASETS.items()
-                                                     if f.fairness_dataset)))
+                                    help=_FAIRNESS_DATASETS))
         return False
     if attr not in facts.attributes:
         diags.add(UnknownName(span, f"{facts.name} has no attribute '{attr}'",
@@ -207,6 +207,11 @@ def _add_sensitive(draft: DatasetDraft, attr: str, span: Span, diags: Diagnostic
 def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> FairnessSpec | None:
     """The ``fairness { ... }`` section; adds its sensitive attributes to the dataset draft."""
     reader = SectionReader("fairness", section.entries, FAIRNESS_KEYS, diags)
+    if not draft.facts.attributes:
+        diags.add(InconsistentStudy(section.key_span,
+                                    f"{draft.facts.name} has no sensitive attributes",
+                                    help=_FAIRNESS_DATASETS))
+        return None
     named = reader.names("sensitive")
     sensitive: list[str] = []
     for attr, span in named or []:

@@ -21,14 +21,19 @@ _BOUNDS = {
 }
 
 
+def _number(value: Any) -> Any:
+    """Floats as the user would write them: 1.0 -> 1, 0.5 -> 0.5."""
+    return f"{value:g}" if isinstance(value, float) else value
+
+
 def explain_validation_error(error: Mapping[str, Any], field: str) -> str:
     """One Pydantic error entry as a kdspec message about ``field``."""
     kind = str(error.get("type", ""))
     ctx = error.get("ctx") or {}
-    found = error.get("input")
+    found = _number(error.get("input"))
     if kind in _BOUNDS:
         symbol, name = _BOUNDS[kind]
-        return f"'{field}' must be {symbol} {ctx.get(name)}, found {found}"
+        return f"'{field}' must be {symbol} {_number(ctx.get(name))}, found {found}"
     if kind == "literal_error":
         return f"'{field}' must be {ctx.get('expected')}, found {found}"
     if kind == "missing":
