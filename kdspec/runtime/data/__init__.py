@@ -28,6 +28,7 @@ from kdspec.runtime.data.in_memory import (
     subset_indices,
 )
 from kdspec.runtime.data.locations import check_files, locate_fashion_mnist
+from kdspec.runtime.data.trifeature import read_trifeature
 from kdspec.runtime.interfaces import LoadedDataset
 
 __all__ = ["check_dataset_available", "load_dataset", "InMemoryTrainSource",
@@ -56,6 +57,8 @@ def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         return read_fashion_mnist(spec, cache_dir)
     if spec.name == "digits":
         return read_digits()
+    if spec.name == "trifeature":
+        return read_trifeature(spec, cache_dir)
     raise DataError(f"{spec.name}: no in-memory reader")
 
 
