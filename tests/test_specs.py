@@ -1,0 +1,79 @@
+"""Every shipped spec compiles, opens with how to run it, and says what the paper says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdspec.dsl import load_plan
+
+SPECS = Path(__file__).parents[1] / "specs"
+ALL_SPECS = sorted(SPECS.rglob("*.kdspec"))
+STUDY_SPECS = sorted(SPECS.glob("*.kdspec"))
+
+
+def test_the_paper_specs_and_the_quickstart_are_shipped() -> None:
+    names = {p.stem for p in STUDY_SPECS}
+    assert {"quickstart", "cifar10", "svhn", "cifar100", "imagenet", "celeba",
+            "trifeature"} <= names
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: str(p.relative_to(SPECS)))
+def test_spec_compiles_and_opens_with_how_to_run_it(spec: Path) -> None:
+    plan = load_plan(spec)
+    first_line = spec.read_text().splitlines()[0]
+    assert first_line.startswith("# ")
+    assert "kdspec check" in spec.read_text()
+    if spec.parent == SPECS:
+        assert plan.studies, f"{spec.name} declares no study"
+
+
+def test_cifar10_follows_the_paper() -> None:
+    plan = load_plan(SPECS / "cifar10.kdspec")
+    [study] = plan.studies
+    assert (study.teacher.arch, study.student.arch) == ("resnet56", "resnet20")
+    assert study.temperatures == tuple(float(t) for t in range(2, 11))
+    assert study.seeds == (0, 1, 2, 3, 4)
+    roles = [r.role for r in plan.runs]
+    assert (roles.count("teacher"), roles.count("student"), roles.count("distilled")) == (5, 5, 45)
+    teacher_of_seed = {r.seed: r.id for r in plan.runs if r.role == "teacher"}
+    for run in plan.runs:
+        if run.role == "distilled":
+            assert run.depends_on == (teacher_of_seed[run.seed],)
+    recipe = study.teacher.recipe
+    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.momentum, recipe.weight_decay) \
+        == (200, 128, 0.1, 0.9, 5e-4)
+
+
+def test_cifar100_has_both_pairs_of_the_paper() -> None:
+    plan = load_plan(SPECS / "cifar100.kdspec")
+    pairs = {(s.teacher.arch, s.student.arch) for s in plan.studies}
+    assert pairs == {("resnet56", "resnet20"), ("densenet169", "densenet121")}
+
+
+def test_fairness_specs_use_the_papers_temperatures_and_attributes() -> None:
+    fairness_temperatures = (*(float(t) for t in range(1, 11)), 20.0, 30.0, 40.0)
+    celeba = load_plan(SPECS / "celeba.kdspec").studies[0]
+    assert celeba.dataset.target == "Smiling" and celeba.dataset.balance == "undersample"
+    assert celeba.fairness is not None and celeba.fairness.sensitive == ("Young",)
+    assert celeba.temperatures == fairness_temperatures
+    trifeature = load_plan(SPECS / "trifeature.kdspec").studies[0]
+    assert (trifeature.teacher.arch, trifeature.student.arch) == ("resnet20", "lenet5")
+    assert trifeature.dataset.target == "shape"
+    assert trifeature.fairness is not None and trifeature.fairness.sensitive == ("color",)
+    assert trifeature.temperatures == fairness_temperatures
+
+
+def test_quickstart_is_small_and_offline() -> None:
+    plan = load_plan(SPECS / "quickstart.kdspec")
+    fashion, trifeature = plan.studies
+    assert fashion.dataset.name == "fashion_mnist" and fashion.dataset.download is False
+    assert fashion.dataset.train_subset == 6000 and fashion.dataset.test_subset == 2000
+    assert trifeature.dataset.image_size == 32
+    assert trifeature.dataset.generated_train_size == 4000
+    assert trifeature.fairness is not None
+    assert trifeature.fairness.multiclass_aggregate == "max"
+    for study in plan.studies:
+        assert study.seeds == (0, 1, 2) and study.temperatures == (1.0, 2.0, 4.0, 8.0)
+        assert study.teacher.recipe.epochs <= 4 and study.student.recipe.epochs <= 4
