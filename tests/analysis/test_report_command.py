@@ -1,0 +1,147 @@
+"""`kdspec report` end to end against sqlite stores the tests filled themselves."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kdspec.analysis.records import GroupKey
+from kdspec.cli import main
+from kdspec.plan import Plan
+from tests.analysis.conftest import FilledStore
+from tests.factories import tiny_plan
+
+REPORT_FILES = {
+    "report.md", "report.html", "accuracy.csv", "accuracy_runs.csv", "significance.csv",
+    "fairness.csv", "disagreement.csv", "fig1_disagreement.png", "fig2_class_change.png",
+    "fig3_accuracy_significance.png", "fig4_fairness.png",
+}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def complete_report(complete_store: FilledStore, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Path, int, str, str]:
+    """Run `kdspec report` once for the module: (out dir, exit code, stdout, stderr)."""
+    out = tmp_path_factory.mktemp("complete-report")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["report", str(complete_store.plan_json), "--tracking-uri",
+                     complete_store.uri, "--out", str(out)])
+    return out, code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_complete_study_writes_every_file(complete_report: tuple[Path, int, str, str]) -> None:
+    out, code, stdout, stderr = complete_report
+    assert code == 0 and stdout == ""
+    assert "12 of 12 runs" in stderr
+    assert {p.name for p in out.iterdir()} >= REPORT_FILES
+
+
+def test_accuracy_csv_matches_the_logged_predictions(
+        complete_store: FilledStore, complete_report: tuple[Path, int, str, str]) -> None:
+    out = complete_report[0]
+    rows = {(r["role"], r["temperature"]): r for r in _rows(out / "accuracy.csv")}
+    plan, study = complete_store.plan, complete_store.study
+    accs = [np.mean(complete_store.predictions[r.id][0] == complete_store.predictions[r.id][1])
+            for r in plan.runs_of(study, "distilled", 4.0)]
+    row = rows[("DS", "4.0")]
+    assert int(row["n"]) == 3
+    assert float(row["mean_accuracy"]) == pytest.approx(np.mean(accs))
+    assert float(row["sd_accuracy"]) == pytest.approx(np.std(accs, ddof=1))
+
+
+def test_significance_csv_has_one_row_per_temperature_comparison_and_class(
+        complete_report: tuple[Path, int, str, str]) -> None:
+    rows = _rows(complete_report[0] / "significance.csv")
+    assert len(rows) == 2 * 2 * 10
+    cat = [r for r in rows if r["class_name"] == "cat" and r["comparison"] == "nds_vs_ds"]
+    assert [r["significant"] for r in cat] == ["true", "true"]
+    assert all(float(r["mean_change"]) < 0 and float(r["ci_high"]) < 0 for r in cat)
+
+
+def test_report_text_states_options_n_and_findings(
+        complete_report: tuple[Path, int, str, str]) -> None:
+    text = (complete_report[0] / "report.md").read_text()
+    for needed in ("alpha = 0.05", "correction: none", "normalisation 'ratio'",
+                   "n per group (runs used): teacher: 3, NDS: 3, DS T=2: 3, DS T=4: 3",
+                   "sum over paired seeds", "'cat' is significant at 2 of 2 temperatures",
+                   "## Fairness", "fig1_disagreement.png"):
+        assert needed in text, needed
+    assert text.count("**Main finding.**") == 6  # every section but Setup
+
+
+def test_summary_metrics_and_report_are_logged_to_mlflow(
+        complete_store: FilledStore, complete_report: tuple[Path, int, str, str]) -> None:
+    out = complete_report[0]
+    client = MlflowClient(tracking_uri=complete_store.uri)
+    parent = client.get_run(complete_store.parent_run_id)
+    rows = _rows(out / "significance.csv")
+    n_sc_t2 = sum(r["significant"] == "true" for r in rows
+                  if r["comparison"] == "nds_vs_ds" and r["temperature"] == "2.0")
+    assert parent.data.metrics["n_sc_T2"] == n_sc_t2
+    assert {"n_tc_T2", "n_sc_T4", "n_tc_T4", "n_sc", "n_tc"} <= set(parent.data.metrics)
+    logged = {a.path for a in client.list_artifacts(complete_store.parent_run_id, "report")}
+    assert {f"report/{name}" for name in REPORT_FILES} <= logged
+    fairness = [r for r in _rows(out / "fairness.csv") if r["role"] == "DS" and not r["class"]]
+    ds_run = client.get_run(fairness[0]["mlflow_run_id"])
+    assert ds_run.data.metrics["dpd"] == pytest.approx(float(fairness[0]["dpd"]))
+    assert ds_run.data.metrics["eod_group"] == pytest.approx(float(fairness[0]["eod"]))
+
+
+def test_partial_study_reports_what_it_can_and_names_what_is_missing(
+        messy_store: tuple[str, Plan, dict[str, str]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    uri, plan, ids = messy_store
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(plan.to_json())
+    out = tmp_path / "report"
+    assert main(["report", str(plan_json), "--tracking-uri", uri, "--out", str(out),
+                 "--no-log"]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.out == ""
+    text = (out / "report.md").read_text()
+    for key in ("missing", "failed", "corrupt", "other_set"):
+        assert ids[key] in text, key
+    assert ids["mlflow:corrupt"] in text
+    assert "8 of 12 planned runs" in text and "4 are missing or unusable" in text
+    # Every DS run at T = 4 is unusable: its comparisons are skipped, with the reason.
+    assert "skipped: fewer than 2 runs on a side (NDS n=3, DS T=4 n=0)" in text
+    assert "FINISHED MLflow runs share this kdspec id" in text
+    significance = _rows(out / "significance.csv")
+    skipped = [r for r in significance if r["temperature"] == "4.0"]
+    assert skipped and all(r["skipped"] and r["significant"] == "false" for r in skipped)
+    assert (out / "fig2_class_change.png").exists()
+
+
+def test_nothing_to_report_is_one_error_line_and_exit_1(
+        complete_store: FilledStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tiny_plan(name="never-run", seeds=(7, 8))  # run ids the store has never seen
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(other.to_json())
+    code = main(["report", str(plan_json), "--tracking-uri", complete_store.uri,
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("kdspec report: error: study 'never-run': none of its")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_default_out_dir_is_reports_slash_study(complete_store: FilledStore, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(complete_store.plan_json), "--tracking-uri",
+                 complete_store.uri, "--quiet", "--no-log"]) == 0
+    assert (tmp_path / "reports" / complete_store.study.name / "report.html").exists()
+    assert GroupKey("distilled", 2.0).label == "DS T=2"
