@@ -15,6 +15,7 @@ import torch
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
 from kdspec.runtime.data.augment import make_augmenter
+from kdspec.runtime.data.celeba import read_celeba
 from kdspec.runtime.data.classification_readers import (
     ArraySplits,
     read_cifar,
@@ -22,6 +23,7 @@ from kdspec.runtime.data.classification_readers import (
     read_fashion_mnist,
     read_svhn,
 )
+from kdspec.runtime.data.imagenet import load_imagenet
 from kdspec.runtime.data.in_memory import (
     InMemoryEvalSource,
     InMemoryTrainSource,
@@ -59,6 +61,8 @@ def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         return read_digits()
     if spec.name == "trifeature":
         return read_trifeature(spec, cache_dir)
+    if spec.name == "celeba":
+        return read_celeba(spec, cache_dir)
     raise DataError(f"{spec.name}: no in-memory reader")
 
 
@@ -71,6 +75,8 @@ def load_dataset(
     how to get the data. Subsets are the first n of a fixed permutation (``SUBSET_SEED``).
     """
     check_dataset_available(spec, cache_dir=cache_dir)
+    if spec.name == "imagenet":
+        return load_imagenet(spec, device=device, cache_dir=cache_dir)
     arrays = read_arrays(spec, cache_dir)
     return assemble_in_memory(spec, arrays, device)
 

@@ -20,10 +20,15 @@ from kdspec.runtime.interfaces import Batch
 SUBSET_SEED = 20_241_008
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed that depends only on ``(seed, epoch)`` (numpy SeedSequence mix)."""
-    state = np.random.SeedSequence([seed & 0xFFFFFFFF, epoch & 0xFFFFFFFF]).generate_state(2)
+def derived_seed(*parts: int) -> int:
+    """A 63-bit generator seed that depends only on ``parts`` (numpy SeedSequence mixing)."""
+    state = np.random.SeedSequence([p & 0xFFFFFFFF for p in parts]).generate_state(2)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation draws."""
+    return derived_seed(seed, epoch)
 
 
 def subset_indices(num_samples: int, subset: int | None) -> np.ndarray:

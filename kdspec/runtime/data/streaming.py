@@ -1,0 +1,153 @@
+"""The streaming path: per-sample torchvision transforms in a DataLoader (ImageNet).
+
+Used where a dataset does not fit in memory. Batches are the same ``Batch`` objects as the
+in-memory path, with ``view`` None (random resized crop has no finite set of views). Seeding:
+the shuffle comes from a DataLoader generator seeded from ``(seed, epoch)``, and each sample's
+augmentation from its own seed ``(seed, epoch, index)`` set inside ``__getitem__``, so batches
+do not depend on global RNG state nor on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from kdspec.plan import AugmentPreset
+from kdspec.runtime.data.augment import crop_padding
+from kdspec.runtime.data.in_memory import derived_seed, epoch_seed
+from kdspec.runtime.interfaces import Batch
+
+#: ImageNet evaluation: resize the shorter side to 256/224 of the crop, then centre-crop.
+EVAL_RESIZE_RATIO = 256 / 224
+NOT_RENDERABLE = (
+    "this training source streams images with continuous augmentation (random resized crop): "
+    "it has no discrete views to render, so the teacher-logit cache cannot be used with it"
+)
+
+
+def train_transform(
+    preset: AugmentPreset, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> v2.Compose:
+    """Per-sample torchvision transform of a preset, ending in float32 normalised ``[C, H, W]``."""
+    steps: list[Callable[..., Any]] = [v2.ToImage()]
+    if preset == "imagenet":
+        steps.append(v2.RandomResizedCrop(image_size, antialias=True))
+    if preset in ("crop", "crop_flip"):
+        steps.append(v2.RandomCrop(image_size, padding=crop_padding(image_size)))
+    if preset in ("imagenet", "flip", "crop_flip"):
+        steps.append(v2.RandomHorizontalFlip())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], *, resize: bool
+) -> v2.Compose:
+    """Test-time transform: optional resize + centre crop (ImageNet), then normalisation."""
+    steps: list[Callable[..., Any]] = [v2.ToImage()]
+    if resize:
+        steps += [v2.Resize(round(image_size * EVAL_RESIZE_RATIO), antialias=True),
+                  v2.CenterCrop(image_size)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(steps)
+
+
+class SeededTransformDataset(Dataset[tuple[torch.Tensor, int, int]]):
+    """Wraps a dataset of ``(image, label)``: returns ``(transform(image), label, index)`` with
+    torch's RNG seeded from ``(seed, epoch, index)`` for that one sample."""
+
+    def __init__(self, base: Dataset[Any], indices: np.ndarray, transform: Callable[..., Any],
+                 key: tuple[int, int] | None) -> None:
+        self.base = base
+        self.indices = indices
+        self.transform = transform
+        self.key = key
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        image, label = self.base[int(self.indices[position])]
+        if self.key is None:
+            return self.transform(image), int(label), position
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derived_seed(self.key[0], self.key[1], position))
+            return self.transform(image), int(label), position
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker init: one thread per worker; numpy and ``random`` seeded from the
+    worker's torch seed (itself drawn from the loader's seeded generator)."""
+    torch.set_num_threads(1)
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def _to_batch(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
+              device: torch.device) -> Batch:
+    non_blocking = device.type == "cuda"
+    return Batch(images=images.to(device, non_blocking=non_blocking),
+                 labels=labels.to(device, dtype=torch.int64, non_blocking=non_blocking),
+                 index=index.to(device, dtype=torch.int64, non_blocking=non_blocking))
+
+
+class StreamingTrainSource:
+    """``TrainSource`` over any ``(image, label)`` dataset with a per-sample transform."""
+
+    num_views: int | None = None
+
+    def __init__(self, base: Dataset[Any], indices: np.ndarray, transform: Callable[..., Any],
+                 device: torch.device, *, num_workers: int = 0) -> None:
+        self.base = base
+        self.indices = indices
+        self.transform = transform
+        self.device = device
+        self.num_workers = num_workers
+        self.num_samples = len(indices)
+
+    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
+        """One shuffled epoch; the last partial batch is kept."""
+        loader = DataLoader(
+            SeededTransformDataset(self.base, self.indices, self.transform, (seed, epoch)),
+            batch_size=batch_size, shuffle=True, num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
+            worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        for images, labels, index in loader:
+            yield _to_batch(images, labels, index, self.device)
+
+    def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(NOT_RENDERABLE)
+
+
+class StreamingEvalSource:
+    """``EvalSource`` over any ``(image, label)`` dataset, in index order."""
+
+    def __init__(self, base: Dataset[Any], indices: np.ndarray, labels: np.ndarray,
+                 transform: Callable[..., Any], device: torch.device, *,
+                 num_workers: int = 0) -> None:
+        self.base = base
+        self.indices = indices
+        self.transform = transform
+        self.device = device
+        self.num_workers = num_workers
+        self.num_samples = len(indices)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.attributes: dict[str, np.ndarray] = {}
+
+    def batches(self, *, batch_size: int) -> Iterator[Batch]:
+        loader = DataLoader(
+            SeededTransformDataset(self.base, self.indices, self.transform, None),
+            batch_size=batch_size, shuffle=False, num_workers=self.num_workers,
+            worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda",
+        )
+        for images, labels, index in loader:
+            yield _to_batch(images, labels, index, self.device)
