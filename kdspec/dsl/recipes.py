@@ -180,7 +180,10 @@ class RecipeBook:
         epochs = fields.get("epochs")
         if isinstance(schedule, Schedule) and schedule.milestones and isinstance(epochs, int) \
                 and schedule.milestones[-1] >= epochs:
-            self.diags.add(InconsistentStudy(spans["schedule"],
+            # Point at the role's own text when it set one of the two (it usually caused it).
+            span = spans["epochs"] if spans["epochs"].path == where.path \
+                and spans["schedule"].path != where.path else spans["schedule"]
+            self.diags.add(InconsistentStudy(span,
                                              f"milestone {schedule.milestones[-1]} is not before "
                                              f"the last epoch ({epochs} epochs)",
                                              help="milestones are epochs at which lr is scaled"))
