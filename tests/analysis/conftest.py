@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kdspec.cli import main
 from kdspec.plan import FairnessSpec, Plan, Study
 from tests.analysis.mlflow_store import (
     experiment_for,
@@ -102,3 +105,15 @@ def messy_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Plan, di
                                           predictions=path, status=status)
     ids.update({f"mlflow:{k}": mlflow_ids.get(v, "") for k, v in list(ids.items())})
     return uri, plan, ids
+
+
+@pytest.fixture(scope="session")
+def complete_report(complete_store: FilledStore, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Path, int, str, str]:
+    """Run `kdspec report` once for the module: (out dir, exit code, stdout, stderr)."""
+    out = tmp_path_factory.mktemp("complete-report")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["report", str(complete_store.plan_json), "--tracking-uri",
+                     complete_store.uri, "--out", str(out)])
+    return out, code, stdout.getvalue(), stderr.getvalue()

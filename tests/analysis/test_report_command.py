@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +25,6 @@ REPORT_FILES = {
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-@pytest.fixture(scope="module")
-def complete_report(complete_store: FilledStore, tmp_path_factory: pytest.TempPathFactory
-                    ) -> tuple[Path, int, str, str]:
-    """Run `kdspec report` once for the module: (out dir, exit code, stdout, stderr)."""
-    out = tmp_path_factory.mktemp("complete-report")
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["report", str(complete_store.plan_json), "--tracking-uri",
-                     complete_store.uri, "--out", str(out)])
-    return out, code, stdout.getvalue(), stderr.getvalue()
 
 
 def test_complete_study_writes_every_file(complete_report: tuple[Path, int, str, str]) -> None:
