@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from kdspec.errors import KdspecError
 from kdspec.plan import Plan, Precision, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupContext, Outcome, train_group
@@ -43,10 +44,14 @@ def make_accelerator(plan: Plan) -> Accelerator:
     """
     precisions = {s.runtime.precision for s in plan.studies}
     wanted = MIXED_PRECISION[precisions.pop()] if len(precisions) == 1 else "no"
+    # Without an accelerator, cpu=True is what lets Accelerate see the processes of
+    # `accelerate launch --multi_gpu` / torchrun (it then uses gloo); otherwise every process
+    # believes it is alone.
+    cpu = not torch.cuda.is_available()
     try:
-        return Accelerator(mixed_precision=wanted)
+        return Accelerator(mixed_precision=wanted, cpu=cpu)
     except ValueError:
-        return Accelerator()
+        return Accelerator(cpu=cpu)
 
 
 def autocast_factory(accelerator: Accelerator,
@@ -113,12 +118,21 @@ class Executor:
 
     def preflight(self, runs: list[Run]) -> None:
         """Every store reachable and writable, every needed dataset present: else one error."""
-        studies = self._studies_of(runs)
-        for study in studies:
-            self.store_of(study)
-        for store in self.stores.values():
-            store.preflight()
-        for study in studies:
+        studies = self._studies_of(self.plan.runs)
+        # Process 0 opens the stores first: two processes creating one sqlite schema collide.
+        error: KdspecError | None = None
+        for turn in (0, 1):
+            if (self.process_index == 0) == (turn == 0):
+                try:
+                    for study in studies:
+                        self.store_of(study).preflight()
+                except KdspecError as err:
+                    error = err
+            if self.processes > 1:
+                self.accelerator.wait_for_everyone()
+        if error is not None:
+            raise error
+        for study in self._studies_of(runs):
             check_dataset_available(study.dataset, cache_dir=self.options.cache_dir)
 
     def prepare(self, runs: list[Run]) -> Preparation:

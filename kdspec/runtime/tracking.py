@@ -74,7 +74,10 @@ class TrackingStore:
 
     def __init__(self, uri: str):
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            self.client = MlflowClient(tracking_uri=uri)
+        except Exception as err:  # a bad URI or database fails deep inside MLflow/SQLAlchemy
+            raise TrackingError(f"cannot open the MLflow store {uri}: {err}") from err
         self._experiments: dict[str, str] = {}
 
     # -- checks -------------------------------------------------------------------------------
