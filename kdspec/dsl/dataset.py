@@ -16,6 +16,7 @@ from kdspec.dsl.diagnostics import (
     Diagnostics,
     DuplicateDefinition,
     InconsistentStudy,
+    InvalidValue,
     MissingField,
     UnknownName,
     did_you_mean,
@@ -223,6 +224,9 @@ def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> 
             diags.add(MissingField(section.key_span, "fairness names no sensitive attribute",
                                    help="add `sensitive = ATTRIBUTE` here or in the dataset"))
     metrics = reader.choices("metrics", FAIRNESS_METRICS)
+    if metrics == ():
+        diags.add(InvalidValue(reader.span("metrics"), "metrics is empty",
+                               help="name dpd and/or eod, or remove the fairness section"))
     metrics = FAIRNESS_METRICS if metrics is None else metrics
     multiclass = reader.choice("multiclass", ("one_vs_rest",))
     aggregate = reader.choice("aggregate", ("max", "mean"))

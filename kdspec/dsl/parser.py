@@ -59,11 +59,16 @@ def parse(text: str, path: str) -> SpecFile:
     """Parse one file's text; raises SpecError (a single SyntaxProblem, or invalid numbers)."""
     try:
         tree = _parser().parse(text)
+        diags = Diagnostics()
+        builder = _NodeBuilder(path, diags)
+        entries = tuple(builder.entry(c) for c in tree.children if isinstance(c, Tree))
     except UnexpectedInput as err:
         raise SpecError([_syntax_diagnostic(err, text, path)], {path: text}) from None
-    diags = Diagnostics()
-    builder = _NodeBuilder(path, diags)
-    entries = tuple(builder.entry(child) for child in tree.children if isinstance(child, Tree))
+    except RecursionError:
+        # Thousands of nested [ or { : no spec needs that, and Python's stack cannot walk it.
+        raise SpecError([SyntaxProblem(Span(1, 1, 1, 2, path),
+                                       "blocks or lists are nested too deeply")],
+                        {path: text}) from None
     diags.raise_if_any({path: text})
     return SpecFile(path=path, text=text, entries=entries)
 
@@ -258,8 +263,16 @@ def _unexpected_token(err: UnexpectedToken, text: str, path: str) -> SyntaxProbl
             and (before[-1].line or 0) > (before[-2].line or 0):
         return SyntaxProblem(_token_span(before[-2], path),
                              f"missing value for '{before[-3]}'", help=VALUE_HELP)
-    if token.type == "RBRACE" and "RBRACE" not in accepts:
+    if token.type == "RBRACE" and prev is not None and prev.type == "NAME" \
+            and "EQUAL" in accepts:
+        return SyntaxProblem(_token_span(prev, path), f"'{prev}' has no value",
+                             help=f"write `{prev} = ...` or `{prev} {{ ... }}`")
+    if token.type == "RBRACE" and "RBRACE" not in accepts and _unclosed_brace(before) is None:
         return SyntaxProblem(span, "unexpected '}'", help="there is no open '{' to close here")
+    if len(before) >= 2 and before[-2].type == "NAME" and before[-2] == "include" \
+            and prev is not None and prev.type == "NAME":
+        return SyntaxProblem(_token_span(prev, path), "the path of an include is a string",
+                             help=f'write `include "{prev}.kdspec"`')
     if prev is not None and prev.type == "NAME" and accepts == {"LBRACE"}:
         return SyntaxProblem(span, f"expected '{{' after '{prev}'",
                              help="a section is written `name label { key = value ... }`")

@@ -63,8 +63,16 @@ class SectionReader:
 
     def _admit(self, entry: Entry, keys: Mapping[str, Key]) -> None:
         if isinstance(entry, Directive):
-            self.diags.add(UnknownName(entry.key_span, f"'{entry.key}' is not allowed in {self.what}",
-                                       help="include is only allowed at the top of a file"))
+            if entry.key in keys:
+                self.diags.add(WrongType(entry.argument.span, f"expected '=' after '{entry.key}'",
+                                         help=f"write `{entry.key} = \"{entry.argument.value}\"`"))
+            elif entry.key == "include":
+                self.diags.add(UnknownName(entry.key_span, f"include is not allowed in {self.what}",
+                                           help="include only at the top level of a file"))
+            else:
+                self.diags.add(UnknownName(entry.key_span, f"unknown key '{entry.key}' in "
+                                           f"{self.what}",
+                                           help=did_you_mean(entry.key, keys, "allowed keys")))
             return
         if entry.key not in keys:
             self.diags.add(UnknownName(entry.key_span, f"unknown key '{entry.key}' in {self.what}",

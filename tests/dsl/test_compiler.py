@@ -78,6 +78,12 @@ def test_trifeature_target_classes_and_sensitive_attributes() -> None:
     assert study.fairness.metrics == ("dpd", "eod")
 
 
+def test_fairness_with_no_metrics_is_an_error() -> None:
+    text = TRIFEATURE_STUDY.replace("multiclass = one_vs_rest", "metrics = []\n    multiclass = "
+                                    "one_vs_rest")
+    assert messages(text) == ["metrics is empty"]
+
+
 def test_celeba_binary_target_has_two_classes() -> None:
     text = TRIFEATURE_STUDY.replace(
         "trifeature { image_size = 32  target = shape  generated_train = 400  generated_test = 100 }",
@@ -179,6 +185,8 @@ def test_a_recipe_library_compiles_to_an_empty_plan() -> None:
     ("milestones = [1, 2]", "milestones = [2, 1]", "milestones must be increasing whole epochs"),
     ("epochs = 3", "epochs = 2", "milestone 2 is not before the last epoch (2 epochs)"),
     ("lr = 0.1", "lr = 0", "'lr' must be > 0, found 0"),
+    ("train_subset = 500", 'root "~/data"', "expected '=' after 'root'"),
+    ("seeds = 2", 'seeds = 2 include "x.kdspec"', "include is not allowed in study 'small'"),
 ])
 def test_semantic_errors(old: str, new: str, message: str) -> None:
     assert old in CIFAR_STUDY

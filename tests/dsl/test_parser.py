@@ -86,6 +86,9 @@ def test_missing_value_names_the_key(text: str) -> None:
     ("a = 1 }", "unexpected '}'"),
     ("a = -", "unexpected '-'"),
     ("teacher r20 epochs = 1", "expected '{' after 'r20'"),
+    ("study s { seeds }", "'seeds' has no value"),
+    ("include recipes", "the path of an include is a string"),
+    ("a = " + "[" * 5000 + "]" * 5000, "blocks or lists are nested too deeply"),
     ("a = 1e999", "number 1e999 is too large"),
 ])
 def test_other_syntax_errors_are_worded(text: str, message: str) -> None:
