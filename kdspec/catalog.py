@@ -103,12 +103,12 @@ DATASETS: dict[str, DatasetFacts] = {
         ),
     ),
     "imagenet": DatasetFacts(
-        "imagenet", 3, 224, tuple(str(i) for i in range(1000)), None, None, "imagenet",
+        "imagenet", 3, 224, tuple(str(i) for i in range(1000)), 1_281_167, 50_000, "imagenet",
         resizable=True,
         how_to_get="put the ILSVRC2012 train/ and val/ class folders under root",
     ),
     "celeba": DatasetFacts(
-        "celeba", 3, 64, (), None, None, "flip", attributes=CELEBA_ATTRIBUTES,
+        "celeba", 3, 64, (), 162_770, 19_962, "flip", attributes=CELEBA_ATTRIBUTES,
         attribute_values={a: (f"not {a}", a) for a in CELEBA_ATTRIBUTES},
         resizable=True, fairness_dataset=True,
         how_to_get="set download = true, or put celeba/ (img_align_celeba/, list_attr_celeba.txt,"

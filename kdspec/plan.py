@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 #: Bumped whenever the meaning of a run changes (training code semantics), so old results are
 #: not silently reused for a run that would now train differently.
 RUN_SEMANTICS_VERSION = 1
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION: Final = 1
 
 Role = Literal["teacher", "student", "distilled"]
 DatasetName = Literal[
