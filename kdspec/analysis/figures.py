@@ -59,9 +59,11 @@ def _heatmap(ax: Axes, result: DisagreementResult, names: tuple[str, ...], vmax:
              student: str, *, first: bool) -> object:
     matrix = result.matrix.astype(float)
     shown = np.ma.masked_where(np.eye(len(names), dtype=bool), matrix)
-    image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=max(vmax, 1.0), interpolation="nearest")
-    ax.set_facecolor("#eeeeee")  # the masked diagonal
     small = len(names) <= LABELLED_CLASSES
+    # A large matrix is drawn smaller than one pixel per cell: average cells rather than drop.
+    image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=max(vmax, 1.0),
+                      interpolation="nearest" if small else "antialiased")
+    ax.set_facecolor("#eeeeee")  # the masked diagonal
     if small:
         for i, j in zip(*np.nonzero(~np.eye(len(names), dtype=bool)), strict=True):
             value = matrix[i, j]
@@ -88,7 +90,11 @@ def figure_disagreement(analysis: StudyAnalysis, path: Path) -> FigureFile | Non
     if not shown:
         return None
     names = analysis.records.class_names
-    vmax = max(float(p.matrix.max()) for p in shown)
+    off_diagonal = np.concatenate([p.matrix[~np.eye(len(names), dtype=bool)] for p in shown])
+    # One shared scale so the panels compare; with many classes the top 0.5 % of cells
+    # saturate, or a few large cells would leave the rest white.
+    vmax = float(off_diagonal.max() if len(names) <= LABELLED_CLASSES
+                 else np.percentile(off_diagonal, 99.5))
     side = 5.2 if len(names) <= LABELLED_CLASSES else 4.6
     fig = Figure(figsize=(side * len(shown) + 1.2, side + 0.6), layout="constrained")
     axes = fig.subplots(1, len(shown), squeeze=False)[0]
