@@ -3,7 +3,7 @@
 Each run's class accuracies are drawn around a per-class profile: the teacher's, the NDS's, and
 for a distilled student at temperature T ``NDS_c + w(T) * (teacher_c - NDS_c)`` with ``w`` rising
 in T (so #SC rises and #TC falls, the poster's trend). ``hurt_class`` loses ``hurt_amount`` of
-accuracy in every distilled student. A binary attribute ``group`` (half the samples) has a
+accuracy in every distilled student. A binary attribute (half the samples) has a
 share ``gap`` of its correct predictions turned into class 0; the gap shrinks with T for DS.
 """
 
@@ -51,9 +51,13 @@ def predict_with_accuracy(y_true: np.ndarray, class_acc: np.ndarray, rng: np.ran
 
 def synthetic_predictions(plan: Plan, study: Study, *, n_test: int, seed: int = 0,
                           effects: PlantedEffects = PlantedEffects()) -> Predictions:
-    """``kdspec run id -> (y_true, y_pred, {"group": ...})`` for every run of the study."""
+    """``kdspec run id -> (y_true, y_pred, {attribute: ...})`` for every run of the study.
+
+    The attribute is the study's first sensitive attribute, or ``group`` when it has none.
+    """
     rng = np.random.default_rng(seed)
     c = study.dataset.num_classes
+    attribute = study.fairness.sensitive[0] if study.fairness else "group"
     y_true = rng.integers(0, c, n_test)
     group = (rng.random(n_test) < 0.5).astype(np.int64)
     nds_profile = np.clip(effects.nds_acc + rng.normal(0, 0.08, c), 0.05, 0.97)
@@ -82,7 +86,7 @@ def synthetic_predictions(plan: Plan, study: Study, *, n_test: int, seed: int = 
         y_pred = predict_with_accuracy(y_true, class_acc, rng)
         unfair = (group == 1) & (y_pred == y_true) & (rng.random(n_test) < group_gap)
         y_pred = np.where(unfair, 0, y_pred)
-        out[run_id] = (y_true, y_pred, {"group": group})
+        out[run_id] = (y_true, y_pred, {attribute: group})
     return out
 
 
