@@ -34,6 +34,7 @@ MSG_NOTHING_TO_REPORT = (
     "study '{study}': none of its {total} runs can be used ({missing} missing, "
     "{not_finished} not finished, {bad} with unreadable predictions) in {uri}"
 )
+MSG_CANNOT_WRITE = "cannot write the report into {path}: {error}"
 MSG_LOG_FAILED = "the report was written but could not be logged to MLflow run {run}: {error}"
 METRIC_PREFIX = {"nds_vs_ds": "n_sc", "teacher_vs_ds": "n_tc"}
 #: MLflow accepts at most 1000 metrics per log_batch call.
@@ -94,6 +95,19 @@ def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path,
             client.log_batch(run_id, metrics=metrics[start:start + METRICS_PER_BATCH])
 
 
+def write_report_files(analysis: StudyAnalysis, out_dir: Path) -> tuple[Path, ...]:
+    """Figures, CSV tables, report.md and report.html into ``out_dir`` (created)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(analysis, out_dir)
+    tables = write_tables(analysis, out_dir)
+    document = build_document(analysis, figures)
+    markdown = out_dir / "report.md"
+    markdown.write_text(render_markdown(document), encoding="utf-8")
+    html = out_dir / "report.html"
+    html.write_text(render_html(document), encoding="utf-8")
+    return (markdown, html, *(f.path for f in figures), *tables)
+
+
 def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
                  log_to_mlflow: bool = True) -> ReportOutput:
     """Write the report of one study into ``out_dir`` (created) and log it to MLflow.
@@ -108,15 +122,11 @@ def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
             not_finished=kinds.count("not_finished"), bad=kinds.count("bad_artifact"),
             uri=tracking_uri))
     analysis = analyse_study(records)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(analysis, out_dir)
-    tables = write_tables(analysis, out_dir)
-    document = build_document(analysis, figures)
-    markdown = out_dir / "report.md"
-    markdown.write_text(render_markdown(document), encoding="utf-8")
-    html = out_dir / "report.html"
-    html.write_text(render_html(document), encoding="utf-8")
-    files = (markdown, html, *(f.path for f in figures), *tables)
+    try:
+        files = write_report_files(analysis, out_dir)
+    except OSError as err:
+        raise ReportError(MSG_CANNOT_WRITE.format(path=out_dir, error=err.strerror or err)
+                          ) from err
     warnings: list[str] = []
     logged = None
     if log_to_mlflow and records.parent_run_id:

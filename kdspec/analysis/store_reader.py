@@ -210,8 +210,12 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str) -> StudyR
     problems: list[RunProblem] = []
     with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp, _no_progress_bars():
         for run_id in study.run_ids:
-            record, run_problems = _read_one(client, experiment_ids, plan.run(run_id),
-                                             study.dataset.num_classes, Path(tmp))
+            try:
+                record, run_problems = _read_one(client, experiment_ids, plan.run(run_id),
+                                                 study.dataset.num_classes, Path(tmp))
+            except MlflowException as err:
+                raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri, error=err)
+                                  ) from err
             problems.extend(run_problems)
             if record is not None:
                 runs.append(record)

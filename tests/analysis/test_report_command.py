@@ -131,3 +131,16 @@ def test_default_out_dir_is_reports_slash_study(complete_store: FilledStore, tmp
                  complete_store.uri, "--quiet", "--no-log"]) == 0
     assert (tmp_path / "reports" / complete_store.study.name / "report.html").exists()
     assert GroupKey("distilled", 2.0).label == "DS T=2"
+
+
+def test_an_unwritable_out_dir_is_one_error_line(
+        complete_store: FilledStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = main(["report", str(complete_store.plan_json), "--tracking-uri",
+                 complete_store.uri, "--out", str(blocker / "report"), "--no-log"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"kdspec report: error: cannot write the report into {blocker}")
+    assert "Traceback" not in err
