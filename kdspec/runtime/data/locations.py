@@ -46,7 +46,7 @@ def missing_data_error(spec: DatasetSpec, path: Path, detail: str = "") -> DataE
     """The one message for absent data: what was looked for, where, and how to get it."""
     how = DATASETS[spec.name].how_to_get
     allow = ""
-    if spec.name in DOWNLOADABLE and not spec.download:
+    if spec.name in DOWNLOADABLE and not spec.download and "download = true" not in how:
         allow = " (or allow torchvision to download it: `download = true` in the dataset section)"
     extra = f" ({detail})" if detail else ""
     return DataError(f"{spec.name}: data not found at {path}{extra}. To get it: {how}{allow}")

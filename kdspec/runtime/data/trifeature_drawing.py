@@ -97,8 +97,8 @@ def shape_mask(shape: str, angle_degrees: int) -> np.ndarray:
         rotated = [(half + half * (x * cos + y * sin), half + half * (-x * sin + y * cos))
                    for x, y in polygon]
         draw.polygon(rotated, fill=255)
-    fine = np.asarray(image, dtype=np.float32) / 255.0
-    return fine.reshape(SHAPE_BOX, SUPERSAMPLE, SHAPE_BOX, SUPERSAMPLE).mean(axis=(1, 3))
+    coverage = image.resize((SHAPE_BOX, SHAPE_BOX), Image.Resampling.BOX)  # mean of 4x4 blocks
+    return np.asarray(coverage, dtype=np.float32) / 255.0
 
 
 def _hexgrid(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
