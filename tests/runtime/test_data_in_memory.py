@@ -151,3 +151,16 @@ def test_missing_fashion_mnist_root_names_the_path(tmp_path: Path) -> None:
         check_dataset_available(spec)
     with pytest.raises(DataError, match="nowhere"):
         load_dataset(spec, device=CPU)
+
+
+def test_random_resized_crop_is_refused_for_in_memory_datasets() -> None:
+    with pytest.raises(DataError, match="augment 'imagenet'.*only the imagenet dataset"):
+        load_dataset(dataset_spec("digits", augment="imagenet"), device=CPU)
+
+
+def test_eval_batches_cover_the_split_in_order_with_a_partial_last_batch() -> None:
+    data = load_dataset(dataset_spec("digits", test_subset=70), device=CPU)
+    batches = list(data.test.batches(batch_size=32))
+    assert [len(b.index) for b in batches] == [32, 32, 6]
+    assert torch.equal(torch.cat([b.index for b in batches]), torch.arange(70))
+    assert np.array_equal(torch.cat([b.labels for b in batches]).numpy(), data.test.labels)

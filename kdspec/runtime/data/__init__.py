@@ -75,10 +75,19 @@ def load_dataset(
     how to get the data. Subsets are the first n of a fixed permutation (``SUBSET_SEED``).
     """
     check_dataset_available(spec, cache_dir=cache_dir)
+    if spec.augment == "imagenet" and spec.name != "imagenet":
+        raise DataError(f"{spec.name}: augment 'imagenet' (random resized crop) needs the "
+                        "streaming path, which only the imagenet dataset uses; choose none, "
+                        "flip, crop or crop_flip")
     if spec.name == "imagenet":
         return load_imagenet(spec, device=device, cache_dir=cache_dir)
     arrays = read_arrays(spec, cache_dir)
     return assemble_in_memory(spec, arrays, device)
+
+
+def _take(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``array[indices]``, without a copy when ``indices`` is everything (CelebA is GBs)."""
+    return array if len(indices) == len(array) else array[indices]
 
 
 def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.device) -> LoadedDataset:
@@ -93,11 +102,11 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
     test_ix = subset_indices(len(arrays.test_labels), spec.test_subset)
     augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device)
     plain = make_augmenter(spec.name, "none", spec.image_size, spec.channels, device)
-    train = InMemoryTrainSource(arrays.train_images[train_ix], arrays.train_labels[train_ix],
-                                augmenter, device)
+    train = InMemoryTrainSource(_take(arrays.train_images, train_ix),
+                                _take(arrays.train_labels, train_ix), augmenter, device)
     test = InMemoryEvalSource(
-        arrays.test_images[test_ix], arrays.test_labels[test_ix], plain, device,
-        attributes={k: np.asarray(v)[test_ix] for k, v in arrays.test_attributes.items()},
+        _take(arrays.test_images, test_ix), _take(arrays.test_labels, test_ix), plain, device,
+        attributes={k: _take(np.asarray(v), test_ix) for k, v in arrays.test_attributes.items()},
     )
     description = (
         f"{spec.name}: {train.num_samples} train / {test.num_samples} test images "

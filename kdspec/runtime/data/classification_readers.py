@@ -7,6 +7,7 @@ digits), into uint8 ``[N, C, H, W]`` arrays that the in-memory path keeps on the
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ def unpack_fashion_mnist(gzip_folder: Path, cache_dir: Path | None) -> Path:
         target = raw / name
         if target.is_file():
             continue
-        partial = raw / f"{name}.partial"
+        partial = raw / f"{name}.{os.getpid()}.partial"
         with gzip.open(gzip_folder / f"{name}.gz", "rb") as src, partial.open("wb") as dst:
             shutil.copyfileobj(src, dst)
         partial.replace(target)

@@ -116,7 +116,7 @@ class InMemoryEvalSource:
     def batches(self, *, batch_size: int) -> Iterator[Batch]:
         """The test samples in index order, normalised, ``view`` None."""
         for start in range(0, self.num_samples, batch_size):
-            index = torch.arange(start, min(start + batch_size, self.num_samples),
-                                 device=self.device)
-            yield Batch(images=self.augmenter.normalize(self.images[index]),
-                        labels=self._labels_on_device[index], index=index)
+            stop = min(start + batch_size, self.num_samples)
+            yield Batch(images=self.augmenter.normalize(self.images[start:stop]),
+                        labels=self._labels_on_device[start:stop],
+                        index=torch.arange(start, stop, device=self.device))
