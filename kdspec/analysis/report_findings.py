@@ -57,7 +57,7 @@ def accuracy_finding(analysis: StudyAnalysis) -> str:
 
 
 def _trend_words(first: int, last: int) -> str:
-    return "rises" if last > first else "falls" if last < first else "stays"
+    return "rises" if last > first else "falls"
 
 
 def _count_phrase(sig: SignificanceResult, comparison: Comparison) -> str | None:
@@ -68,9 +68,14 @@ def _count_phrase(sig: SignificanceResult, comparison: Comparison) -> str | None
     (t0, n0), (t1, n1) = counts[0], counts[-1]
     if len(counts) == 1:
         return f"{label} is {n0} at T = {t0:g}"
+    values = {n for _, n in counts}
+    if len(values) == 1:
+        return f"{label} is {n0} at every tested temperature (T = {t0:g} to {t1:g})"
     peak_t, peak_n = max(counts, key=lambda x: (x[1], x[0]))
-    return (f"{label} {_trend_words(n0, n1)} from {n0} at T = {t0:g} to {n1} at T = {t1:g} "
-            f"(max {peak_n} at T = {peak_t:g})")
+    peak = "" if peak_n in (n0, n1) else f" (max {peak_n} at T = {peak_t:g})"
+    if n0 == n1:
+        return f"{label} is {n0} at both T = {t0:g} and T = {t1:g}{peak}"
+    return f"{label} {_trend_words(n0, n1)} from {n0} at T = {t0:g} to {n1} at T = {t1:g}{peak}"
 
 
 def significance_finding(analysis: StudyAnalysis) -> str:
