@@ -164,3 +164,11 @@ def test_eval_batches_cover_the_split_in_order_with_a_partial_last_batch() -> No
     assert [len(b.index) for b in batches] == [32, 32, 6]
     assert torch.equal(torch.cat([b.index for b in batches]), torch.arange(70))
     assert np.array_equal(torch.cat([b.labels for b in batches]).numpy(), data.test.labels)
+
+
+def test_plan_mismatches_are_data_errors() -> None:
+    with pytest.raises(DataError, match="no sensitive attribute Male"):
+        load_dataset(dataset_spec("digits", sensitive=("Male",)), device=CPU)
+    with pytest.raises(DataError, match="label 9 found but the plan has 5 classes"):
+        load_dataset(dataset_spec("digits", num_classes=5, class_names=tuple("abcde")),
+                     device=CPU)

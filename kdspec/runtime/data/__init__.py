@@ -91,13 +91,23 @@ def _take(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 
 def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.device) -> LoadedDataset:
-    """Subset, check shapes against the spec and move both splits onto ``device``."""
+    """Check shapes, labels and attributes against the plan, subset, and move both splits
+    onto ``device``."""
     channels, height, width = arrays.train_images.shape[1:]
     if (channels, height, width) != (spec.channels, spec.image_size, spec.image_size):
         raise DataError(
             f"{spec.name}: images are {channels}x{height}x{width} but the plan expects "
             f"{spec.channels}x{spec.image_size}x{spec.image_size}"
         )
+    missing = [name for name in spec.sensitive if name not in arrays.test_attributes]
+    if missing:
+        known = ", ".join(arrays.test_attributes) or "none"
+        raise DataError(f"{spec.name}: no sensitive attribute {', '.join(missing)} "
+                        f"(attributes: {known})")
+    largest = max(int(arrays.train_labels.max(initial=0)), int(arrays.test_labels.max(initial=0)))
+    if largest >= spec.num_classes:
+        raise DataError(f"{spec.name}: label {largest} found but the plan has "
+                        f"{spec.num_classes} classes")
     train_ix = subset_indices(len(arrays.train_labels), spec.train_subset)
     test_ix = subset_indices(len(arrays.test_labels), spec.test_subset)
     augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device)
