@@ -119,6 +119,14 @@ class FairnessSummary:
     eod_sd: float
 
 
+def _nanmean_columns(values: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN (NaN where a column is all NaN), without a warning."""
+    defined = ~np.isnan(values)
+    total = np.where(defined, values, 0.0).sum(axis=0)
+    count = defined.sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _mean_sd(values: np.ndarray) -> tuple[float, float]:
     mean = float(values.mean()) if values.size else float("nan")
     sd = float(values.std(ddof=1)) if values.size >= 2 else float("nan")
@@ -134,6 +142,18 @@ class FairnessResult:
     aggregate: MulticlassAggregate | None
     runs: tuple[RunFairness, ...]
     problems: tuple[str, ...]
+
+    def per_class_means(self, attribute: str, group: GroupKey
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean over seeds of the one-vs-rest DPD_c and EOD_c, each ``[num_classes]``
+        (None for a binary target or a population without runs)."""
+        rows = [r for r in self.runs if r.attribute == attribute and r.group == group
+                and r.dpd_per_class is not None and r.eod_per_class is not None]
+        if not rows:
+            return None
+        dpd = np.stack([r.dpd_per_class for r in rows])  # type: ignore[misc]
+        eod = np.stack([r.eod_per_class for r in rows])  # type: ignore[misc]
+        return _nanmean_columns(dpd), _nanmean_columns(eod)
 
     def summary(self, attribute: str, group: GroupKey) -> FairnessSummary:
         rows = [r for r in self.runs if r.attribute == attribute and r.group == group]

@@ -31,6 +31,8 @@ from kdspec.analysis.study_analysis import StudyAnalysis
 #: Per comparison and temperature, at most this many significant classes are listed (largest
 #: |change| first); significance.csv has them all.
 MAX_LISTED_CLASSES = 15
+#: Per-class fairness is tabulated in the report up to this many classes (always in the CSV).
+MAX_PER_CLASS_COLUMNS_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,29 @@ def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) ->
     table = Table(("attribute", "model", "n", "DPD % (mean +- sd)", "EOD % (mean +- sd)"),
                   tuple(rows), how + " Lower is fairer.")
     shown = (figures["fig4_fairness.png"],) if "fig4_fairness.png" in figures else ()
-    return Section("Fairness", finding=finding, bullets=fairness.problems, tables=(table,),
-                   figures=shown)
+    per_class = tuple(t for a in fairness.attributes
+                      if (t := per_class_fairness_table(analysis, a)) is not None)
+    return Section("Fairness", finding=finding, bullets=fairness.problems,
+                   tables=(table, *per_class), figures=shown)
+
+
+def per_class_fairness_table(analysis: StudyAnalysis, attribute: str) -> Table | None:
+    """Multiclass target: one row per class, one column per model, cells 'DPD_c / EOD_c' (%)."""
+    fairness = analysis.fairness
+    names = analysis.records.class_names
+    if fairness is None or not fairness.multiclass or len(names) > MAX_PER_CLASS_COLUMNS_ROWS:
+        return None
+    columns = [(g.key, means) for g in analysis.accuracy.groups
+               if (means := fairness.per_class_means(attribute, g.key)) is not None]
+    if not columns:
+        return None
+    rows = tuple(
+        (name, *(f"{pct(float(v[0][c]), 1)} / {pct(float(v[1][c]), 1)}" for _, v in columns))
+        for c, name in enumerate(names)
+    )
+    return Table(("class", *(k.label for k, _ in columns)), rows,
+                 f"Per-class one-vs-rest DPD_c / EOD_c (%) over '{attribute}', mean over seeds; "
+                 f"per run in fairness.csv.")
 
 
 def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> ReportDocument:

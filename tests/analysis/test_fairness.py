@@ -91,3 +91,19 @@ def test_study_fairness_names_runs_without_the_attribute() -> None:
     values = [r.dpd for r in result.runs if r.group == first.group and r.attribute == "group"]
     assert summary.n == 2 and summary.dpd_mean == pytest.approx(np.mean(values))
     assert summary.dpd_sd == pytest.approx(np.std(values, ddof=1))
+
+
+def test_per_class_means_average_the_one_vs_rest_values_over_seeds() -> None:
+    plan = tiny_plan(dataset=dataset_spec("cifar10", sensitive=("group",)), seeds=(0, 1, 2),
+                     temperatures=(2.0,), fairness=FairnessSpec(sensitive=("group",)))
+    study = plan.studies[0]
+    records = records_from_predictions(plan, study, synthetic_predictions(plan, study,
+                                                                          n_test=400))
+    result = study_fairness(records)
+    assert result is not None
+    key = records.distilled_keys[0]
+    means = result.per_class_means("group", key)
+    assert means is not None
+    runs = [r for r in result.runs if r.group == key]
+    np.testing.assert_allclose(means[0], np.mean([r.dpd_per_class for r in runs], axis=0))
+    np.testing.assert_allclose(means[1], np.mean([r.eod_per_class for r in runs], axis=0))

@@ -39,3 +39,4 @@ def test_each_study_of_the_quickstart_gets_its_own_report(
     attribute = fairness_study.fairness.sensitive[0]  # type: ignore[union-attr]
     assert f"Over '{attribute}'" in text
     assert "one-vs-rest per class, aggregated by max" in text
+    assert f"Per-class one-vs-rest DPD_c / EOD_c (%) over '{attribute}'" in text
