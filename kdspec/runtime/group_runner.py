@@ -31,11 +31,13 @@ from kdspec.runtime.interfaces import LoadedDataset, TeacherSignal
 from kdspec.runtime.progress import GroupProgress
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.teacher_signal import make_teacher_signal
-from kdspec.runtime.tracking import TrackingStore
+from kdspec.runtime.tracking import StoredRun, TrackingStore
 from kdspec.runtime.training import EpochResult, Trainee, new_trainee, train_lockstep
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 OutcomeStatus = Literal["finished", "reused", "failed", "skipped"]
+#: On a FINISHED run that ``--force`` replaced (then marked KILLED): the MLflow id of the new run.
+TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 
 
 @dataclass
@@ -245,9 +247,19 @@ def _train(ctx: GroupContext, group: Group, trainees: list[Trainee],
                        batch_share=ctx.batch_share)
     finally:
         progress.close()
-    for trainee in trainees:
+    for action, trainee in zip(group.actions, trainees, strict=True):
         if trainee.failure is None:
             _finalize(ctx, trainee, last_eval.get(trainee.run.id), outcomes[trainee.run.id])
+            if ctx.writer:
+                _retire_superseded(ctx, action.superseded, ctx.mlflow_ids[action.run.id])
+
+
+def _retire_superseded(ctx: GroupContext, superseded: Sequence[StoredRun], new_id: str) -> None:
+    """``--force``: the older FINISHED runs of a retrained run become KILLED, so the store keeps
+    exactly one FINISHED run per kdspec id (tag ``kdspec.superseded_by`` names the new one)."""
+    for old in superseded:
+        ctx.store.set_tags(old.mlflow_id, {TAG_SUPERSEDED_BY: new_id})
+        ctx.store.finish(old.mlflow_id, "KILLED")
 
 
 def _record_epoch(ctx: GroupContext, result: EpochResult, epochs: int,

@@ -25,13 +25,15 @@ ActionKind = Literal["reuse", "resume", "train"]
 @dataclass(frozen=True)
 class Action:
     """What happens to one run. ``start_epoch`` > 0 only for "resume"; ``stored`` is the MLflow
-    run reused or resumed; ``stale`` are unfinished runs a fresh training replaces."""
+    run reused or resumed; ``stale`` are unfinished runs a fresh training replaces;
+    ``superseded`` are FINISHED runs a ``--force`` retraining replaces once it finishes."""
 
     run: Run
     kind: ActionKind
     start_epoch: int = 0
     stored: StoredRun | None = None
     stale: tuple[StoredRun, ...] = ()
+    superseded: tuple[StoredRun, ...] = ()
 
     def describe(self) -> str:
         """The dry-run wording: "train", "reuse", "resume at epoch k"."""
@@ -52,7 +54,7 @@ def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool) -> Acti
         newest = resumable[-1]
         return Action(run, "resume", start_epoch=newest.epochs_done, stored=newest,
                       stale=tuple(s for s in unfinished if s is not newest))
-    return Action(run, "train", stale=unfinished)
+    return Action(run, "train", stale=unfinished, superseded=tuple(finished))
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def _align_resume(members: list[Action]) -> tuple[Action, ...]:
     restarted = []
     for a in members:
         stale = a.stale + ((a.stored,) if a.kind == "resume" and a.stored is not None else ())
-        restarted.append(Action(a.run, "train", stale=stale))
+        restarted.append(Action(a.run, "train", stale=stale, superseded=a.superseded))
     return tuple(restarted)
 
 
