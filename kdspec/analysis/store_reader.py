@@ -25,7 +25,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from kdspec import tracking_schema as schema
-from kdspec.analysis.records import RunPredictions, RunProblem, StudyRecords
+from kdspec.analysis.records import ProblemKind, RunPredictions, RunProblem, StudyRecords
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Run, Study
 
@@ -92,8 +92,9 @@ def _runs_with_tag(client: MlflowClient, experiment_ids: list[str], tag: str,
     ))
 
 
-def _problem(kind: str, run: Run, reason: str, mlflow_run_id: str | None = None) -> RunProblem:
-    return RunProblem(kind=kind, kdspec_id=run.id, role=run.role, seed=run.seed,  # type: ignore[arg-type]
+def _problem(kind: ProblemKind, run: Run, reason: str, mlflow_run_id: str | None = None
+             ) -> RunProblem:
+    return RunProblem(kind=kind, kdspec_id=run.id, role=run.role, seed=run.seed,
                       temperature=run.temperature, reason=reason, mlflow_run_id=mlflow_run_id)
 
 
