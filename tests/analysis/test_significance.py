@@ -66,6 +66,20 @@ def test_zero_variance_in_both_groups_is_not_testable_and_not_counted() -> None:
     np.testing.assert_allclose(out["adjusted"][1:], np.minimum(1, 2 * out["pvalue"][1:]))
 
 
+def test_one_constant_side_is_a_valid_welch_test_without_a_warning() -> None:
+    # Every teacher seed has the same value for class 0 (e.g. 100 % accuracy): Welch's t
+    # reduces to (mean_D - c) / sqrt(s_D^2 / n_D) with n_D - 1 degrees of freedom.
+    reference = np.array([[1.0, 0.2], [1.0, 0.3], [1.0, 0.25]])
+    distilled = np.array([[0.9, 0.2], [0.8, 0.4], [0.85, 0.3], [0.95, 0.1]])
+    out = welch_class_tests(reference, distilled, alpha=0.05, correction="none")
+    d = distilled[:, 0]
+    t = (d.mean() - 1.0) / np.sqrt(d.var(ddof=1) / 4)
+    assert out["testable"][0]
+    assert out["statistic"][0] == pytest.approx(t)
+    assert out["df"][0] == pytest.approx(3.0)
+    assert out["pvalue"][0] == pytest.approx(2 * stats.t.sf(abs(t), 3))
+
+
 def test_normalisations() -> None:
     per_class = np.array([[0.5, 0.9]])
     overall = np.array([0.8])
