@@ -145,11 +145,11 @@ ARCHITECTURES: dict[str, ArchFacts] = {
     "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8),
     "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8),
     "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8),
-    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 32),
-    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 32),
-    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 32),
-    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 32),
-    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 32),
+    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 8),
+    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 8),
+    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 8),
+    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 8),
+    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8),
 }
 
 
