@@ -85,8 +85,11 @@ def significance_finding(analysis: StudyAnalysis) -> str:
         reasons = sorted({t.skipped for t in sig.tests if t.skipped})
         return "No class-wise comparison could be tested: " + "; ".join(reasons) + "."
     tested = [t for t in sig.tests if not t.skipped]
-    n_text = ", ".join(sorted({f"{t.reference.label} n = {t.n_reference} vs DS n = "
-                               f"{t.n_distilled}" for t in tested}))
+    references = {t.reference.label: t.n_reference for t in tested}
+    ds_n = sorted({t.n_distilled for t in tested})
+    ds_text = f"{ds_n[0]}" if len(ds_n) == 1 else f"{ds_n[0]}-{ds_n[-1]}"
+    n_text = ", ".join([f"n = {n} {label}" for label, n in references.items()]
+                       + [f"{ds_text} DS seeds"])
     return (" and ".join(phrases) + f" out of {analysis.records.num_classes} classes (Welch's "
             f"t-test, alpha = {sig.alpha:g}, correction: {CORRECTION_LABELS[sig.correction]}, "
             f"{sig.normalization} normalisation; {n_text}).")
