@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from kdspec.analysis.records import GroupKey, StudyRecords
-from kdspec.plan import MulticlassAggregate
+from kdspec.plan import FairnessMetric, MulticlassAggregate
 
+METRIC_LABELS: dict[FairnessMetric, str] = {"dpd": "DPD", "eod": "EOD"}
 MSG_NO_ATTRIBUTE = "{run}: predictions have no attribute '{attribute}' (keys attr/<name>)"
 
 
@@ -118,6 +119,12 @@ class FairnessSummary:
     eod_mean: float
     eod_sd: float
 
+    def mean(self, metric: FairnessMetric) -> float:
+        return self.dpd_mean if metric == "dpd" else self.eod_mean
+
+    def sd(self, metric: FairnessMetric) -> float:
+        return self.dpd_sd if metric == "dpd" else self.eod_sd
+
 
 def _nanmean_columns(values: np.ndarray) -> np.ndarray:
     """Column means ignoring NaN (NaN where a column is all NaN), without a warning."""
@@ -138,6 +145,7 @@ class FairnessResult:
     """Fairness of every run of the study, per sensitive attribute."""
 
     attributes: tuple[str, ...]
+    metrics: tuple[FairnessMetric, ...]  # the ones the spec asks for (both are computed)
     multiclass: bool
     aggregate: MulticlassAggregate | None
     runs: tuple[RunFairness, ...]
@@ -189,6 +197,6 @@ def study_fairness(records: StudyRecords) -> FairnessResult | None:
                                     group=run.group, seed=run.seed, attribute=attribute,
                                     dpd=dpd, eod=eod, dpd_per_class=dpd_c,
                                     eod_per_class=eod_c))
-    return FairnessResult(attributes=spec.sensitive, multiclass=multiclass,
+    return FairnessResult(attributes=spec.sensitive, metrics=spec.metrics, multiclass=multiclass,
                           aggregate=how if multiclass else None, runs=tuple(rows),
                           problems=tuple(problems))

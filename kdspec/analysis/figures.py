@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from kdspec.analysis.disagreement import DisagreementResult
+from kdspec.analysis.fairness import METRIC_LABELS
 from kdspec.analysis.records import GroupKey
 from kdspec.analysis.study_analysis import StudyAnalysis
 
@@ -25,6 +26,7 @@ LABELLED_CLASSES = 20
 DPI = 110
 TEACHER_COLOR, NDS_COLOR, DS_COLOR = "#1b9e77", "#7570b3", "#d95f02"
 SC_COLOR, TC_COLOR = "#e7298a", "#66a61e"
+METRIC_NAMES = {"dpd": "Demographic parity difference", "eod": "equalized odds difference"}
 
 
 @dataclass(frozen=True)
@@ -213,22 +215,23 @@ def figure_fairness(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
         return None
     attributes = [a for a in fairness.attributes if any(r.attribute == a for r in fairness.runs)]
     temperatures = [g.key.temperature for g in analysis.accuracy.distilled]
-    fig = Figure(figsize=(10.0, 3.8 * len(attributes)), layout="constrained")
-    axes = fig.subplots(len(attributes), 2, squeeze=False)
+    metrics = fairness.metrics
+    fig = Figure(figsize=(5.0 * len(metrics), 3.8 * len(attributes)), layout="constrained")
+    axes = fig.subplots(len(attributes), len(metrics), squeeze=False)
     for row, attribute in zip(axes, attributes, strict=True):
-        for ax, metric, title in ((row[0], "dpd", "DPD"), (row[1], "eod", "EOD")):
+        for ax, metric in zip(row, metrics, strict=True):
+            title = METRIC_LABELS[metric]
             summaries = [fairness.summary(attribute, GroupKey("distilled", t))
                          for t in temperatures]
-            means = np.array([100 * getattr(s, f"{metric}_mean") for s in summaries])
-            sds = np.array([100 * getattr(s, f"{metric}_sd") for s in summaries])
+            means = np.array([100 * s.mean(metric) for s in summaries])
+            sds = np.array([100 * s.sd(metric) for s in summaries])
             positions = np.arange(len(temperatures))
             ax.errorbar(positions, means, yerr=np.nan_to_num(sds), color=DS_COLOR, marker="o",
                         capsize=3, label="DS")
             for key, color, label in ((GroupKey("teacher"), TEACHER_COLOR, "teacher"),
                                       (GroupKey("student"), NDS_COLOR, "NDS")):
                 ref = fairness.summary(attribute, key)
-                _reference_line(ax, 100 * getattr(ref, f"{metric}_mean"),
-                                100 * getattr(ref, f"{metric}_sd"), color, label)
+                _reference_line(ax, 100 * ref.mean(metric), 100 * ref.sd(metric), color, label)
             ax.set_xticks(positions, [f"{t:g}" for t in temperatures])
             ax.set_xlabel("temperature T")
             ax.set_ylabel(f"{title} (%)")
@@ -237,8 +240,8 @@ def figure_fairness(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
     _save(fig, path)
     study = analysis.records.study
     how = f", one-vs-rest {fairness.aggregate} over classes" if fairness.multiclass else ""
-    caption = (f"Fig. 4. Demographic parity difference and equalized odds difference (%, "
-               f"lower is fairer{how}) of the distilled {study.student.arch} against T on "
+    names = " and ".join(METRIC_NAMES[m] for m in metrics)
+    caption = (f"Fig. 4. {names} (%, lower is fairer{how}) of the distilled {study.student.arch} against T on "
                f"{study.dataset.name}; dashed: teacher and NDS (band: +- sd over seeds).")
     return FigureFile(path.name, path, caption)
 

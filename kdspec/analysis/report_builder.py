@@ -75,7 +75,9 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
         first = fairness.attributes[0]
         for row in fairness.runs:
             metrics = per_run.setdefault(row.mlflow_run_id, [])
-            for name, value in (("dpd", row.dpd), ("eod", row.eod)):
+            values = {"dpd": row.dpd, "eod": row.eod}
+            for name in fairness.metrics:
+                value = values[name]
                 if math.isnan(value):
                     continue
                 metrics.append(Metric(f"{name}_{row.attribute}", value, now, 0))

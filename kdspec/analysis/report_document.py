@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdspec.analysis.fairness import METRIC_LABELS
 from kdspec.analysis.figures import FigureFile
 from kdspec.analysis.report_findings import (
     accuracy_finding,
@@ -212,12 +213,13 @@ def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) ->
     for attribute in fairness.attributes:
         for key in keys:
             s = fairness.summary(attribute, key)
-            rows.append((attribute, key.label, str(s.n), mean_sd(s.dpd_mean, s.dpd_sd),
-                         mean_sd(s.eod_mean, s.eod_sd)))
+            rows.append((attribute, key.label, str(s.n),
+                         *(mean_sd(s.mean(m), s.sd(m)) for m in fairness.metrics)))
     how = (f"Multiclass target: one-vs-rest per class, aggregated by {fairness.aggregate} over "
            f"classes (per-class values in fairness.csv)." if fairness.multiclass
            else "Binary target, positive class 1.")
-    table = Table(("attribute", "model", "n", "DPD % (mean +- sd)", "EOD % (mean +- sd)"),
+    table = Table(("attribute", "model", "n",
+                   *(f"{METRIC_LABELS[m]} % (mean +- sd)" for m in fairness.metrics)),
                   tuple(rows), how + " Lower is fairer.")
     shown = (figures["fig4_fairness.png"],) if "fig4_fairness.png" in figures else ()
     per_class = tuple(t for a in fairness.attributes

@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 
 from kdspec.analysis.accuracy import GroupAccuracy
-from kdspec.analysis.fairness import FairnessResult
+from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
 from kdspec.analysis.records import GroupKey
 from kdspec.analysis.significance import (
     CORRECTION_LABELS,
@@ -155,21 +155,20 @@ def fairness_finding(fairness: FairnessResult | None, temperatures: tuple[float,
     sentences = []
     for attribute in fairness.attributes:
         ds = [(t, fairness.summary(attribute, GroupKey("distilled", t))) for t in temperatures]
-        ds = [(t, s) for t, s in ds if s.n and not math.isnan(s.dpd_mean)]
-        if not ds:
-            continue
-        best_t, best = min(ds, key=lambda ts: ts[1].dpd_mean)
-        worst_t, worst = max(ds, key=lambda ts: ts[1].dpd_mean)
-        eod_t, eod = min(ds, key=lambda ts: ts[1].eod_mean)
         nds = fairness.summary(attribute, GroupKey("student"))
         teacher = fairness.summary(attribute, GroupKey("teacher"))
-        sentences.append(
-            f"Over '{attribute}', the DS's DPD is lowest at T = {best_t:g} "
-            f"({mean_sd(best.dpd_mean, best.dpd_sd)} %, n = {best.n}) and highest at T = "
-            f"{worst_t:g} ({mean_sd(worst.dpd_mean, worst.dpd_sd)} %), against NDS "
-            f"{mean_sd(nds.dpd_mean, nds.dpd_sd)} % and teacher "
-            f"{mean_sd(teacher.dpd_mean, teacher.dpd_sd)} %; its EOD is lowest at T = "
-            f"{eod_t:g} ({mean_sd(eod.eod_mean, eod.eod_sd)} %, NDS "
-            f"{mean_sd(nds.eod_mean, nds.eod_sd)} %)."
-        )
+        for metric in fairness.metrics:
+            label = METRIC_LABELS[metric]
+            present = [(t, s) for t, s in ds if s.n and not math.isnan(s.mean(metric))]
+            if not present:
+                continue
+            low_t, low = min(present, key=lambda ts: ts[1].mean(metric))
+            high_t, high = max(present, key=lambda ts: ts[1].mean(metric))
+            sentences.append(
+                f"Over '{attribute}', the DS's {label} is lowest at T = {low_t:g} "
+                f"({mean_sd(low.mean(metric), low.sd(metric))} %, n = {low.n}) and highest at "
+                f"T = {high_t:g} ({mean_sd(high.mean(metric), high.sd(metric))} %), against "
+                f"NDS {mean_sd(nds.mean(metric), nds.sd(metric))} % and teacher "
+                f"{mean_sd(teacher.mean(metric), teacher.sd(metric))} %."
+            )
     return " ".join(sentences) or "No distilled student has fairness values."
