@@ -105,5 +105,8 @@ def test_per_class_means_average_the_one_vs_rest_values_over_seeds() -> None:
     means = result.per_class_means("group", key)
     assert means is not None
     runs = [r for r in result.runs if r.group == key]
-    np.testing.assert_allclose(means[0], np.mean([r.dpd_per_class for r in runs], axis=0))
-    np.testing.assert_allclose(means[1], np.mean([r.eod_per_class for r in runs], axis=0))
+    dpd = np.stack([r.dpd_per_class for r in runs if r.dpd_per_class is not None])
+    eod = np.stack([r.eod_per_class for r in runs if r.eod_per_class is not None])
+    assert dpd.shape == eod.shape == (3, 10)
+    np.testing.assert_allclose(means[0], dpd.mean(axis=0))
+    np.testing.assert_allclose(means[1], eod.mean(axis=0))
