@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         logger.info("log: %s", log_path)
         outcomes = executor.execute(prep, spec_text=spec_text)
+        if not executor.writes_tracking:
+            return 0
         failed = [o for o in outcomes if o.status in ("failed", "skipped")]
         sys.stderr.write(summary_table(outcomes))
         if failed:

@@ -96,6 +96,12 @@ class Executor:
         self.stores: dict[str, TrackingStore] = {}
         self._datasets: dict[str, LoadedDataset] = {}
 
+    @property
+    def writes_tracking(self) -> bool:
+        """Whether this process writes MLflow and prints: all of them when spreading jobs, only
+        process 0 when training data-parallel."""
+        return self.process_index == 0 or not self.data_parallel
+
     # -- what to do ---------------------------------------------------------------------------
     def store_of(self, study: Study) -> TrackingStore:
         uri = resolve_tracking_uri(self.options.tracking_uri, study)
@@ -166,7 +172,7 @@ class Executor:
                 outcomes[action.run.id] = Outcome(action.run, "reused",
                                                   mlflow_id=action.stored.mlflow_id)
         parents = self._parent_runs(prep)
-        writer = self.process_index == 0 or not self.data_parallel
+        writer = self.writes_tracking
         with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
             for group in prep.groups:
                 failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
