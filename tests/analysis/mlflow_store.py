@@ -23,12 +23,14 @@ def open_client(tmp_dir: Path) -> tuple[MlflowClient, str]:
     return MlflowClient(tracking_uri=uri), uri
 
 
-def experiment_for(client: MlflowClient, name: str, artifact_root: Path) -> str:
-    """The id of experiment ``name``, created with an explicit artifact location if needed."""
+def experiment_for(client: MlflowClient, name: str, artifact_root: Path | None) -> str:
+    """The id of experiment ``name``, created if needed with an explicit artifact location
+    under ``artifact_root`` (None: the server's default, e.g. its proxied artifact store)."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
-    return client.create_experiment(name, artifact_location=(artifact_root / name).as_uri())
+    location = None if artifact_root is None else (artifact_root / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
 
 
 def log_parent(client: MlflowClient, experiment_id: str, study: Study, plan: Plan) -> str:
@@ -83,7 +85,7 @@ def log_plan_run(client: MlflowClient, experiment_id: str, run: Run, *,
     return run_id
 
 
-def log_study(client: MlflowClient, plan: Plan, study: Study, artifact_root: Path,
+def log_study(client: MlflowClient, plan: Plan, study: Study, artifact_root: Path | None,
               predictions: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]],
               *, skip: frozenset[str] = frozenset()) -> str:
     """Log a parent run and one FINISHED run per plan run in ``predictions`` (minus ``skip``).
