@@ -166,21 +166,29 @@ def compare_groups(reference: GroupAccuracy, distilled: GroupAccuracy, *,
     temperature = distilled.key.temperature
     assert temperature is not None, "the distilled side must be a distilled group"
     num_classes = reference.per_class.shape[1]
-    base = dict(comparison=comparison, temperature=temperature, reference=reference.key,
-                distilled=distilled.key, n_reference=reference.n, n_distilled=distilled.n)
+
+    def result(arrays: dict[str, np.ndarray], skipped: str | None = None) -> ClassTests:
+        return ClassTests(
+            comparison=comparison, temperature=temperature, reference=reference.key,
+            distilled=distilled.key, n_reference=reference.n, n_distilled=distilled.n,
+            statistic=arrays["statistic"], pvalue=arrays["pvalue"], adjusted=arrays["adjusted"],
+            significant=arrays["significant"], mean_change=arrays["mean_change"],
+            ci_low=arrays["ci_low"], ci_high=arrays["ci_high"], df=arrays["df"],
+            testable=arrays["testable"], skipped=skipped)
+
     if reference.n < 2 or distilled.n < 2:
         nan = np.full(num_classes, np.nan)
+        never = np.zeros(num_classes, dtype=bool)
         reason = MSG_TOO_FEW_RUNS.format(reference=reference.key.label, n_ref=reference.n,
                                          distilled=distilled.key.label, n_ds=distilled.n)
-        return ClassTests(**base, statistic=nan, pvalue=nan, adjusted=nan,  # type: ignore[arg-type]
-                          significant=np.zeros(num_classes, dtype=bool), mean_change=nan,
-                          ci_low=nan, ci_high=nan, df=nan,
-                          testable=np.zeros(num_classes, dtype=bool), skipped=reason)
+        empty = {name: nan for name in ("statistic", "pvalue", "adjusted", "mean_change",
+                                        "ci_low", "ci_high", "df")}
+        return result({**empty, "significant": never, "testable": never}, reason)
     norm = options.normalization
     x_ref = normalise_class_accuracy(reference.per_class, reference.overall, normalization=norm)
     x_ds = normalise_class_accuracy(distilled.per_class, distilled.overall, normalization=norm)
-    arrays = welch_class_tests(x_ref, x_ds, alpha=options.alpha, correction=options.correction)
-    return ClassTests(**base, **arrays)  # type: ignore[arg-type]
+    return result(welch_class_tests(x_ref, x_ds, alpha=options.alpha,
+                                    correction=options.correction))
 
 
 @dataclass(frozen=True)
