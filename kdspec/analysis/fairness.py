@@ -155,13 +155,13 @@ class FairnessResult:
                         ) -> tuple[np.ndarray, np.ndarray] | None:
         """Mean over seeds of the one-vs-rest DPD_c and EOD_c, each ``[num_classes]``
         (None for a binary target or a population without runs)."""
-        rows = [r for r in self.runs if r.attribute == attribute and r.group == group
-                and r.dpd_per_class is not None and r.eod_per_class is not None]
-        if not rows:
+        pairs = [(r.dpd_per_class, r.eod_per_class) for r in self.runs
+                 if r.attribute == attribute and r.group == group]
+        dpd = [d for d, _ in pairs if d is not None]
+        eod = [e for _, e in pairs if e is not None]
+        if not dpd or not eod:
             return None
-        dpd = np.stack([r.dpd_per_class for r in rows])  # type: ignore[misc]
-        eod = np.stack([r.eod_per_class for r in rows])  # type: ignore[misc]
-        return _nanmean_columns(dpd), _nanmean_columns(eod)
+        return _nanmean_columns(np.stack(dpd)), _nanmean_columns(np.stack(eod))
 
     def summary(self, attribute: str, group: GroupKey) -> FairnessSummary:
         rows = [r for r in self.runs if r.attribute == attribute and r.group == group]

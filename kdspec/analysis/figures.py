@@ -20,6 +20,7 @@ from kdspec.analysis.disagreement import DisagreementResult
 from kdspec.analysis.fairness import METRIC_LABELS
 from kdspec.analysis.records import GroupKey
 from kdspec.analysis.study_analysis import StudyAnalysis
+from kdspec.plan import Comparison
 
 #: Above this many classes, axes carry no class names and cells no numbers.
 LABELLED_CLASSES = 20
@@ -174,10 +175,12 @@ def figure_accuracy_significance(analysis: StudyAnalysis, path: Path) -> FigureF
     ax = fig.subplots()
     counts_ax = ax.twinx()
     width = 0.38
-    for offset, comparison, color, label in ((-width / 2, "nds_vs_ds", SC_COLOR, "#SC (NDS vs DS)"),
-                                             (width / 2, "teacher_vs_ds", TC_COLOR,
-                                              "#TC (teacher vs DS)")):
-        counts = dict(analysis.significance.counts(comparison))  # type: ignore[arg-type]
+    bars: tuple[tuple[float, Comparison, str, str], ...] = (
+        (-width / 2, "nds_vs_ds", SC_COLOR, "#SC (NDS vs DS)"),
+        (width / 2, "teacher_vs_ds", TC_COLOR, "#TC (teacher vs DS)"),
+    )
+    for offset, comparison, color, label in bars:
+        counts = dict(analysis.significance.counts(comparison))
         values = [counts.get(t) for t in temperatures]
         heights = [np.nan if v is None else v for v in values]
         counts_ax.bar(positions + offset, heights, width=width, color=color, alpha=0.45,
