@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,7 +252,7 @@ class Executor:
             if store.finished_runs_of_study(study.run_ids):
                 store.finish(parent_id)
 
-    def _studies_of(self, runs: list[Run]) -> list[Study]:
+    def _studies_of(self, runs: Sequence[Run]) -> list[Study]:
         names = {self.plan.study_of(r.id).name for r in runs}
         return [s for s in self.plan.studies if s.name in names]
 

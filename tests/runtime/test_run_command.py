@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from kdspec import tracking_schema as schema
 from kdspec.cli import main
+from kdspec.plan import RuntimeSpec
 from tests.factories import dataset_spec, tiny_recipe
 from tests.runtime.run_helpers import (
     blank_store,
@@ -145,3 +146,11 @@ def test_force_retrains_and_retires_the_old_finished_run(blank_store: Path, tmp_
     runs = [r for r in nested_runs(uri) if r.data.tags[schema.TAG_RUN_ID] == teacher]
     assert len(runs) == 2
     assert len(finished_by_kdspec_id(runs)[teacher]) == 1
+
+
+def test_bf16_plan_trains_under_autocast_on_the_cpu(blank_store: Path, tmp_path: Path) -> None:
+    plan = small_plan(seeds=(0,), temperatures=(2.0,), runtime=RuntimeSpec(precision="bf16"))
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    assert _run(path, uri, tmp_path, "--only", "teacher") == 0
+    (run,) = nested_runs(uri)
+    assert run.info.status == "FINISHED" and run.data.params["precision"] == "bf16"
