@@ -154,3 +154,22 @@ def test_bf16_plan_trains_under_autocast_on_the_cpu(blank_store: Path, tmp_path:
     assert _run(path, uri, tmp_path, "--only", "teacher") == 0
     (run,) = nested_runs(uri)
     assert run.info.status == "FINISHED" and run.data.params["precision"] == "bf16"
+
+
+def test_a_teacher_trained_for_another_spec_is_reused(blank_store: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    first = small_plan(name="first", seeds=(0,), temperatures=(2.0,))
+    second = small_plan(name="second", seeds=(0,), temperatures=(4.0,))
+    uri = fresh_store(blank_store, tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert _run(write_plan(first, tmp_path / "a"), uri, tmp_path, "--only", "teacher") == 0
+    (teacher,) = nested_runs(uri)
+    capsys.readouterr()
+    assert _run(write_plan(second, tmp_path / "b"), uri, tmp_path) == 0
+    assert "2 finished, 1 reused" in capsys.readouterr().err
+    runs = nested_runs(uri)
+    assert len(runs) == 3  # the teacher was not trained again
+    distilled = next(r for r in runs if r.data.tags[schema.TAG_ROLE] == "distilled")
+    assert distilled.data.tags[schema.TAG_TEACHER_RUN_ID] == teacher.data.tags[schema.TAG_RUN_ID]
+    assert distilled.info.experiment_id != teacher.info.experiment_id
