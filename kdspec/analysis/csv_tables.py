@@ -119,9 +119,11 @@ def write_disagreement_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
         for d in analysis.disagreement:
             if d.skipped:
                 continue
-            for i, j in zip(*np.nonzero(d.matrix), strict=True):
+            # Summed counts are integers; averaged ones are not.
+            values = d.matrix.astype(np.int64) if d.over_seeds == "sum" else d.matrix
+            for i, j in zip(*np.nonzero(values), strict=True):
                 yield [d.pair, _temperature(d.temperature), d.over_seeds, len(d.seeds),
-                       names[i], names[j], float(d.matrix[i, j])]
+                       names[i], names[j], values[i, j].item()]
 
     return write_csv(
         out_dir / "disagreement.csv",

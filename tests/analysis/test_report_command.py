@@ -144,3 +144,17 @@ def test_an_unwritable_out_dir_is_one_error_line(
     assert code == 1
     assert err.startswith(f"kdspec report: error: cannot write the report into {blocker}")
     assert "Traceback" not in err
+
+
+def test_disagreement_csv_holds_the_summed_hand_count(
+        complete_store: FilledStore, complete_report: tuple[Path, int, str, str]) -> None:
+    plan, study, preds = complete_store.plan, complete_store.study, complete_store.predictions
+    teachers = {r.seed: preds[r.id][1] for r in plan.runs_of(study, "teacher")}
+    students = {r.seed: preds[r.id][1] for r in plan.runs_of(study, "distilled", 2.0)}
+    cat, dog = 3, 5
+    by_hand = sum(int(np.sum((teachers[s] == cat) & (students[s] == dog))) for s in teachers)
+    rows = _rows(complete_report[0] / "disagreement.csv")
+    row = next(r for r in rows if r["pair"] == "teacher_vs_ds" and r["temperature"] == "2.0"
+               and r["teacher_class"] == "cat" and r["student_class"] == "dog")
+    assert int(row["value"]) == by_hand > 0
+    assert not any(r["teacher_class"] == r["student_class"] for r in rows)
