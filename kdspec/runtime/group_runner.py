@@ -50,6 +50,7 @@ class Outcome:
     mlflow_id: str = ""
     test_acc: float | None = None
     note: str = ""  # e.g. "resumed at epoch 3"
+    recorded: bool = False  # its final artifacts are logged and its MLflow run FINISHED
 
 
 @dataclass
@@ -198,7 +199,7 @@ def train_group(ctx: GroupContext, group: Group) -> list[Outcome]:
         ctx.logger.error("%s failed: %s\n%s", group.label, reason, traceback.format_exc())
         for trainee in trainees:
             outcome = outcomes[trainee.run.id]
-            if outcome.status == "finished" and trainee.failure is None:
+            if outcome.status == "finished" and not outcome.recorded:
                 trainee.failure = reason
                 outcome.status, outcome.reason = "failed", reason
                 mlflow_id = ctx.mlflow_ids.get(trainee.run.id)
@@ -320,5 +321,6 @@ def _finalize(ctx: GroupContext, trainee: Trainee, evaluation: Evaluation | None
     store.log_file(mlflow_id, final, schema.ARTIFACT_CHECKPOINT_DIR)
     store.set_tags(mlflow_id, {schema.TAG_LAST_EPOCH: trainee.epochs_done})
     store.finish(mlflow_id)
+    outcome.recorded = True
     outcome.test_acc = evaluation.accuracy
     ctx.logger.info("%s finished: test_acc %.4f", run_name(run), evaluation.accuracy)
