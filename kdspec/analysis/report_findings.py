@@ -38,7 +38,7 @@ def mean_sd(mean: float, sd: float, *, scale: float = 100.0, digits: int = 2) ->
 
 
 def _acc(group: GroupAccuracy) -> str:
-    return f"{mean_sd(group.mean, group.sd)} % (n = {group.n})"
+    return f"{mean_sd(group.mean, group.sd)} % (n = {group.n})" if group.n else "no runs"
 
 
 def accuracy_finding(analysis: StudyAnalysis) -> str:
@@ -82,7 +82,7 @@ def significance_finding(analysis: StudyAnalysis) -> str:
     sig = analysis.significance
     phrases = [p for p in (_count_phrase(sig, c) for c in ("nds_vs_ds", "teacher_vs_ds")) if p]
     if not phrases:
-        reasons = sorted({t.skipped for t in sig.tests if t.skipped})
+        reasons = sorted({t.skipped.removeprefix("skipped: ") for t in sig.tests if t.skipped})
         return "No class-wise comparison could be tested: " + "; ".join(reasons) + "."
     tested = [t for t in sig.tests if not t.skipped]
     references = {t.reference.label: t.n_reference for t in tested}
@@ -164,11 +164,13 @@ def fairness_finding(fairness: FairnessResult | None, temperatures: tuple[float,
                 continue
             low_t, low = min(present, key=lambda ts: ts[1].mean(metric))
             high_t, high = max(present, key=lambda ts: ts[1].mean(metric))
+            references = [f"{name} {mean_sd(ref.mean(metric), ref.sd(metric))} %"
+                          for name, ref in (("NDS", nds), ("teacher", teacher))
+                          if not math.isnan(ref.mean(metric))]
+            against = f", against {' and '.join(references)}" if references else ""
             sentences.append(
                 f"Over '{attribute}', the DS's {label} is lowest at T = {low_t:g} "
                 f"({mean_sd(low.mean(metric), low.sd(metric))} %, n = {low.n}) and highest at "
-                f"T = {high_t:g} ({mean_sd(high.mean(metric), high.sd(metric))} %), against "
-                f"NDS {mean_sd(nds.mean(metric), nds.sd(metric))} % and teacher "
-                f"{mean_sd(teacher.mean(metric), teacher.sd(metric))} %."
+                f"T = {high_t:g} ({mean_sd(high.mean(metric), high.sd(metric))} %){against}."
             )
     return " ".join(sentences) or "No distilled student has fairness values."

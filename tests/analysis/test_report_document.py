@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from kdspec.analysis.report_builder import summary_metrics, write_report_files
 from kdspec.analysis.report_document import build_document
 from kdspec.analysis.study_analysis import analyse_study
@@ -43,3 +45,19 @@ def test_a_study_without_distilled_runs_still_gets_a_report(tmp_path: Path) -> N
     text = (tmp_path / "report.md").read_text()
     assert "No distilled student could be evaluated" in text
     assert "skipped: fewer than 2 runs on a side (NDS n=2, DS T=2 n=0)" in text
+
+
+@pytest.mark.parametrize("roles", [("teacher",), ("student",), ("distilled",)])
+def test_a_single_population_still_reports_without_warnings(tmp_path: Path,
+                                                            roles: tuple[str, ...]) -> None:
+    plan = tiny_plan(dataset=dataset_spec("cifar10", sensitive=("group",)), seeds=(0, 1),
+                     temperatures=(2.0, 4.0), fairness=FairnessSpec(sensitive=("group",)))
+    study = plan.studies[0]
+    predictions = {k: v for k, v in synthetic_predictions(plan, study, n_test=300).items()
+                   if plan.run(k).role in roles}
+    analysis = analyse_study(records_from_predictions(plan, study, predictions))
+    write_report_files(analysis, tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "No class-wise comparison could be tested: fewer than 2 runs on a side" in text
+    assert "No disagreement matrix could be computed" in text
+    assert "n/a %" not in text
