@@ -190,6 +190,15 @@ def evaluate(model: nn.Module, loader: DataLoader[object], device: torch.device)
     return correct / max(total, 1)
 
 
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer (SGD with momentum, Adam or AdamW) over all parameters."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+
 def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
               test_loader: DataLoader[object], *, device: torch.device, num_workers: int,
               timers: Timers, teacher: nn.Module | None = None) -> tuple[nn.Module, float]:
@@ -198,8 +207,7 @@ def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
     model = build_model(run.arch, in_channels=spec.channels, image_size=spec.image_size,
                         num_classes=spec.num_classes).to(device)
     recipe: Recipe = run.recipe
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(model, recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(recipe.schedule, e, recipe.epochs))
     loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
