@@ -38,6 +38,8 @@ MAX_PER_CLASS_COLUMNS_ROWS = 20
 
 @dataclass(frozen=True)
 class Table:
+    """A table: header, rows of text cells, and a caption printed under it."""
+
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     caption: str = ""
@@ -45,6 +47,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Section:
+    """One report section: its main finding, then text, bullets, tables and figures."""
+
     title: str
     finding: str | None = None
     paragraphs: tuple[str, ...] = ()
@@ -55,6 +59,8 @@ class Section:
 
 @dataclass(frozen=True)
 class ReportDocument:
+    """The whole report: a title and its sections in reading order."""
+
     title: str
     sections: tuple[Section, ...] = field(default_factory=tuple)
 
@@ -64,6 +70,7 @@ def _number(value: float, digits: int = 4) -> str:
 
 
 def setup_section(analysis: StudyAnalysis) -> Section:
+    """Models, dataset, seeds, temperatures, KD loss, test options and n per group."""
     records = analysis.records
     study = records.study
     ds, opts = study.dataset, study.analysis
@@ -96,6 +103,7 @@ def setup_section(analysis: StudyAnalysis) -> Section:
 
 
 def data_section(analysis: StudyAnalysis) -> Section:
+    """How many planned runs were used, and every missing, unusable or duplicated one."""
     records = analysis.records
     total = len(records.study.run_ids)
     excluded = [p for p in records.problems if p.excluded]
@@ -110,6 +118,7 @@ def data_section(analysis: StudyAnalysis) -> Section:
 
 
 def accuracy_section(analysis: StudyAnalysis) -> Section:
+    """Mean +- sd test accuracy with n for the teacher, the NDS and the DS per T."""
     rows = tuple(
         (g.key.label, str(g.n), mean_sd(g.mean, g.sd)) for g in analysis.accuracy.groups
     )
@@ -125,6 +134,7 @@ def _count_cell(test: ClassTests | None) -> str:
 
 
 def significance_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section:
+    """#SC and #TC per temperature, skipped comparisons, Fig. 3 and Fig. 2."""
     sig = analysis.significance
     rows = []
     for t in analysis.records.study.temperatures:
@@ -159,6 +169,7 @@ def _class_rows(analysis: StudyAnalysis, test: ClassTests) -> tuple[tuple[str, .
 
 
 def significant_classes_section(analysis: StudyAnalysis) -> Section:
+    """The significant classes per comparison and T: direction, change, CI, p-values."""
     sig = analysis.significance
     tables, findings = [], []
     for comparison in analysis.records.study.analysis.comparisons:
@@ -184,6 +195,7 @@ def significant_classes_section(analysis: StudyAnalysis) -> Section:
 
 
 def disagreement_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section:
+    """Off-diagonal totals, disagreement rates and largest cells per pair; Fig. 1."""
     names = analysis.records.class_names
     rows = []
     for d in analysis.disagreement:
@@ -203,6 +215,7 @@ def disagreement_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]
 
 
 def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section:
+    """DPD/EOD mean +- sd per model and attribute (per class if multiclass); Fig. 4."""
     fairness = analysis.fairness
     temperatures = analysis.records.study.temperatures
     finding = fairness_finding(fairness, temperatures)

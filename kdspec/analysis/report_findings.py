@@ -42,6 +42,7 @@ def _acc(group: GroupAccuracy) -> str:
 
 
 def accuracy_finding(analysis: StudyAnalysis) -> str:
+    """The best DS temperature and its accuracy against the NDS and the teacher."""
     acc = analysis.accuracy
     best = acc.best_distilled()
     if best is None:
@@ -79,6 +80,7 @@ def _count_phrase(sig: SignificanceResult, comparison: Comparison) -> str | None
 
 
 def significance_finding(analysis: StudyAnalysis) -> str:
+    """How #SC and #TC change over T, with the test options and n."""
     sig = analysis.significance
     phrases = [p for p in (_count_phrase(sig, c) for c in ("nds_vs_ds", "teacher_vs_ds")) if p]
     if not phrases:
@@ -124,6 +126,7 @@ def significant_classes_finding(analysis: StudyAnalysis, comparison: Comparison)
 
 
 def disagreement_finding(analysis: StudyAnalysis) -> str:
+    """Disagreement rates teacher vs NDS and vs DS (least and most), and the top cell."""
     results = [d for d in analysis.disagreement if not d.skipped]
     if not results:
         return "No disagreement matrix could be computed: no seed has a teacher and a student run."
@@ -148,6 +151,7 @@ def disagreement_finding(analysis: StudyAnalysis) -> str:
 
 
 def fairness_finding(fairness: FairnessResult | None, temperatures: tuple[float, ...]) -> str:
+    """Per attribute and metric: the DS's lowest and highest value over T vs NDS/teacher."""
     if fairness is None:
         return "The study declares no sensitive attribute, so no fairness metric was computed."
     if not fairness.runs:

@@ -30,6 +30,7 @@ figcaption { font-style: italic; font-size: .9em; }
 
 
 def table_html(table: Table) -> str:
+    """An HTML table with its caption; every cell escaped."""
     head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
@@ -39,12 +40,14 @@ def table_html(table: Table) -> str:
 
 
 def figure_html(figure: FigureFile) -> str:
+    """A figure embedded as a base64 PNG data URI, with its caption."""
     data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{escape(figure.name)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{escape(figure.caption)}</figcaption></figure>")
 
 
 def section_html(section: Section) -> str:
+    """One section: heading, finding, paragraphs, bullets, tables, figures."""
     parts = [f"<section><h2>{escape(section.title)}</h2>"]
     if section.finding:
         parts.append(f'<p class="finding"><strong>Main finding.</strong> '

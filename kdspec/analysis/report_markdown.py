@@ -22,6 +22,7 @@ def table_markdown(table: Table) -> list[str]:
 
 
 def section_markdown(section: Section) -> list[str]:
+    """One section: heading, finding, paragraphs, bullets, tables, figures."""
     lines = [f"## {section.title}", ""]
     if section.finding:
         lines += [f"**Main finding.** {section.finding}", ""]

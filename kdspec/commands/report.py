@@ -20,6 +20,7 @@ DEFAULT_REPORTS_DIR = Path("reports")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """SPEC, --tracking-uri, --out, --no-log, --quiet."""
     parser.add_argument("spec", metavar="SPEC", help=".kdspec file or plan JSON")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the spec's, "
@@ -39,6 +40,7 @@ def output_dir(plan: Plan, study: Study, out: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Report every study of the plan; 0 if all were reported, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.report_builder import build_report
     from kdspec.analysis.store_reader import resolve_tracking_uri
