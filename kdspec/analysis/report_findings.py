@@ -116,11 +116,12 @@ def significant_classes_finding(analysis: StudyAnalysis, comparison: Comparison)
                     key=lambda t: abs(float(t.mean_change[top])))
     change = float(strongest.mean_change[top])
     directions = {direction(float(t.mean_change[top])) for t in tests if t.significant[top]}
-    consistency = (f"always {directions.pop()}" if len(directions) == 1
-                   else "in both directions")
+    reference = strongest.reference.label
+    consistency = (f"always {directions.pop()} in DS than {reference}" if len(directions) == 1
+                   else f"higher in DS than {reference} at some, lower at others")
     return (f"{label}: {len(hits)} classes are significant at least once; '{names[top]}' is "
-            f"significant at {times} of {len(tests)} temperatures ({consistency} in DS than "
-            f"{strongest.reference.label}), largest change {change:+.4f} at T = "
+            f"significant at {times} of {len(tests)} temperatures ({consistency}), largest "
+            f"change {change:+.4f} at T = "
             f"{strongest.temperature:g} (CI {float(strongest.ci_low[top]):+.4f} to "
             f"{float(strongest.ci_high[top]):+.4f}).")
 
