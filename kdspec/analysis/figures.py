@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from kdspec.analysis.disagreement import DisagreementResult
 from kdspec.analysis.fairness import METRIC_LABELS
@@ -186,6 +187,7 @@ def figure_accuracy_significance(analysis: StudyAnalysis, path: Path) -> FigureF
         counts_ax.bar(positions + offset, heights, width=width, color=color, alpha=0.45,
                       label=label)
     counts_ax.set_ylabel("significantly affected classes")
+    counts_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_zorder(counts_ax.get_zorder() + 1)
     ax.patch.set_visible(False)
     means = np.array([100 * g.mean for g in acc.distilled])
