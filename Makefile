@@ -9,7 +9,7 @@ TRACKING_URI ?= sqlite:///mlruns.db
 PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: all install test test-fast lint run report ui bench clean
+.PHONY: all install test test-fast lint run report ui bench bench-data bench-report clean
 
 all: lint test
 
@@ -55,6 +55,12 @@ ui: install
 
 bench: install
 	$(BIN)/python bench/bench_distillation.py
+
+bench-data: install
+	$(BIN)/python bench/bench_data.py
+
+bench-report: install
+	$(BIN)/python bench/bench_report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
