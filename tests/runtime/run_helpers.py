@@ -8,7 +8,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run as MlflowRun
 from mlflow.entities import ViewType
@@ -43,17 +42,8 @@ def sqlite_uri(folder: Path) -> str:
     return f"sqlite:///{folder}/mlruns.db"
 
 
-@pytest.fixture(scope="session")
-def blank_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite file with its schema created once: MLflow's migrations take
-    several seconds per new database, so each test copies this file instead."""
-    folder = tmp_path_factory.mktemp("blank-store")
-    MlflowClient(sqlite_uri(folder)).search_experiments(max_results=1)
-    return folder / "mlruns.db"
-
-
 def fresh_store(blank: Path, folder: Path) -> str:
-    """A copy of the blank store in ``folder``; returns its URI."""
+    """A copy of the ``blank_store`` fixture's database in ``folder``; returns its URI."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(blank, folder / "mlruns.db")
     return sqlite_uri(folder)

@@ -13,7 +13,6 @@ from mlflow import MlflowClient
 
 from kdspec import tracking_schema as schema
 from tests.runtime.run_helpers import (
-    blank_store,
     finished_by_kdspec_id,
     fresh_store,
     nested_runs,
@@ -21,8 +20,6 @@ from tests.runtime.run_helpers import (
     subprocess_env,
     write_plan,
 )
-
-__all__ = ["blank_store"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.integration
 

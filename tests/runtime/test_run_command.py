@@ -15,15 +15,12 @@ from kdspec.cli import main
 from kdspec.plan import RuntimeSpec
 from tests.factories import dataset_spec, tiny_recipe
 from tests.runtime.run_helpers import (
-    blank_store,
     finished_by_kdspec_id,
     fresh_store,
     nested_runs,
     small_plan,
     write_plan,
 )
-
-__all__ = ["blank_store"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.integration
 

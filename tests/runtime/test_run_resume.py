@@ -16,7 +16,6 @@ from kdspec import tracking_schema as schema
 from kdspec.cli import main
 from tests.factories import tiny_recipe
 from tests.runtime.run_helpers import (
-    blank_store,
     fresh_store,
     kdspec_command,
     nested_runs,
@@ -25,8 +24,6 @@ from tests.runtime.run_helpers import (
     subprocess_env,
     write_plan,
 )
-
-__all__ = ["blank_store"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.integration
 

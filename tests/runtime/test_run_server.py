@@ -21,9 +21,7 @@ import pytest
 
 from kdspec import tracking_schema as schema
 from kdspec.cli import main
-from tests.runtime.run_helpers import blank_store, small_plan, write_plan
-
-__all__ = ["blank_store"]  # the fixture, imported for pytest
+from tests.runtime.run_helpers import small_plan, write_plan
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,12 @@ from kdspec.runtime.tracking import (
     resolve_tracking_uri,
 )
 from tests.factories import tiny_plan
+from tests.runtime.run_helpers import fresh_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TrackingStore:
-    return TrackingStore(f"sqlite:///{tmp_path}/mlruns.db")
+def store(blank_store: Path, tmp_path: Path) -> TrackingStore:
+    return TrackingStore(fresh_store(blank_store, tmp_path))
 
 
 def test_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,10 +52,11 @@ def test_unreachable_server_is_one_clear_error() -> None:
         TrackingStore(f"http://127.0.0.1:{port}").preflight()
 
 
-def test_unwritable_artifact_folder_is_one_clear_error(tmp_path: Path) -> None:
+def test_unwritable_artifact_folder_is_one_clear_error(blank_store: Path, tmp_path: Path) -> None:
+    uri = fresh_store(blank_store, tmp_path)
     (tmp_path / "mlartifacts").write_text("a file where the folder should be")
     with pytest.raises(TrackingError, match="artifact folder .* is not writable"):
-        TrackingStore(f"sqlite:///{tmp_path}/mlruns.db").preflight()
+        TrackingStore(uri).preflight()
 
 
 def test_experiment_gets_an_explicit_artifact_location(store: TrackingStore,
