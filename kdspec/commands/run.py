@@ -69,14 +69,16 @@ def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOpt
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # MLflow's own INFO lines (database migrations, run URLs) would drown the progress output.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     plan, spec_text = load_spec(Path(args.spec))
     options = options_from_args(args, spec_text)
     from kdspec.runtime.executor import Executor
     from kdspec.runtime.progress import close_log, open_log
     from kdspec.runtime.summary import dry_run_table, summary_table
 
+    # After MLflow's import (which configures its loggers): its INFO lines (database
+    # migrations) would drown kdspec's own progress output.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     logger, log_path = open_log(options.log_dir, quiet=options.quiet)
     try:
         executor = Executor(plan, options, logger)
