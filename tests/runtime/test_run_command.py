@@ -170,3 +170,18 @@ def test_a_teacher_trained_for_another_spec_is_reused(blank_store: Path, tmp_pat
     distilled = next(r for r in runs if r.data.tags[schema.TAG_ROLE] == "distilled")
     assert distilled.data.tags[schema.TAG_TEACHER_RUN_ID] == teacher.data.tags[schema.TAG_RUN_ID]
     assert distilled.info.experiment_id != teacher.info.experiment_id
+
+
+def test_two_shards_finish_the_plan_together(blank_store: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = small_plan()
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    assert _run(path, uri, tmp_path, "--shard", "0/2") == 0
+    first = {r.data.tags[schema.TAG_RUN_ID] for r in nested_runs(uri)}
+    assert 0 < len(first) < len(plan.runs)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the second shard, as a Slurm array task
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    assert _run(path, uri, tmp_path) == 0
+    runs = nested_runs(uri)
+    assert len(runs) == len(plan.runs)
+    assert sorted(finished_by_kdspec_id(runs)) == sorted(r.id for r in plan.runs)
