@@ -148,14 +148,15 @@ class Executor:
             stored.update(store.find_runs(ids))
         actions = [decide_action(r, stored[r.id], force=self.options.force) for r in runs]
         trained_here = {a.run.id for a in actions}
+        outside = [self.plan.run(t) for t in {r.teacher_id for r in runs if r.teacher_id}
+                   if t not in trained_here]
+        teachers: dict[str, list[StoredRun]] = {}
+        for store, ids in self._ids_by_store(outside).items():
+            teachers.update(store.find_runs(ids))
         blocked: dict[str, str] = {}
         for run in runs:
             tid = run.teacher_id
-            if tid is None or tid in trained_here:
-                continue
-            teacher_store = self.store_of(self.plan.study_of(tid))
-            found = teacher_store.find_runs([tid])[tid]
-            if not any(s.status == "FINISHED" for s in found):
+            if tid in teachers and not any(s.status == "FINISHED" for s in teachers[tid]):
                 blocked[run.id] = (f"teacher {tid} is not trained and not selected "
                                    "(drop --only, or run the teacher's shard first)")
         kept = [a for a in actions if a.run.id not in blocked]
@@ -256,7 +257,7 @@ class Executor:
         names = {self.plan.study_of(r.id).name for r in runs}
         return [s for s in self.plan.studies if s.name in names]
 
-    def _ids_by_store(self, runs: list[Run]) -> dict[TrackingStore, list[str]]:
+    def _ids_by_store(self, runs: Sequence[Run]) -> dict[TrackingStore, list[str]]:
         by_store: dict[TrackingStore, list[str]] = {}
         for run in runs:
             by_store.setdefault(self.store_of(self.plan.study_of(run.id)), []).append(run.id)
