@@ -23,6 +23,8 @@ from kdspec.runtime.training import (
 )
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 
+pytestmark = pytest.mark.integration  # tiny real trainings on the digits data
+
 CPU = torch.device("cpu")
 
 
