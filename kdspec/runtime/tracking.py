@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import Run as MlflowRun
 from mlflow.exceptions import MlflowException
 
 from kdspec import tracking_schema as schema
@@ -144,11 +145,12 @@ class TrackingStore:
             if not token:
                 return ids
 
-    def _search(self, filter_string: str, experiment_ids: list[str] | None = None) -> list:
+    def _search(self, filter_string: str,
+                experiment_ids: list[str] | None = None) -> list[MlflowRun]:
         ids = experiment_ids if experiment_ids is not None else self._all_experiment_ids()
         if not ids:
             return []
-        found: list = []
+        found: list[MlflowRun] = []
         token = None
         while True:
             page = self.client.search_runs(ids, filter_string=filter_string,
@@ -184,18 +186,21 @@ class TrackingStore:
         """The study's parent run (found by ``kdspec.plan_hash``, oldest first, reopened if it
         had ended), or a new one with the plan JSON and spec text as artifacts."""
         exp_id = self.experiment_id(study.tracking.experiment)
-        found = self._search(
-            f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}' and "
-            f"tags.`{schema.TAG_PLAN_HASH}` = '{study.study_hash}'", [exp_id])
-        if found:
-            oldest = min(found, key=lambda r: r.info.start_time or 0)
-            if oldest.info.status != "RUNNING":
-                self.client.update_run(oldest.info.run_id, status="RUNNING")
-            return str(oldest.info.run_id)
+        existing = self._oldest_parent(study, exp_id)
+        if existing is not None:
+            if existing.info.status != "RUNNING":
+                self.client.update_run(existing.info.run_id, status="RUNNING")
+            return str(existing.info.run_id)
         tags = {schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_LAYOUT: schema.LAYOUT_VERSION,
                 schema.TAG_PLAN_HASH: study.study_hash, schema.TAG_STUDY: study.name}
         run = self.client.create_run(exp_id, tags=tags, run_name=study.name)
         run_id = str(run.info.run_id)
+        # Two shards starting together may both have created one: the oldest wins, the other
+        # is deleted before any nested run refers to it.
+        winner = self._oldest_parent(study, exp_id)
+        if winner is not None and winner.info.run_id != run_id:
+            self.client.delete_run(run_id)
+            return str(winner.info.run_id)
         self.log_params(run_id, {
             "dataset": study.dataset.name, "teacher_arch": study.teacher.arch,
             "student_arch": study.student.arch,
@@ -208,6 +213,12 @@ class TrackingStore:
         if spec_text is not None:
             self.log_text(run_id, schema.ARTIFACT_SPEC, spec_text)
         return run_id
+
+    def _oldest_parent(self, study: Study, experiment_id: str) -> MlflowRun | None:
+        found = self._search(
+            f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}' and "
+            f"tags.`{schema.TAG_PLAN_HASH}` = '{study.study_hash}'", [experiment_id])
+        return min(found, key=lambda r: (r.info.start_time or 0, r.info.run_id), default=None)
 
     def create_run(self, *, experiment: str, parent_id: str, run_name: str,
                    tags: Mapping[str, str]) -> str:
