@@ -179,9 +179,16 @@ def test_two_shards_finish_the_plan_together(blank_store: Path, tmp_path: Path,
     assert _run(path, uri, tmp_path, "--shard", "0/2") == 0
     first = {r.data.tags[schema.TAG_RUN_ID] for r in nested_runs(uri)}
     assert 0 < len(first) < len(plan.runs)
+    client = MlflowClient(uri)
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(plan.studies[0].tracking.experiment).experiment_id],
+        f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}'")
+    assert parent.info.status == "RUNNING"  # the other shard is still to come
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the second shard, as a Slurm array task
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
     assert _run(path, uri, tmp_path) == 0
     runs = nested_runs(uri)
     assert len(runs) == len(plan.runs)
     assert sorted(finished_by_kdspec_id(runs)) == sorted(r.id for r in plan.runs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
