@@ -180,9 +180,10 @@ def test_two_shards_finish_the_plan_together(blank_store: Path, tmp_path: Path,
     first = {r.data.tags[schema.TAG_RUN_ID] for r in nested_runs(uri)}
     assert 0 < len(first) < len(plan.runs)
     client = MlflowClient(uri)
-    (parent,) = client.search_runs(
-        [client.get_experiment_by_name(plan.studies[0].tracking.experiment).experiment_id],
-        f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}'")
+    experiment = client.get_experiment_by_name(plan.studies[0].tracking.experiment)
+    assert experiment is not None
+    (parent,) = client.search_runs([experiment.experiment_id],
+                                   f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}'")
     assert parent.info.status == "RUNNING"  # the other shard is still to come
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")  # the second shard, as a Slurm array task
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
