@@ -63,6 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"kdspec {args.command}: interrupted\n")
         return 130
+    except Exception as err:  # a bug or a third-party failure: one line, traceback on --debug
+        if debug:
+            raise
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        sys.stderr.write(
+            f"kdspec {args.command}: error: {type(err).__name__}: {first_line}\n"
+            f"  (rerun with --debug for the traceback)\n"
+        )
+        return 1
 
 
 if __name__ == "__main__":

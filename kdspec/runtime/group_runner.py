@@ -37,7 +37,6 @@ from kdspec.runtime.training import EpochResult, Trainee, new_trainee, train_loc
 AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 OutcomeStatus = Literal["finished", "reused", "failed", "skipped"]
 #: On a FINISHED run that ``--force`` replaced (then marked KILLED): the MLflow id of the new run.
-TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 
 
 @dataclass
@@ -259,7 +258,7 @@ def _retire_superseded(ctx: GroupContext, superseded: Sequence[StoredRun], new_i
     """``--force``: the older FINISHED runs of a retrained run become KILLED, so the store keeps
     exactly one FINISHED run per kdspec id (tag ``kdspec.superseded_by`` names the new one)."""
     for old in superseded:
-        ctx.store.set_tags(old.mlflow_id, {TAG_SUPERSEDED_BY: new_id})
+        ctx.store.set_tags(old.mlflow_id, {schema.TAG_SUPERSEDED_BY: new_id})
         ctx.store.finish(old.mlflow_id, "KILLED")
 
 
