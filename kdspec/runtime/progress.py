@@ -8,6 +8,8 @@ per finished run. Every message also goes to the log file ``.kdspec/logs/<timest
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,12 +23,10 @@ def open_log(log_dir: Path, *, quiet: bool) -> tuple[logging.Logger, Path]:
     """A logger writing every message to a new file under ``log_dir`` and, unless ``quiet``
     filters them to run-level lines, to stderr. Returns the logger and the file's path."""
     log_dir.mkdir(parents=True, exist_ok=True)
+    # Host and process id in the name: processes of one `accelerate launch` (or shards on a
+    # shared filesystem) start in the same second and must not append to one file.
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = log_dir / f"{stamp}.log"
-    suffix = 1
-    while path.exists():
-        path = log_dir / f"{stamp}-{suffix}.log"
-        suffix += 1
+    path = log_dir / f"{stamp}-{socket.gethostname()}-{os.getpid()}.log"
     logger = logging.getLogger(f"{LOGGER_NAME}.{path.stem}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
