@@ -25,7 +25,7 @@ from torchvision import datasets as tv_datasets
 from kdspec.catalog import CELEBA_ATTRIBUTES
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
-from kdspec.runtime.data.classification_readers import ArraySplits
+from kdspec.runtime.data.classification_readers import ArraySplits, torchvision_read_error
 from kdspec.runtime.data.locations import cache_root, data_root
 
 #: Seed of the undersampling of the larger target class (train split only).
@@ -101,7 +101,7 @@ def read_celeba(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
             dataset = tv_datasets.CelebA(str(root), split=split, target_type="attr",
                                          download=spec.download)
         except (RuntimeError, OSError, ValueError) as error:
-            raise DataError(f"celeba: torchvision could not read {root}: {error}") from error
+            raise torchvision_read_error(spec, root, error) from error
         attributes = _attribute_table(dataset)
         images = read_split_images(dataset, spec.image_size, cache_dir)
         if split == "train" and spec.balance == "undersample":

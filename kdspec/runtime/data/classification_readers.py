@@ -45,8 +45,11 @@ class ArraySplits:
     test_attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _torchvision_error(spec: DatasetSpec, root: Path, error: Exception) -> DataError:
-    return DataError(f"{spec.name}: torchvision could not read {root}: {error}")
+def torchvision_read_error(spec: DatasetSpec, root: Path, error: Exception) -> DataError:
+    """The DataError for a torchvision reader that failed (or, with ``download``, whose
+    download failed: no network, a moved mirror) on ``root``."""
+    action = "read or download" if spec.download else "read"
+    return DataError(f"{spec.name}: torchvision could not {action} {root}: {error}")
 
 
 def read_cifar(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
@@ -57,7 +60,7 @@ def read_cifar(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         train = cls(str(root), train=True, download=spec.download)
         test = cls(str(root), train=False, download=spec.download)
     except (RuntimeError, OSError, ValueError) as error:
-        raise _torchvision_error(spec, root, error) from error
+        raise torchvision_read_error(spec, root, error) from error
     return ArraySplits(
         train_images=np.ascontiguousarray(train.data.transpose(0, 3, 1, 2)),
         train_labels=np.asarray(train.targets, dtype=np.int64),
@@ -74,7 +77,7 @@ def read_svhn(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         train = tv_datasets.SVHN(str(root), split="train", download=spec.download)
         test = tv_datasets.SVHN(str(root), split="test", download=spec.download)
     except (RuntimeError, OSError, ValueError) as error:
-        raise _torchvision_error(spec, root, error) from error
+        raise torchvision_read_error(spec, root, error) from error
     return ArraySplits(
         train_images=np.ascontiguousarray(train.data),
         train_labels=np.asarray(train.labels, dtype=np.int64),
@@ -115,7 +118,7 @@ def read_fashion_mnist(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits
         train = tv_datasets.FashionMNIST(str(root), train=True, download=spec.download)
         test = tv_datasets.FashionMNIST(str(root), train=False, download=spec.download)
     except (RuntimeError, OSError, ValueError) as error:
-        raise _torchvision_error(spec, root, error) from error
+        raise torchvision_read_error(spec, root, error) from error
     return ArraySplits(
         train_images=train.data.numpy()[:, None],
         train_labels=train.targets.numpy().astype(np.int64),
