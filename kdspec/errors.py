@@ -60,9 +60,5 @@ class TrackingError(KdspecError):
     """The MLflow store cannot be reached or written."""
 
 
-class RunFailure(KdspecError):
-    """A training run failed (NaN or diverging loss, exception); recorded in MLflow."""
-
-
 class ReportError(KdspecError):
     """The analysis cannot produce a report (e.g. no runs of the study in the store)."""

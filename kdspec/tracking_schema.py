@@ -62,5 +62,3 @@ PRED_Y_PRED = "y_pred"
 #: Every per-sample attribute of the test set is stored as "attr/<name>" (int array), so a later
 #: analysis can pick any sensitive attribute without retraining.
 PRED_ATTRIBUTE_PREFIX = "attr/"
-#: Optional: the test-sample indices into the full test split (int64), when a subset was used.
-PRED_INDEX = "index"
