@@ -3,7 +3,7 @@ merge their runs (a run two studies share, e.g. one teacher, appears once and bo
 
 from __future__ import annotations
 
-from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition, InconsistentStudy
+from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition
 from kdspec.dsl.program import Program, load_program
 from kdspec.dsl.recipes import RecipeBook
 from kdspec.dsl.study import compile_study
@@ -46,9 +46,6 @@ def compile_program(program: Program, diags: Diagnostics) -> Plan | None:
     if diags.items:
         return None
     where = next(iter(seen.values()), Span(1, 1, 1, 1, program.main_path))
-    plan = build_model(Plan, {"source": program.main_path, "studies": tuple(studies),
+    return build_model(Plan, {"source": program.main_path, "studies": tuple(studies),
                               "runs": tuple(runs.values())}, {}, where=where, what="plan",
                        diags=diags)
-    if plan is None and not diags.items:
-        diags.add(InconsistentStudy(where, "the studies do not form a valid plan"))
-    return plan

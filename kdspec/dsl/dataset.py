@@ -59,14 +59,6 @@ class DatasetDraft:
     def num_classes(self) -> int:
         return int(self.fields["num_classes"])
 
-    @property
-    def train_samples(self) -> int | None:
-        """Images in one training epoch, when known before reading the files."""
-        sizes = (self.fields.get("train_subset"), self.fields.get("generated_train_size"),
-                 self.facts.train_size)
-        known = [s for s in sizes if s is not None]
-        return min(known) if known else None
-
 
 def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     """Check the ``dataset NAME { ... }`` section against the catalogue."""

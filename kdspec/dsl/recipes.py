@@ -53,10 +53,9 @@ class Layer:
     base: Name | None
 
 
-def read_layer(block: Section, what: str, extra_keys: dict[str, Key] | None,
-               diags: Diagnostics) -> tuple[Layer, SectionReader]:
-    """Read the recipe keys of ``block`` (plus ``extra_keys``, left to the caller to read)."""
-    reader = SectionReader(what, block.entries, {**RECIPE_KEYS, **(extra_keys or {})}, diags)
+def read_layer(block: Section, what: str, diags: Diagnostics) -> Layer:
+    """Read the recipe keys of ``block`` (a recipe or a role block)."""
+    reader = SectionReader(what, block.entries, RECIPE_KEYS, diags)
     fields: dict[str, tuple[Any, Span]] = {}
     getters = {
         "epochs": reader.positive_integer,
@@ -83,7 +82,7 @@ def read_layer(block: Section, what: str, extra_keys: dict[str, Key] | None,
                                help="write `recipe = NAME` with a recipe declared in this file "
                                     "or an included one"))
         base = None
-    return Layer(fields, base), reader
+    return Layer(fields, base)
 
 
 def _read_schedule(reader: SectionReader, diags: Diagnostics) -> Schedule | None:
@@ -132,11 +131,10 @@ class RecipeBook:
 
     def __init__(self, recipes: dict[str, Section], diags: Diagnostics) -> None:
         self.diags = diags
-        self.blocks = recipes
         self.layers: dict[str, Layer] = {}
         self.merged: dict[str, dict[str, tuple[Any, Span]] | None] = {}
         for name, block in recipes.items():
-            self.layers[name] = read_layer(block, f"recipe '{name}'", None, diags)[0]
+            self.layers[name] = read_layer(block, f"recipe '{name}'", diags)
         for name in recipes:
             self.resolve(name, [])
 

@@ -121,7 +121,7 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
           diags: Diagnostics) -> ModelSpec | None:
     if section is None:
         return None
-    layer, _ = read_layer(section, role, None, diags)
+    layer = read_layer(section, role, diags)
     if section.label is None:
         diags.add(MissingField(section.key_span, f"{role} has no architecture",
                                help=f"write `{role} resnet20 {{ ... }}`"))
