@@ -176,12 +176,18 @@ class SectionReader:
             return None
         return value.value
 
-    def choices(self, key: str, options: tuple[str, ...]) -> tuple[str, ...] | None:
-        """Several of ``options``: one name or a list of names, no repeats (``[]`` is allowed)."""
+    def _items(self, key: str) -> tuple[Value, ...] | None:
+        """The items of a list value, or a single value as a one-item tuple."""
         value = self.value(key)
         if value is None:
             return None
-        items = value.items if isinstance(value, ListValue) else (value,)
+        return value.items if isinstance(value, ListValue) else (value,)
+
+    def choices(self, key: str, options: tuple[str, ...]) -> tuple[str, ...] | None:
+        """Several of ``options``: one name or a list of names, no repeats (``[]`` is allowed)."""
+        items = self._items(key)
+        if items is None:
+            return None
         chosen: list[str] = []
         for item in items:
             option = self._option(key, item, options)
@@ -195,10 +201,9 @@ class SectionReader:
 
     def numbers(self, key: str) -> list[tuple[float, Span]] | None:
         """A number, a range or a list mixing numbers and ranges, flattened in order."""
-        value = self.value(key)
-        if value is None:
+        items = self._items(key)
+        if items is None:
             return None
-        items = value.items if isinstance(value, ListValue) else (value,)
         out: list[tuple[float, Span]] = []
         for item in items:
             if isinstance(item, Number):
@@ -216,17 +221,16 @@ class SectionReader:
                 self._wrong(key, item, "a number, a range or a list of them")
                 return None
         if len(out) > LONGEST_LIST:
-            self.diags.add(InvalidValue(value.span, f"'{key}' has too many values",
+            self.diags.add(InvalidValue(self.span(key), f"'{key}' has too many values",
                                         help=f"at most {LONGEST_LIST}"))
             return None
         return out
 
     def names(self, key: str) -> list[tuple[str, Span]] | None:
         """One name/string or a list of them, with the span of each."""
-        value = self.value(key)
-        if value is None:
+        items = self._items(key)
+        if items is None:
             return None
-        items = value.items if isinstance(value, ListValue) else (value,)
         out: list[tuple[str, Span]] = []
         for item in items:
             if isinstance(item, Name | String):
