@@ -27,10 +27,6 @@ from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
 from kdspec.plan import AugmentPreset, DatasetSpec, FairnessMetric, FairnessSpec
 
-#: Trifeature is generated locally; without sizes in the spec, this many images per split.
-DEFAULT_GENERATED_TRAIN = 10_000
-DEFAULT_GENERATED_TEST = 2_000
-
 DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
         "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
@@ -117,16 +113,15 @@ def _read_image_size(reader: SectionReader, draft: DatasetDraft, diags: Diagnost
 
 def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
                           diags: Diagnostics) -> None:
-    generated = draft.facts.name == "trifeature"
-    for key, field, default in (
-        ("generated_train", "generated_train_size", DEFAULT_GENERATED_TRAIN),
-        ("generated_test", "generated_test_size", DEFAULT_GENERATED_TEST),
-    ):
+    defaults = draft.facts.default_generated_sizes
+    for key, field, default in zip(("generated_train", "generated_test"),
+                                   ("generated_train_size", "generated_test_size"),
+                                   defaults or (None, None), strict=True):
         size = reader.positive_integer(key)
-        if size is not None and not generated:
+        if size is not None and defaults is None:
             diags.add(InconsistentStudy(reader.span(key), f"{draft.facts.name} is not generated",
                                         help=f"{key} applies only to trifeature"))
-        elif generated:
+        elif defaults is not None:
             draft.fields[field] = default if size is None else size
             if size is not None:
                 draft.spans[field] = reader.span(key)
