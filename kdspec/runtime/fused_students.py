@@ -90,12 +90,6 @@ class FusedStudents:
                 state = {name: t[k] for name, t in {**self.params, **self.buffers}.items()}
                 model.load_state_dict(state)
 
-    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
-        """Each student's state dict (detached copies), in the order the models were given."""
-        both = {**self.params, **self.buffers}
-        return [{name: t[k].detach().clone() for name, t in both.items()}
-                for k in range(self.num_students)]
-
 
 def fused_distillation_losses(
     student_logits: torch.Tensor,

@@ -33,10 +33,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from kdspec.plan import Precision
 from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
 
 CacheMode = Literal["auto", "on", "off"]
-Precision = Literal["fp32", "bf16", "fp16"]
 
 #: Forward batch size when filling the table: large batches amortise per-call overhead; 1024
 #: images of 3x32x32 through a CIFAR ResNet stay well under 1 GB of activations without grad.
@@ -96,24 +96,6 @@ def estimate_teacher_cache(
                                 f"{num_views} views x N forwards replace "
                                 f"{epochs * live_forwards_per_batch} x N live ones; "
                                 f"table {table / 1e6:.0f} MB")
-
-
-def should_cache_teacher(
-    *,
-    num_samples: int,
-    num_views: int | None,
-    epochs: int,
-    num_classes: int,
-    live_forwards_per_batch: int = 1,
-    bytes_per_logit: int = 4,
-    memory_budget_bytes: int,
-) -> bool:
-    """Whether "auto" caches: :func:`estimate_teacher_cache` ``.use_cache``."""
-    return estimate_teacher_cache(
-        num_samples=num_samples, num_views=num_views, epochs=epochs, num_classes=num_classes,
-        live_forwards_per_batch=live_forwards_per_batch, bytes_per_logit=bytes_per_logit,
-        memory_budget_bytes=memory_budget_bytes,
-    ).use_cache
 
 
 def default_memory_budget(device: torch.device) -> int:
