@@ -38,7 +38,7 @@ from kdspec.runtime.data.augment import NORMALIZATION, crop_padding
 from kdspec.runtime.data.in_memory import subset_indices
 from kdspec.runtime.data.locations import DEBIAN_FASHION_MNIST
 from kdspec.runtime.models import build_model
-from kdspec.runtime.optimization import lr_factor
+from kdspec.runtime.optimization import build_optimizer, build_scheduler
 
 PHASES = ("teachers", "nds", "ds")
 PHASE_ROLES: tuple[Role, ...] = ("teacher", "student", "distilled")
@@ -81,7 +81,6 @@ class BaselineResult:
     runs: list[BaselineRun]
     phase_seconds: dict[str, float]  # teachers / nds / ds: wall time of each phase
     activity_seconds: dict[str, dict[str, float]]  # phase -> data / teacher_forward / evaluation
-    total_seconds: float
 
 
 class ArrayImageDataset(Dataset[tuple[torch.Tensor, int]]):
@@ -190,15 +189,6 @@ def evaluate(model: nn.Module, loader: DataLoader[object], device: torch.device)
     return correct / max(total, 1)
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimizer (SGD with momentum, Adam or AdamW) over all parameters."""
-    if recipe.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                               nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    cls = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-
-
 def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
               test_loader: DataLoader[object], *, device: torch.device, num_workers: int,
               timers: Timers, teacher: nn.Module | None = None) -> tuple[nn.Module, float]:
@@ -207,9 +197,9 @@ def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
     model = build_model(run.arch, in_channels=spec.channels, image_size=spec.image_size,
                         num_classes=spec.num_classes).to(device)
     recipe: Recipe = run.recipe
-    optimizer = make_optimizer(model, recipe)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda e: lr_factor(recipe.schedule, e, recipe.epochs))
+    # The runtime's own optimizer and per-epoch schedule, so the two ways cannot drift apart.
+    optimizer = build_optimizer(model, recipe)
+    scheduler = build_scheduler(optimizer, recipe)
     loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
                         num_workers=num_workers, pin_memory=device.type == "cuda",
                         generator=torch.Generator().manual_seed(run.seed))
@@ -244,7 +234,6 @@ def run_baseline(plan: Plan, study: Study, *, device: torch.device, workdir: Pat
     phase_seconds: dict[str, float] = {}
     activity: dict[str, dict[str, float]] = {}
     teachers: dict[int, nn.Module] = {}
-    start_all = time.perf_counter()
     for phase, role in zip(PHASES, PHASE_ROLES, strict=True):
         timers = Timers(device=device)
         start = time.perf_counter()
@@ -260,4 +249,4 @@ def run_baseline(plan: Plan, study: Study, *, device: torch.device, workdir: Pat
             log(f"baseline {role:<9} seed {run.seed} {label}test_acc {acc:.4f}")
         phase_seconds[phase] = time.perf_counter() - start
         activity[phase] = dict(timers.seconds)
-    return BaselineResult(results, phase_seconds, activity, time.perf_counter() - start_all)
+    return BaselineResult(results, phase_seconds, activity)
