@@ -90,12 +90,18 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def _to_batch(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
-              device: torch.device) -> Batch:
-    non_blocking = device.type == "cuda"
-    return Batch(images=images.to(device, non_blocking=non_blocking),
-                 labels=labels.to(device, dtype=torch.int64, non_blocking=non_blocking),
-                 index=index.to(device, dtype=torch.int64, non_blocking=non_blocking))
+def _stream(dataset: SeededTransformDataset, *, batch_size: int, num_workers: int,
+            device: torch.device, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    """Batches of ``dataset`` through a DataLoader, moved to ``device``; shuffled when a
+    ``generator`` is given, else in index order. The last partial batch is kept."""
+    cuda = device.type == "cuda"
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
+                        num_workers=num_workers, generator=generator,
+                        worker_init_fn=seed_worker, pin_memory=cuda)
+    for images, labels, index in loader:
+        yield Batch(images=images.to(device, non_blocking=cuda),
+                    labels=labels.to(device, dtype=torch.int64, non_blocking=cuda),
+                    index=index.to(device, dtype=torch.int64, non_blocking=cuda))
 
 
 class StreamingTrainSource:
@@ -114,15 +120,11 @@ class StreamingTrainSource:
 
     def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
         """One shuffled epoch; the last partial batch is kept."""
-        loader = DataLoader(
+        return _stream(
             SeededTransformDataset(self.base, self.indices, self.transform, (seed, epoch)),
-            batch_size=batch_size, shuffle=True, num_workers=self.num_workers,
+            batch_size=batch_size, num_workers=self.num_workers, device=self.device,
             generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
-            worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
         )
-        for images, labels, index in loader:
-            yield _to_batch(images, labels, index, self.device)
 
     def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(NOT_RENDERABLE)
@@ -144,10 +146,6 @@ class StreamingEvalSource:
         self.attributes: dict[str, np.ndarray] = {}
 
     def batches(self, *, batch_size: int) -> Iterator[Batch]:
-        loader = DataLoader(
-            SeededTransformDataset(self.base, self.indices, self.transform, None),
-            batch_size=batch_size, shuffle=False, num_workers=self.num_workers,
-            worker_init_fn=seed_worker, pin_memory=self.device.type == "cuda",
-        )
-        for images, labels, index in loader:
-            yield _to_batch(images, labels, index, self.device)
+        """The samples in index order, ``view`` None."""
+        return _stream(SeededTransformDataset(self.base, self.indices, self.transform, None),
+                       batch_size=batch_size, num_workers=self.num_workers, device=self.device)
