@@ -10,6 +10,7 @@ import torch
 from kdspec.dsl import load_plan
 from kdspec.plan import Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
+from kdspec.runtime.data.locations import DEBIAN_FASHION_MNIST
 from kdspec.runtime.models import build_model
 
 SPECS = sorted((Path(__file__).parents[2] / "specs").glob("*.kdspec"))
@@ -41,8 +42,7 @@ def test_spec_architectures_build_for_the_spec_dataset(label: str, study: Study)
                           and s.dataset.image_size <= 32],
                          ids=lambda v: v if isinstance(v, str) else "")
 def test_offline_spec_datasets_load(label: str, study: Study, tmp_path: Path) -> None:
-    if study.dataset.name == "fashion_mnist" and not Path(
-            "/usr/share/datasets/fashion-mnist").is_dir():
+    if study.dataset.name == "fashion_mnist" and not DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("Debian package dataset-fashion-mnist is not installed")
     check_dataset_available(study.dataset, cache_dir=tmp_path)
     data = load_dataset(study.dataset, device=torch.device("cpu"), cache_dir=tmp_path)

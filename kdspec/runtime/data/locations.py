@@ -4,7 +4,7 @@
 ``cifar-10-batches-py/``, ``FashionMNIST/``, ``celeba/``, ...). When the spec gives none:
 
 - Fashion-MNIST: the Debian package's folder ``/usr/share/datasets/fashion-mnist`` (gz IDX files);
-- Trifeature: ``<cache>/trifeature/<hash of the generation options>``;
+- Trifeature: ``<cache>/trifeature/trifeature-<hash of the generation options>.npz``;
 - digits: scikit-learn's bundled copy (no files);
 - everything else: ``<cache>/data``,
 
@@ -74,7 +74,7 @@ def locate_fashion_mnist(spec: DatasetSpec, cache_dir: Path | None) -> FashionMn
         return FashionMnistFiles(torchvision_root=candidates[-1], gzip_folder=None)
     looked = " or ".join(str(c) for c in candidates)
     raise missing_data_error(
-        spec, Path(candidates[0]),
+        spec, candidates[0],
         f"looked in {looked} for FashionMNIST/raw/*-ubyte or *-ubyte.gz",
     )
 
