@@ -35,6 +35,7 @@ Comparison = Literal["nds_vs_ds", "teacher_vs_ds"]
 DisagreementPair = Literal["teacher_vs_nds", "teacher_vs_ds"]
 FairnessMetric = Literal["dpd", "eod"]
 MulticlassAggregate = Literal["max", "mean"]
+TeacherCacheMode = Literal["auto", "on", "off"]
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -145,7 +146,7 @@ class RuntimeSpec(Frozen):
     compile: bool = False
     lockstep: bool = True  # train one seed's distilled students together (shared teacher pass)
     # Teacher logits cached per augmentation view: "auto" decides by cost, see runtime docs.
-    teacher_cache: Literal["auto", "on", "off"] = "auto"
+    teacher_cache: TeacherCacheMode = "auto"
 
 
 class TrackingSpec(Frozen):

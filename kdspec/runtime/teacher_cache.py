@@ -28,15 +28,12 @@ import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
 
-from kdspec.plan import Precision
+from kdspec.plan import Precision, TeacherCacheMode
 from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
-
-CacheMode = Literal["auto", "on", "off"]
 
 #: Forward batch size when filling the table: large batches amortise per-call overhead; 1024
 #: images of 3x32x32 through a CIFAR ResNet stay well under 1 GB of activations without grad.
@@ -193,7 +190,7 @@ def build_teacher_signal(
     teacher: nn.Module,
     train_source: TrainSource,
     *,
-    mode: CacheMode,
+    mode: TeacherCacheMode,
     epochs: int,
     live: TeacherSignal,
     device: torch.device,
