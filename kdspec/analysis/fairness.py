@@ -140,9 +140,23 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
     return mean, sd
 
 
+def summarise(runs: tuple[RunFairness, ...], attribute: str, group: GroupKey
+              ) -> FairnessSummary:
+    """Mean and sd of DPD and EOD over the runs of one population for one attribute."""
+    rows = [r for r in runs if r.attribute == attribute and r.group == group]
+    dpd_mean, dpd_sd = _mean_sd(np.array([r.dpd for r in rows]))
+    eod_mean, eod_sd = _mean_sd(np.array([r.eod for r in rows]))
+    return FairnessSummary(attribute=attribute, group=group, n=len(rows), dpd_mean=dpd_mean,
+                           dpd_sd=dpd_sd, eod_mean=eod_mean, eod_sd=eod_sd)
+
+
 @dataclass(frozen=True)
 class FairnessResult:
-    """Fairness of every run of the study, per sensitive attribute."""
+    """Fairness of every run of the study, per sensitive attribute.
+
+    ``summaries`` holds the mean and sd of every (attribute, population) of the study, computed
+    once here so that the figure, the table and the finding read the same numbers.
+    """
 
     attributes: tuple[str, ...]
     metrics: tuple[FairnessMetric, ...]  # the ones the spec asks for (both are computed)
@@ -150,6 +164,7 @@ class FairnessResult:
     aggregate: MulticlassAggregate | None
     runs: tuple[RunFairness, ...]
     problems: tuple[str, ...]
+    summaries: dict[tuple[str, GroupKey], FairnessSummary]
 
     def per_class_means(self, attribute: str, group: GroupKey
                         ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -164,12 +179,8 @@ class FairnessResult:
         return _nanmean_columns(np.stack(dpd)), _nanmean_columns(np.stack(eod))
 
     def summary(self, attribute: str, group: GroupKey) -> FairnessSummary:
-        rows = [r for r in self.runs if r.attribute == attribute and r.group == group]
-        dpd_mean, dpd_sd = _mean_sd(np.array([r.dpd for r in rows]))
-        eod_mean, eod_sd = _mean_sd(np.array([r.eod for r in rows]))
-        return FairnessSummary(attribute=attribute, group=group, n=len(rows),
-                               dpd_mean=dpd_mean, dpd_sd=dpd_sd, eod_mean=eod_mean,
-                               eod_sd=eod_sd)
+        """The summary of one population of the study (teacher, NDS or DS at one of its T)."""
+        return self.summaries[(attribute, group)]
 
 
 def study_fairness(records: StudyRecords) -> FairnessResult | None:
@@ -197,6 +208,9 @@ def study_fairness(records: StudyRecords) -> FairnessResult | None:
                                     group=run.group, seed=run.seed, attribute=attribute,
                                     dpd=dpd, eod=eod, dpd_per_class=dpd_c,
                                     eod_per_class=eod_c))
+    runs = tuple(rows)
+    groups = (GroupKey("teacher"), GroupKey("student"), *records.distilled_keys)
+    summaries = {(a, g): summarise(runs, a, g) for a in spec.sensitive for g in groups}
     return FairnessResult(attributes=spec.sensitive, metrics=spec.metrics, multiclass=multiclass,
-                          aggregate=how if multiclass else None, runs=tuple(rows),
-                          problems=tuple(problems))
+                          aggregate=how if multiclass else None, runs=runs,
+                          problems=tuple(problems), summaries=summaries)
