@@ -25,7 +25,7 @@ from kdspec.analysis.report_document import build_document
 from kdspec.analysis.report_html import render_html
 from kdspec.analysis.report_markdown import render_markdown
 from kdspec.analysis.significance import COUNT_LABELS
-from kdspec.analysis.store_reader import read_study_records
+from kdspec.analysis.store_reader import RunRead, read_study_records
 from kdspec.analysis.study_analysis import StudyAnalysis, analyse_study
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study
@@ -111,12 +111,15 @@ def write_report_files(analysis: StudyAnalysis, out_dir: Path) -> tuple[Path, ..
 
 
 def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
-                 log_to_mlflow: bool = True) -> ReportOutput:
+                 log_to_mlflow: bool = True,
+                 already_read: dict[str, RunRead] | None = None) -> ReportOutput:
     """Write the report of one study into ``out_dir`` (created) and log it to MLflow.
 
-    Raises ReportError when not a single run of the study can be used.
+    ``already_read``: the runs read for earlier studies from the same store (see
+    ``read_study_records``). Raises ReportError when not a single run of the study can be used.
     """
-    records = read_study_records(plan, study, tracking_uri=tracking_uri)
+    records = read_study_records(plan, study, tracking_uri=tracking_uri,
+                                 already_read=already_read)
     if not records.runs:
         kinds = [p.kind for p in records.problems]
         raise ReportError(MSG_NOTHING_TO_REPORT.format(

@@ -128,8 +128,12 @@ def parse_predictions(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndar
     return y_true.astype(np.int64), y_pred.astype(np.int64), attributes
 
 
+#: What reading one plan run gave: its predictions (None when unusable) and its problems.
+RunRead = tuple[RunPredictions | None, list[RunProblem]]
+
+
 def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_classes: int,
-              scratch: Path) -> tuple[RunPredictions | None, list[RunProblem]]:
+              scratch: Path) -> RunRead:
     """The predictions of one plan run, or the problems that kept it out."""
     found = _runs_with_tag(client, experiment_ids, schema.TAG_RUN_ID, run.id)
     if not found:
@@ -196,11 +200,15 @@ def _no_progress_bars() -> Iterator[None]:
             os.environ[PROGRESS_BAR_VARIABLE] = previous
 
 
-def read_study_records(plan: Plan, study: Study, *, tracking_uri: str) -> StudyRecords:
+def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
+                       already_read: dict[str, RunRead] | None = None) -> StudyRecords:
     """Find and read every run of ``study``; problems are recorded, not raised.
 
-    Raises ReportError only when the store itself cannot be opened or searched.
+    ``already_read`` (kdspec id -> what reading it gave, for this ``tracking_uri``) is used and
+    filled, so that a run shared by several studies of one plan (a common teacher) is searched
+    and downloaded once. Raises ReportError only when the store cannot be opened or searched.
     """
+    done = {} if already_read is None else already_read
     client = open_store(tracking_uri)
     try:
         experiment_ids = active_experiment_ids(client)
@@ -211,12 +219,14 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str) -> StudyR
     problems: list[RunProblem] = []
     with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp, _no_progress_bars():
         for run_id in study.run_ids:
-            try:
-                record, run_problems = _read_one(client, experiment_ids, plan.run(run_id),
-                                                 study.dataset.num_classes, Path(tmp))
-            except MlflowException as err:
-                raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri, error=err)
-                                  ) from err
+            if run_id not in done:
+                try:
+                    done[run_id] = _read_one(client, experiment_ids, plan.run(run_id),
+                                             study.dataset.num_classes, Path(tmp))
+                except MlflowException as err:
+                    raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri,
+                                                                   error=err)) from err
+            record, run_problems = done[run_id]
             problems.extend(run_problems)
             if record is not None:
                 runs.append(record)

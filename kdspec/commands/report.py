@@ -43,17 +43,20 @@ def run(args: argparse.Namespace) -> int:
     """Report every study of the plan; 0 if all were reported, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.report_builder import build_report
-    from kdspec.analysis.store_reader import resolve_tracking_uri
+    from kdspec.analysis.store_reader import RunRead, resolve_tracking_uri
     from kdspec.dsl import load_plan
 
     plan = load_plan(args.spec)
     failures: list[str] = []
+    # Per tracking URI, the runs already read: studies sharing a teacher download it once.
+    read_by_store: dict[str, dict[str, RunRead]] = {}
     for study in plan.studies:
         uri = resolve_tracking_uri(args.tracking_uri, study)
         target = output_dir(plan, study, args.out)
         try:
             result = build_report(plan, study, tracking_uri=uri, out_dir=target,
-                                  log_to_mlflow=not args.no_log)
+                                  log_to_mlflow=not args.no_log,
+                                  already_read=read_by_store.setdefault(uri, {}))
         except ReportError as err:
             if len(plan.studies) == 1:
                 raise

@@ -13,6 +13,8 @@ from kdspec.analysis.records import GroupKey
 from kdspec.cli import main
 from kdspec.plan import Plan
 from tests.analysis.conftest import FilledStore
+from tests.analysis.mlflow_store import log_study, open_client
+from tests.analysis.synthetic import synthetic_predictions
 from tests.factories import tiny_plan
 
 REPORT_FILES = {
@@ -158,3 +160,33 @@ def test_disagreement_csv_holds_the_summed_hand_count(
                and r["teacher_class"] == "cat" and r["student_class"] == "dog")
     assert int(row["value"]) == by_hand > 0
     assert not any(r["teacher_class"] == r["student_class"] for r in rows)
+
+
+def test_a_teacher_shared_by_two_studies_is_downloaded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = tiny_plan(name="first", student_arch="lenet5")
+    second = tiny_plan(name="second", student_arch="resnet20")
+    runs = {r.id: r for r in (*first.runs, *second.runs)}
+    plan = Plan(studies=(first.studies[0], second.studies[0]), runs=tuple(runs.values()))
+    teachers = {r.id for r in plan.runs if r.role == "teacher"}
+    assert teachers <= set(plan.studies[0].run_ids) & set(plan.studies[1].run_ids)
+    client, uri = open_client(tmp_path)
+    for index, study in enumerate(plan.studies):
+        log_study(client, plan, study, tmp_path / "artifacts",
+                  synthetic_predictions(plan, study, n_test=200),
+                  skip=frozenset(teachers) if index else frozenset())
+    downloads: list[str] = []
+    original = MlflowClient.download_artifacts
+
+    def counting(self: MlflowClient, run_id: str, path: str, dst_path: str | None = None) -> str:
+        downloads.append(run_id)
+        return original(self, run_id, path, dst_path)
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", counting)
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(plan.to_json())
+    assert main(["report", str(plan_json), "--tracking-uri", uri, "--out",
+                 str(tmp_path / "out"), "--no-log", "--quiet"]) == 0
+    assert len(downloads) == len(set(downloads)) == len(plan.runs)
+    for study in plan.studies:
+        assert (tmp_path / "out" / study.name / "report.md").exists()
