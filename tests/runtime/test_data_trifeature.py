@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from kdspec.catalog import TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
+from kdspec.catalog import DATASETS, TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
 from kdspec.errors import DataError
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.data.trifeature import (
-    DEFAULT_TRAIN_SIZE,
     generate_split,
     trifeature_options,
 )
@@ -131,7 +130,7 @@ def test_options_have_defaults_and_distinct_cache_keys() -> None:
     spec = dataset_spec("trifeature", image_size=32, num_classes=10,
                         class_names=TRIFEATURE_SHAPES, target="shape")
     options = trifeature_options(spec)
-    assert options.train_size == DEFAULT_TRAIN_SIZE
+    assert (options.train_size, options.test_size) == DATASETS["trifeature"].default_generated_sizes
     bigger = trifeature_options(spec.model_copy(update={"image_size": 64}))
     assert options.key != bigger.key
 

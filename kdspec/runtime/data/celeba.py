@@ -115,5 +115,5 @@ def read_celeba(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         train_images=train_images, train_labels=train_attributes[target],
         test_images=test_images, test_labels=test_attributes[target],
         source=str(root / "celeba"),
-        train_attributes=train_attributes, test_attributes=test_attributes,
+        test_attributes=test_attributes,
     )

@@ -41,7 +41,6 @@ class ArraySplits:
     test_images: np.ndarray
     test_labels: np.ndarray
     source: str  # where it was read from, for the one-line description
-    train_attributes: dict[str, np.ndarray] = field(default_factory=dict)
     test_attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
 

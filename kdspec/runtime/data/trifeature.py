@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdspec.catalog import TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
+from kdspec.catalog import DATASETS, TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
 from kdspec.runtime.data.classification_readers import ArraySplits
@@ -44,8 +44,6 @@ from kdspec.runtime.data.trifeature_drawing import (
 TRIFEATURE_SEED = 2_020
 #: Bumped when the drawing changes, so stale caches are never reused.
 GENERATOR_VERSION = 1
-DEFAULT_TRAIN_SIZE = 10_000
-DEFAULT_TEST_SIZE = 2_000
 ANGLE_RANGE = (-45, 45)  # integer angles, high end exclusive
 CHUNK = 256
 
@@ -180,10 +178,15 @@ def cache_file(spec: DatasetSpec, options: TrifeatureOptions, cache_dir: Path | 
 
 
 def trifeature_options(spec: DatasetSpec) -> TrifeatureOptions:
+    """Generation options of ``spec``; sizes default to the catalogue's (a plan JSON written by
+    hand may leave them out; the compiler always fills them in)."""
+    defaults = DATASETS["trifeature"].default_generated_sizes
+    assert defaults is not None, "the catalogue gives Trifeature default sizes"
+    default_train, default_test = defaults
     return TrifeatureOptions(
         image_size=spec.image_size,
-        train_size=spec.generated_train_size or DEFAULT_TRAIN_SIZE,
-        test_size=spec.generated_test_size or DEFAULT_TEST_SIZE,
+        train_size=spec.generated_train_size or default_train,
+        test_size=spec.generated_test_size or default_test,
     )
 
 
@@ -221,6 +224,5 @@ def read_trifeature(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         test_images=arrays["test_images"],
         test_labels=arrays[f"test_{target}"].astype(np.int64),
         source=str(path),
-        train_attributes={f: arrays[f"train_{f}"].astype(np.int64) for f in features},
         test_attributes={f: arrays[f"test_{f}"].astype(np.int64) for f in features},
     )
