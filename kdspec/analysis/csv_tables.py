@@ -38,24 +38,20 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Cell]])
     return path
 
 
-def _temperature(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
 def write_accuracy_csv(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
     """``accuracy.csv`` (one row per population) and ``accuracy_runs.csv`` (one row per run)."""
     groups = analysis.accuracy.groups
     summary = write_csv(
         out_dir / "accuracy.csv",
         ["role", "temperature", "n", "mean_accuracy", "sd_accuracy", "seeds"],
-        ([ROLE_LABELS[g.key.role], _temperature(g.key.temperature), g.n, g.mean, g.sd,
+        ([ROLE_LABELS[g.key.role], g.key.temperature, g.n, g.mean, g.sd,
           " ".join(str(s) for s in g.seeds)] for g in groups),
     )
     by_id = {r.kdspec_id: r for r in analysis.records.runs}
     per_run = write_csv(
         out_dir / "accuracy_runs.csv",
         ["role", "temperature", "seed", "kdspec_run_id", "mlflow_run_id", "accuracy"],
-        ([ROLE_LABELS[g.key.role], _temperature(g.key.temperature), seed, rid,
+        ([ROLE_LABELS[g.key.role], g.key.temperature, seed, rid,
           by_id[rid].mlflow_run_id, float(acc)]
          for g in groups
          for seed, rid, acc in zip(g.seeds, g.run_ids, g.overall, strict=True)),
@@ -96,7 +92,7 @@ def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
 
     def rows() -> Iterable[Sequence[Cell]]:
         for r in fairness.runs:
-            head = [r.attribute, ROLE_LABELS[r.group.role], _temperature(r.group.temperature),
+            head = [r.attribute, ROLE_LABELS[r.group.role], r.group.temperature,
                     r.seed, r.kdspec_id, r.mlflow_run_id]
             yield [*head, "", r.dpd, r.eod]
             if r.dpd_per_class is not None and r.eod_per_class is not None:
@@ -122,7 +118,7 @@ def write_disagreement_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
             # Summed counts are integers; averaged ones are not.
             values = d.matrix.astype(np.int64) if d.over_seeds == "sum" else d.matrix
             for i, j in zip(*np.nonzero(values), strict=True):
-                yield [d.pair, _temperature(d.temperature), d.over_seeds, len(d.seeds),
+                yield [d.pair, d.temperature, d.over_seeds, len(d.seeds),
                        names[i], names[j], values[i, j].item()]
 
     return write_csv(

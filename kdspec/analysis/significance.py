@@ -212,17 +212,14 @@ class SignificanceResult:
                 for t in self.tests if t.comparison == comparison]
 
 
-def study_significance(accuracy: AccuracyResult, options: AnalysisSpec,
-                       *, comparisons: tuple[Comparison, ...] | None = None
-                       ) -> SignificanceResult:
+def study_significance(accuracy: AccuracyResult, options: AnalysisSpec) -> SignificanceResult:
     """Welch tests for each of the study's comparisons at each temperature."""
     references: dict[Comparison, GroupAccuracy] = {
         "nds_vs_ds": accuracy.nds, "teacher_vs_ds": accuracy.teacher,
     }
-    wanted = options.comparisons if comparisons is None else comparisons
     tests = tuple(
         compare_groups(references[comparison], ds, comparison=comparison, options=options)
-        for comparison in wanted
+        for comparison in options.comparisons
         for ds in accuracy.distilled
     )
     return SignificanceResult(normalization=options.normalization, alpha=options.alpha,
