@@ -1,10 +1,10 @@
 """Training one lockstep group with MLflow tracking, from its first epoch (or its checkpoint) to
 its final artifacts.
 
-Per member and epoch: metrics ``train_loss``, ``lr`` and (when due) ``test_acc`` at step = the
-epoch number (1-based), then ``checkpoints/last.pt`` and the tag ``kdspec.last_epoch``. At the end:
-``predictions.npz``, ``class_accuracy.json``, ``confusion.npy``, ``checkpoints/final.pt``, the
-metric ``temperature`` (distilled runs) and status FINISHED. A member whose loss is NaN or
+At creation: params, tags and (distilled runs) the metric ``temperature``. Per member and epoch:
+``checkpoints/last.pt``, then metrics ``train_loss``, ``lr`` and (when due) ``test_acc`` at step =
+the epoch number (1-based) with the tag ``kdspec.last_epoch``. At the end: ``predictions.npz``,
+``class_accuracy.json``, ``confusion.npy``, ``checkpoints/final.pt`` and status FINISHED. A member whose loss is NaN or
 diverges is marked FAILED with the reason in ``kdspec.failure``; the others go on.
 """
 
@@ -32,11 +32,15 @@ from kdspec.runtime.progress import GroupProgress
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.teacher_signal import make_teacher_signal
 from kdspec.runtime.tracking import StoredRun, TrackingStore
-from kdspec.runtime.training import EpochResult, Trainee, new_trainee, train_lockstep
+from kdspec.runtime.training import (
+    AutocastFactory,
+    EpochResult,
+    Trainee,
+    new_trainee,
+    train_lockstep,
+)
 
-AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 OutcomeStatus = Literal["finished", "reused", "failed", "skipped"]
-#: On a FINISHED run that ``--force`` replaced (then marked KILLED): the MLflow id of the new run.
 
 
 @dataclass
@@ -133,17 +137,18 @@ def _open_mlflow_runs(ctx: GroupContext, group: Group, trainees: list[Trainee]) 
                 ctx.store.finish(stale.mlflow_id, "KILLED")
         if action.kind == "resume" and action.stored is not None and trainee.epochs_done > 0:
             ctx.store.reopen(action.stored.mlflow_id)
+            ctx.store.set_tags(action.stored.mlflow_id, {schema.TAG_LOCKSTEP: lockstep})
             ctx.mlflow_ids[run.id] = action.stored.mlflow_id
         else:
             mlflow_id = ctx.store.create_run(experiment=ctx.study.tracking.experiment,
                                              parent_id=ctx.parent_id, run_name=run_name(run),
-                                             tags=run_tags(run, ctx.study))
+                                             tags={**run_tags(run, ctx.study),
+                                                   schema.TAG_LOCKSTEP: lockstep})
             ctx.store.log_params(mlflow_id, run_params(run, ctx.study))
             if run.temperature is not None:
                 ctx.store.log_metrics(mlflow_id, {schema.METRIC_TEMPERATURE: run.temperature},
                                       step=0)
             ctx.mlflow_ids[run.id] = mlflow_id
-        ctx.store.set_tags(ctx.mlflow_ids[run.id], {schema.TAG_LOCKSTEP: lockstep})
 
 
 def _restore(ctx: GroupContext, group: Group, trainees: list[Trainee]) -> None:
@@ -280,10 +285,9 @@ def _record_epoch(ctx: GroupContext, result: EpochResult, epochs: int,
     if not ctx.writer:
         return
     mlflow_id = ctx.mlflow_ids[run.id]
-    if not all(math.isfinite(v) for v in metrics.values()):
-        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
-    ctx.store.log_metrics(mlflow_id, metrics, step=done)
+    metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
     if result.failure is not None:
+        ctx.store.log_metrics(mlflow_id, metrics, step=done)
         ctx.store.fail(mlflow_id, result.failure)
         outcome = outcomes[run.id]
         outcome.status, outcome.reason = "failed", result.failure
@@ -292,7 +296,9 @@ def _record_epoch(ctx: GroupContext, result: EpochResult, epochs: int,
     path = checkpoints.save(checkpoints.resume_state(trainee),
                             ctx.workdir / "last" / run.id / "last.pt")
     ctx.store.log_file(mlflow_id, path, schema.ARTIFACT_CHECKPOINT_DIR)
-    ctx.store.set_tags(mlflow_id, {schema.TAG_LAST_EPOCH: done})
+    # One request for the epoch's metrics and its last_epoch tag, after the checkpoint: a run
+    # killed before it resumes at the previous epoch without a duplicate metric step.
+    ctx.store.log_metrics(mlflow_id, metrics, step=done, tags={schema.TAG_LAST_EPOCH: done})
 
 
 def _finalize(ctx: GroupContext, trainee: Trainee, evaluation: Evaluation | None,
@@ -318,8 +324,7 @@ def _finalize(ctx: GroupContext, trainee: Trainee, evaluation: Evaluation | None
                                 num_classes=ctx.dataset.num_classes),
         ctx.workdir / "final" / run.id / "final.pt")
     store.log_file(mlflow_id, final, schema.ARTIFACT_CHECKPOINT_DIR)
-    store.set_tags(mlflow_id, {schema.TAG_LAST_EPOCH: trainee.epochs_done})
-    store.finish(mlflow_id)
+    store.finish(mlflow_id)  # kdspec.last_epoch already says the last epoch (_record_epoch)
     outcome.recorded = True
     outcome.test_acc = evaluation.accuracy
     ctx.logger.info("%s finished: test_acc %.4f", run_name(run), evaluation.accuracy)

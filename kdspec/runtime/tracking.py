@@ -165,7 +165,11 @@ class TrackingStore:
         """Every stored run of each kdspec id, in all experiments, oldest first."""
         wanted = set(kdspec_ids)
         result: dict[str, list[StoredRun]] = {k: [] for k in wanted}
-        for run in self._search(f"tags.`{schema.TAG_KIND}` = '{schema.KIND_RUN}'"):
+        filter_string = f"tags.`{schema.TAG_KIND}` = '{schema.KIND_RUN}'"
+        if len(wanted) == 1 and "'" not in (only := next(iter(wanted))):
+            # One id (a teacher looked up per group): let the store filter, not this process.
+            filter_string += f" and tags.`{schema.TAG_RUN_ID}` = '{only}'"
+        for run in self._search(filter_string):
             tags = run.data.tags
             kid = tags.get(schema.TAG_RUN_ID)
             if kid not in wanted:
@@ -248,10 +252,13 @@ class TrackingStore:
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(mlflow_id, params=items[start:start + 100])
 
-    def log_metrics(self, mlflow_id: str, metrics: Mapping[str, float], *, step: int) -> None:
+    def log_metrics(self, mlflow_id: str, metrics: Mapping[str, float], *, step: int,
+                    tags: Mapping[str, object] | None = None) -> None:
+        """Log ``metrics`` at ``step`` (and ``tags``, if given) in one request."""
         now = int(time.time() * 1000)
-        self.client.log_batch(mlflow_id, metrics=[Metric(k, float(v), now, step)
-                                                  for k, v in metrics.items()])
+        self.client.log_batch(mlflow_id,
+                              metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                              tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
 
     def set_tags(self, mlflow_id: str, tags: Mapping[str, object]) -> None:
         self.client.log_batch(mlflow_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

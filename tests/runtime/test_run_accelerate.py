@@ -3,7 +3,6 @@ runs (a teacher with its students), one parent run per study, no run twice."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from mlflow import MlflowClient
 from kdspec import tracking_schema as schema
 from tests.runtime.run_helpers import (
     finished_by_kdspec_id,
+    free_port,
     fresh_store,
     nested_runs,
     small_plan,
@@ -24,19 +24,13 @@ from tests.runtime.run_helpers import (
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _launch(plan_path: Path, uri: str, logs: Path, *extra: str) -> None:
     """``accelerate launch`` of ``kdspec run`` with 2 processes (gloo on a CPU-only machine)."""
     accelerate = str(Path(sys.executable).with_name("accelerate"))
     result = subprocess.run(
         [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no",
-         "--main_process_port", str(_free_port()),
+         "--main_process_port", str(free_port()),
          "-m", "kdspec.cli", "run", str(plan_path), "--tracking-uri", uri, "--quiet",
          "--log-dir", str(logs), *extra],
         cwd=logs.parent, env=subprocess_env(), capture_output=True, text=True, timeout=300)

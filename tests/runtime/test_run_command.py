@@ -58,6 +58,7 @@ def test_plan_is_tracked_in_the_schema_layout_and_reused(blank_store: Path, tmp_
         assert tags[schema.TAG_ROLE] == run.role and tags[schema.TAG_SEED] == str(run.seed)
         assert tags[schema.TAG_TEACHER_RUN_ID] == (run.teacher_id or "")
         assert tags[schema.TAG_LOCKSTEP] == ("2" if run.role == "distilled" else "solo")
+        assert tags[schema.TAG_LAST_EPOCH] == str(run.recipe.epochs)
         assert params["arch"] == run.arch and params["lr"] == str(run.recipe.lr)
         assert {schema.METRIC_TRAIN_LOSS, schema.METRIC_TEST_ACC, schema.METRIC_LR} <= set(metrics)
         if run.role == "distilled":

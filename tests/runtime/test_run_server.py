@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,11 @@ import pytest
 
 from kdspec import tracking_schema as schema
 from kdspec.cli import main
-from tests.runtime.run_helpers import small_plan, write_plan
+from tests.runtime.run_helpers import free_port, small_plan, write_plan
 
 pytestmark = pytest.mark.integration
 
 HEALTH_TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -50,7 +43,7 @@ def _post(url: str, payload: dict[str, Any]) -> dict[str, Any]:
 def mlflow_server(blank_store: Path, tmp_path: Path) -> Iterator[str]:
     """A real tracking server with a sqlite backend and proxied local artifacts."""
     shutil.copy(blank_store, tmp_path / "server.db")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                MLFLOW_DISABLE_TELEMETRY="true")
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))

@@ -95,6 +95,7 @@ def test_runs_are_found_by_kdspec_id_in_any_experiment(store: TrackingStore) -> 
     assert found["other"] == []
     assert [(r.mlflow_id, r.status) for r in found[kid]] == [(a, "FAILED"), (b, "FINISHED")]
     assert found[kid][0].epochs_done == 2 and found[kid][0].failure == "NaN"
+    assert store.find_runs([kid]) == {kid: found[kid]}  # one id: filtered by the store
     assert store.finished_runs_of_study([kid])
     store.reopen(a)
     assert schema.TAG_FAILURE not in store.client.get_run(a).data.tags
