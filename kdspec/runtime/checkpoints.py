@@ -19,10 +19,13 @@ from kdspec.runtime.training import Trainee
 CHECKPOINT_FORMAT = 1
 
 
-def resume_state(trainee: Trainee) -> dict[str, Any]:
+def resume_state(trainee: Trainee, epoch_metrics: dict[str, float] | None = None
+                 ) -> dict[str, Any]:
     """What ``last.pt`` holds: model, optimizer, scheduler (and fp16 scaler) after
-    ``trainee.epochs_done`` epochs."""
+    ``trainee.epochs_done`` epochs, and that epoch's metrics, so a run killed after its checkpoint
+    was saved but before the metrics reached MLflow can log them when it resumes."""
     return {
+        "epoch_metrics": dict(epoch_metrics or {}),
         "format": CHECKPOINT_FORMAT,
         "kdspec_run_id": trainee.run.id,
         "epochs_done": trainee.epochs_done,

@@ -152,7 +152,13 @@ def _open_mlflow_runs(ctx: GroupContext, group: Group, trainees: list[Trainee]) 
 
 
 def _restore(ctx: GroupContext, group: Group, trainees: list[Trainee]) -> None:
-    """Load each resumed member's ``last.pt``; if any cannot be read, all start from scratch."""
+    """Load each resumed member's ``last.pt``; if any cannot be read, all start from scratch.
+
+    A checkpoint may be one epoch ahead of its ``kdspec.last_epoch`` tag: the run was killed
+    after uploading ``last.pt`` but before the epoch's metrics and tag went out (they go in one
+    request, after the checkpoint). Then the metrics carried in the checkpoint are logged now,
+    and the run resumes after that epoch instead of retraining from scratch.
+    """
     if group.start_epoch == 0:
         return
     states = []
@@ -162,11 +168,19 @@ def _restore(ctx: GroupContext, group: Group, trainees: list[Trainee]) -> None:
             path = ctx.store.download(action.stored.mlflow_id, "checkpoints/last.pt",
                                       ctx.workdir / "resume" / action.run.id)
             states.append(checkpoints.load(path))
-        if {int(s["epochs_done"]) for s in states} != {group.start_epoch}:
-            raise ValueError("checkpoint epochs differ from the kdspec.last_epoch tags")
+        epochs = {int(s["epochs_done"]) for s in states}
+        if len(epochs) != 1 or not epochs <= {group.start_epoch, group.start_epoch + 1}:
+            raise ValueError(f"checkpoint epochs {sorted(epochs)} do not match the "
+                             f"kdspec.last_epoch tags ({group.start_epoch})")
     except Exception as err:  # a missing or corrupt checkpoint must not stop the plan
         ctx.logger.warning("%s: cannot resume (%s); training from scratch", group.label, err)
         return
+    (done,) = epochs
+    for action, state in zip(group.actions, states, strict=True):
+        if done > group.start_epoch and ctx.writer:
+            assert action.stored is not None
+            ctx.store.log_metrics(action.stored.mlflow_id, dict(state.get("epoch_metrics", {})),
+                                  step=done, tags={schema.TAG_LAST_EPOCH: done})
     for trainee, state in zip(trainees, states, strict=True):
         checkpoints.restore_trainee(trainee, state)
 
@@ -293,7 +307,7 @@ def _record_epoch(ctx: GroupContext, result: EpochResult, epochs: int,
         outcome.status, outcome.reason = "failed", result.failure
         ctx.logger.info("%s FAILED: %s", run_name(run), result.failure)
         return
-    path = checkpoints.save(checkpoints.resume_state(trainee),
+    path = checkpoints.save(checkpoints.resume_state(trainee, metrics),
                             ctx.workdir / "last" / run.id / "last.pt")
     ctx.store.log_file(mlflow_id, path, schema.ARTIFACT_CHECKPOINT_DIR)
     # One request for the epoch's metrics and its last_epoch tag, after the checkpoint: a run
