@@ -18,7 +18,23 @@ Layout
 
 from __future__ import annotations
 
+import os
+
+from kdspec.plan import Study
+
 LAYOUT_VERSION = "1"
+
+#: Used when neither ``--tracking-uri``, ``$MLFLOW_TRACKING_URI`` nor the spec names a store.
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+
+
+def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
+    """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > the spec's ``tracking_uri`` > the default.
+
+    One rule for ``kdspec run`` and ``kdspec report``, so both always open the same store.
+    """
+    return (cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.tracking.tracking_uri
+            or DEFAULT_TRACKING_URI)
 
 # Tags
 TAG_KIND = "kdspec.kind"  # "plan" (parent) or "run" (nested)

@@ -29,7 +29,6 @@ from kdspec.analysis.records import ProblemKind, RunPredictions, RunProblem, Stu
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Run, Study
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 MSG_NO_STORE = "no MLflow store at {path} (from tracking URI {uri}); run `kdspec run` first"
@@ -47,16 +46,6 @@ MSG_OTHER_TEST_SET = (
     "its test labels differ from those of the other runs ({n} samples vs {n_ref}); "
     "it cannot be compared with them"
 )
-
-
-def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the spec's tracking URI, else local sqlite."""
-    return (
-        cli_uri
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or study.tracking.tracking_uri
-        or DEFAULT_TRACKING_URI
-    )
 
 
 def open_store(tracking_uri: str) -> MlflowClient:

@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     """Report every study of the plan; 0 if all were reported, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.report_builder import build_report
-    from kdspec.analysis.store_reader import RunRead, resolve_tracking_uri
+    from kdspec.analysis.store_reader import RunRead
     from kdspec.dsl import load_plan
+    from kdspec.tracking_schema import resolve_tracking_uri
 
     plan = load_plan(args.spec)
     failures: list[str] = []

@@ -30,7 +30,8 @@ from kdspec.runtime.interfaces import LoadedDataset
 from kdspec.runtime.run_options import RunOptions, select_runs
 from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups, runs_of_share
 from kdspec.runtime.teacher_cache import autocast_for
-from kdspec.runtime.tracking import StoredRun, TrackingStore, resolve_tracking_uri
+from kdspec.runtime.tracking import StoredRun, TrackingStore
+from kdspec.tracking_schema import resolve_tracking_uri
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 

@@ -26,19 +26,11 @@ from kdspec import tracking_schema as schema
 from kdspec.errors import TrackingError
 from kdspec.plan import Study
 
-#: Used when neither ``--tracking-uri``, ``$MLFLOW_TRACKING_URI`` nor the spec names a store.
-DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 #: Local artifact folder, created next to the sqlite file (the working folder by default).
 LOCAL_ARTIFACT_DIR = "mlartifacts"
 #: Seconds to wait for a tracking server's ``/health`` before giving up.
 HEALTH_TIMEOUT_S = 10.0
 SEARCH_PAGE = 1000
-
-
-def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
-    """``--tracking-uri`` > ``$MLFLOW_TRACKING_URI`` > the spec's ``tracking_uri`` > the default."""
-    return (cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or study.tracking.tracking_uri
-            or DEFAULT_TRACKING_URI)
 
 
 def is_server_uri(uri: str) -> bool:

@@ -16,7 +16,6 @@ from kdspec.analysis.store_reader import (
     MSG_NO_STORE,
     parse_predictions,
     read_study_records,
-    resolve_tracking_uri,
 )
 from kdspec.errors import ReportError
 from kdspec.plan import Plan
@@ -83,15 +82,4 @@ def test_a_missing_sqlite_file_is_an_error_not_a_new_store(tmp_path: Path) -> No
     assert str(err.value) == MSG_NO_STORE.format(path=tmp_path / "nothing.db", uri=uri)
     assert not (tmp_path / "nothing.db").exists()
 
-
-def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    study = small_study_plan().studies[0]
-    with_spec_uri = study.model_copy(update={
-        "tracking": study.tracking.model_copy(update={"tracking_uri": "sqlite:///spec.db"})})
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None, study) == "sqlite:///mlruns.db"
-    assert resolve_tracking_uri(None, with_spec_uri) == "sqlite:///spec.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
-    assert resolve_tracking_uri(None, with_spec_uri) == "sqlite:///env.db"
-    assert resolve_tracking_uri("sqlite:///cli.db", with_spec_uri) == "sqlite:///cli.db"
 

@@ -10,13 +10,7 @@ import pytest
 
 from kdspec import tracking_schema as schema
 from kdspec.errors import TrackingError
-from kdspec.plan import TrackingSpec
-from kdspec.runtime.tracking import (
-    DEFAULT_TRACKING_URI,
-    TrackingStore,
-    local_artifact_root,
-    resolve_tracking_uri,
-)
+from kdspec.runtime.tracking import TrackingStore, local_artifact_root
 from tests.factories import tiny_plan
 from tests.runtime.run_helpers import fresh_store
 
@@ -24,18 +18,6 @@ from tests.runtime.run_helpers import fresh_store
 @pytest.fixture
 def store(blank_store: Path, tmp_path: Path) -> TrackingStore:
     return TrackingStore(fresh_store(blank_store, tmp_path))
-
-
-def test_uri_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    study = tiny_plan().studies[0]
-    spec_study = study.model_copy(update={"tracking": TrackingSpec(experiment="e",
-                                                                   tracking_uri="sqlite:///s.db")})
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri(None, study) == DEFAULT_TRACKING_URI
-    assert resolve_tracking_uri(None, spec_study) == "sqlite:///s.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
-    assert resolve_tracking_uri(None, spec_study) == "http://127.0.0.1:1"
-    assert resolve_tracking_uri("sqlite:///cli.db", spec_study) == "sqlite:///cli.db"
 
 
 def test_local_artifacts_live_next_to_the_sqlite_file(tmp_path: Path) -> None:
