@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from kdspec.plan import TeacherCacheMode
 from kdspec.runtime.interfaces import Batch, TeacherSignal
 from kdspec.runtime.teacher_cache import (
     ERR_BATCH_WITHOUT_VIEW,
     ERR_NO_VIEWS,
     CachedTeacher,
-    CacheMode,
     TeacherCacheEstimate,
     build_teacher_signal,
     compute_teacher_logit_table,
@@ -192,7 +192,7 @@ def test_build_teacher_signal_modes(source: CropFlipSource) -> None:
     teacher = small_teacher()
     live = LiveForward(teacher)
 
-    def signal(mode: CacheMode, epochs: int, group_size: int = 1) -> TeacherSignal:
+    def signal(mode: TeacherCacheMode, epochs: int, group_size: int = 1) -> TeacherSignal:
         return build_teacher_signal(teacher, source, mode=mode, epochs=epochs, live=live,
                                     device=torch.device("cpu"), num_classes=5,
                                     group_size=group_size, shared_forward=group_size == 1,
