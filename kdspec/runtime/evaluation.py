@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from kdspec import tracking_schema as schema
-from kdspec.runtime.interfaces import EvalSource
+from kdspec.runtime.interfaces import AutocastFactory, EvalSource
 
 #: Test batches are forward-only, so they can be larger than training batches.
 EVAL_BATCH_SIZE = 512
@@ -76,7 +75,7 @@ def evaluate(
     test: EvalSource,
     *,
     num_classes: int,
-    autocast: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+    autocast: AutocastFactory = contextlib.nullcontext,
     batch_size: int = EVAL_BATCH_SIZE,
 ) -> Evaluation:
     """Predict every test sample (eval mode, no grad, under ``autocast``) and tabulate the results.

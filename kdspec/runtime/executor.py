@@ -12,10 +12,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from kdspec.errors import KdspecError
 from kdspec.plan import Plan, Precision, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupContext, Outcome, train_group
-from kdspec.runtime.interfaces import LoadedDataset
+from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset
 from kdspec.runtime.run_options import RunOptions, select_runs
 from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups, runs_of_share
 from kdspec.runtime.teacher_cache import autocast_for
@@ -56,7 +55,7 @@ def make_accelerator(plan: Plan) -> Accelerator:
 
 
 def autocast_factory(accelerator: Accelerator,
-                     precision: Precision) -> Callable[[], contextlib.AbstractContextManager[object]]:
+                     precision: Precision) -> AutocastFactory:
     """The autocast context for a study: the accelerator's when its precision matches."""
     if accelerator.mixed_precision == MIXED_PRECISION[precision]:
         return accelerator.autocast

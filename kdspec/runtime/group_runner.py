@@ -27,13 +27,12 @@ from kdspec import tracking_schema as schema
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
-from kdspec.runtime.interfaces import LoadedDataset, TeacherSignal
+from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
 from kdspec.runtime.progress import GroupProgress
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.teacher_signal import make_teacher_signal
 from kdspec.runtime.tracking import StoredRun, TrackingStore
 from kdspec.runtime.training import (
-    AutocastFactory,
     EpochResult,
     Trainee,
     new_trainee,

@@ -5,12 +5,17 @@ work (teacher-logit cache, fused students) meet only here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
+
+#: Enters the run's mixed-precision context (``accelerator.autocast`` or a no-op); every forward
+#: of a run (student steps, teacher logits, evaluation, the logit cache) uses the same one.
+AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)

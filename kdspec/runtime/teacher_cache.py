@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from kdspec.plan import Precision, TeacherCacheMode
-from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
+from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
 
 #: Forward batch size when filling the table: large batches amortise per-call overhead; 1024
 #: images of 3x32x32 through a CIFAR ResNet stay well under 1 GB of activations without grad.
@@ -117,7 +116,7 @@ def compute_teacher_logit_table(
     teacher: nn.Module,
     source: TrainSource,
     *,
-    autocast: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    autocast: AutocastFactory = contextlib.nullcontext,
     batch_size: int = DEFAULT_FILL_BATCH_SIZE,
 ) -> torch.Tensor:
     """The teacher's logits for every (sample, view): ``[N, views, classes]``.
@@ -165,7 +164,7 @@ class CachedTeacher:
         teacher: nn.Module,
         source: TrainSource,
         *,
-        autocast: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+        autocast: AutocastFactory = contextlib.nullcontext,
         batch_size: int = DEFAULT_FILL_BATCH_SIZE,
     ) -> CachedTeacher:
         """Fill the table with ``teacher`` over every (sample, view) of ``source``."""
@@ -198,7 +197,7 @@ def build_teacher_signal(
     precision: Precision = "fp32",
     group_size: int = 1,
     shared_forward: bool = True,
-    autocast: Callable[[], AbstractContextManager[object]] | None = None,
+    autocast: AutocastFactory | None = None,
     memory_budget_bytes: int | None = None,
     fill_batch_size: int = DEFAULT_FILL_BATCH_SIZE,
 ) -> TeacherSignal:

@@ -7,15 +7,12 @@ of :mod:`kdspec.runtime.teacher_cache`, chosen by :func:`make_teacher_signal` fr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 
 from kdspec.plan import RuntimeSpec
-from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
+from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
 from kdspec.runtime.teacher_cache import build_teacher_signal
-
-AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 
 
 class LiveTeacher:

@@ -28,7 +28,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from kdspec.plan import Run
-from kdspec.runtime.interfaces import Batch, TeacherSignal, TrainSource
+from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
 from kdspec.runtime.losses import distillation_loss, hard_label_loss
 from kdspec.runtime.models import build_model
 from kdspec.runtime.optimization import build_optimizer, build_scheduler, current_lr
@@ -37,7 +37,6 @@ from kdspec.runtime.optimization import build_optimizer, build_scheduler, curren
 #: (a healthy run's loss falls below its first value within an epoch; 1000x is far past noise).
 DIVERGENCE_FACTOR = 1e3
 
-AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 
 
 @dataclass
