@@ -13,14 +13,20 @@ import torch.nn.functional as F
 from kdspec.plan import KDLoss
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is a half type (bf16, fp16), else unchanged: float32 stays
+    float32 and float64 stays float64 (the equivalence tests train in float64)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def hard_label_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy ``CE(z_s, y)``.
 
-    student_logits: ``[B, C]`` (any float dtype; computed in float32).
+    student_logits: ``[B, C]`` (any float dtype; half types computed in float32).
     labels: int64 ``[B]``.
-    Returns a float32 scalar.
+    Returns a scalar of at least float32.
     """
-    return F.cross_entropy(student_logits.float(), labels)
+    return F.cross_entropy(at_least_float32(student_logits), labels)
 
 
 def kd_loss(
@@ -43,16 +49,17 @@ def kd_loss(
     student_logits: ``[B, C]``, with gradient.
     teacher_logits: ``[B, C]``, no gradient needed (detached here).
     labels: int64 ``[B]``.
-    Returns a float32 scalar. Everything is computed in float32 whatever the autocast dtype, so
-    bf16 training does not lose the small soft-target differences at high T.
+    Returns a scalar of at least float32. Half-precision logits are computed in float32 whatever
+    the autocast dtype, so bf16 training does not lose the small soft-target differences at high
+    T; float64 logits stay float64.
     """
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student logits {tuple(student_logits.shape)} and teacher logits "
             f"{tuple(teacher_logits.shape)} differ in shape"
         )
-    zs = student_logits.float()
-    zt = teacher_logits.detach().float()
+    zs = at_least_float32(student_logits)
+    zt = at_least_float32(teacher_logits.detach()).to(zs.dtype)
     log_p_student = F.log_softmax(zs / temperature, dim=1)
     log_p_teacher = F.log_softmax(zt / temperature, dim=1)
     soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)

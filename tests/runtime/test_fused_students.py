@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 
@@ -70,45 +71,90 @@ def train_fused(models: Sequence[nn.Module], data: list[tuple[torch.Tensor, ...]
     return fused
 
 
-def test_fused_training_equals_separate_training() -> None:
-    data = batches(steps=4)
-    separate = students(conv_bn_student, 3)
-    fused = train_fused(students(conv_bn_student, 3), data)
+def float64(models: list[nn.Module]) -> list[nn.Module]:
+    """The models in float64, where rounding (~1e-16) stays far below any tolerance below even
+    after training steps amplify it, on any CPU's kernels (tests/README.md)."""
+    return [m.double() for m in models]
+
+
+def resnet20s(k: int) -> list[nn.Module]:
+    """K ResNet-20s with distinct initial weights (one per seed)."""
+    models = []
+    for seed in range(k):
+        torch.manual_seed(200 + seed)
+        models.append(build_model("resnet20", in_channels=1, image_size=16, num_classes=5))
+    return models
+
+
+def copies(models: Sequence[nn.Module]) -> list[nn.Module]:
+    return [copy.deepcopy(m) for m in models]
+
+
+def max_relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest absolute difference relative to the larger magnitude of ``expected`` (or 1)."""
+    return float((got - expected).abs().max()) / max(1.0, float(expected.abs().max()))
+
+
+def test_one_fused_forward_and_backward_equals_separate_ones_in_float32() -> None:
+    """Before any step, in float32: logits and every gradient of the fused students match the
+    separate models' to float32 rounding. The tolerance is the rounding of the operations, not of
+    a machine: a ResNet-20 forward adds ~600 products per output through ~20 layers, each sum
+    off by up to ~sqrt(600) x 6e-8 ~ 1.5e-6 relative in any summation order, so 1e-4 relative to
+    the largest value bounds it on any CPU; a wrong fusion (a student's weights, buffers or
+    temperature mixed up) is off by O(1)."""
+    separate = resnet20s(3)
+    fused = FusedStudents(copies(separate)).train()
+    images, labels, teacher = batches(steps=1, shape=(8, 1, 16, 16))[0]
+    fused_logits = fused(images)
+    fused_distillation_losses(fused_logits, teacher, labels, temperatures=TEMPERATURES,
+                              loss=LOSS).sum().backward()
+    for k, (model, t) in enumerate(zip(separate, TEMPERATURES, strict=True)):
+        model.train()
+        logits = model(images)
+        assert max_relative_gap(fused_logits[k].detach(), logits.detach()) < 1e-4
+        distillation_loss(logits, teacher, labels, temperature=t, loss=LOSS).backward()
+        for name, param in model.named_parameters():
+            grad = fused.params[name].grad
+            assert grad is not None and param.grad is not None
+            assert max_relative_gap(grad[k], param.grad) < 1e-4, f"student {k}: {name}"
+
+
+def test_fused_training_equals_separate_training_in_float64() -> None:
+    """The update path (optimizer steps, BatchNorm running statistics), in float64 so that two
+    orders of summation differ by ~1e-16, which four SGD steps at lr 0.1 cannot lift anywhere
+    near 1e-9."""
+    data = [tuple(t.double() if t.is_floating_point() else t for t in b)
+            for b in batches(steps=4)]
+    separate = float64(students(conv_bn_student, 3))
+    fused = train_fused(float64(students(conv_bn_student, 3)), data)
     train_separately(separate, data)
-    probe = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(9))
+    probe = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(9),
+                        dtype=torch.float64)
     with torch.no_grad():
         fused_eval = fused.eval()(probe)
         for k, model in enumerate(separate):
-            expected = model.eval()(probe)
-            assert (fused_eval[k] - expected).abs().max() < 1e-5
+            assert max_relative_gap(fused_eval[k], model.eval()(probe)) < 1e-9
     # The BatchNorm running statistics moved as each student's own did.
     for k, model in enumerate(separate):
         bn = model[1]
         assert isinstance(bn, nn.BatchNorm2d)
-        torch.testing.assert_close(fused.buffers["1.running_var"][k], bn.running_var)
+        torch.testing.assert_close(fused.buffers["1.running_var"][k], bn.running_var,
+                                   rtol=1e-9, atol=1e-12)
         assert int(fused.buffers["1.num_batches_tracked"][k]) == 4
 
 
-def test_fused_resnet20_equals_separate_resnet20s() -> None:
-    def resnet20() -> nn.Module:
-        return build_model("resnet20", in_channels=1, image_size=16, num_classes=5)
-
-    data = batches(steps=2, shape=(8, 1, 16, 16))
-    separate = [resnet20() for _ in range(3)]
-    fused_models = [resnet20() for _ in range(3)]
-    for a, b in zip(separate, fused_models, strict=True):
-        b.load_state_dict(a.state_dict())
-    fused = train_fused(fused_models, data)
+def test_fused_resnet20_training_equals_separate_resnet20s_in_float64() -> None:
+    data = [tuple(t.double() if t.is_floating_point() else t for t in b)
+            for b in batches(steps=2, shape=(8, 1, 16, 16))]
+    separate = float64(resnet20s(3))
+    fused = train_fused(copies(separate), data)
     train_separately(separate, data)
-    probe = torch.randn(6, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    probe = torch.randn(6, 1, 16, 16, generator=torch.Generator().manual_seed(3),
+                        dtype=torch.float64)
     with torch.no_grad():
         fused_eval = fused.eval()(probe)
         for k, model in enumerate(separate):
-            expected = model.eval()(probe)
-            # Relative to the logits' size: after two steps at lr 0.1 the eval-mode logits reach
-            # ~30, where float32 rounding alone is ~4e-6 per operation (measured: ~1.5e-6 x max).
-            scale = max(1.0, float(expected.abs().max()))
-            assert (fused_eval[k] - expected).abs().max() < 1e-5 * scale
+            assert max_relative_gap(fused_eval[k], model.eval()(probe)) < 1e-9
 
 
 def test_write_to_gives_back_models_with_the_fused_weights() -> None:
