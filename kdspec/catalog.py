@@ -8,6 +8,7 @@ imports nothing from kdspec, torch or torchvision.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -55,11 +56,20 @@ TRIFEATURE_TEXTURES = (
 TRIFEATURE_COLORS = (
     "red", "green", "blue", "yellow", "pink", "cyan", "purple", "ocean", "orange", "white",
 )
+#: Generated Trifeature deals every shape x texture x colour combination out equally often, as
+#: the original dataset is balanced ("independent" draws each feature on its own).
+TRIFEATURE_DEFAULT_COMBINATIONS: Final = "balanced"
 TRIFEATURE_FEATURES = {
     "shape": TRIFEATURE_SHAPES,
     "texture": TRIFEATURE_TEXTURES,
     "color": TRIFEATURE_COLORS,
 }
+#: Distinct (shape, texture, colour) kinds of image.
+TRIFEATURE_COMBINATION_COUNT = len(TRIFEATURE_SHAPES) * len(TRIFEATURE_TEXTURES) * len(
+    TRIFEATURE_COLORS)
+#: A balanced split of a multiple of this size holds every pair of values of any two features
+#: equally often (each feature has 10 values), so a perfect classifier's DPD/EOD is 0 exactly.
+TRIFEATURE_BALANCED_MULTIPLE = len(TRIFEATURE_SHAPES) * len(TRIFEATURE_COLORS)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ DisagreementPair = Literal["teacher_vs_nds", "teacher_vs_ds"]
 FairnessMetric = Literal["dpd", "eod"]
 MulticlassAggregate = Literal["max", "mean"]
 TeacherCacheMode = Literal["auto", "on", "off"]
+#: Trifeature: every shape x texture x colour combination equally often, or features drawn
+#: independently (see kdspec.runtime.data.trifeature).
+TrifeatureCombinations = Literal["balanced", "independent"]
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -66,6 +69,7 @@ class DatasetSpec(Frozen):
     # Trifeature only: how many images to generate for each split.
     generated_train_size: PositiveInt | None = None
     generated_test_size: PositiveInt | None = None
+    generated_combinations: TrifeatureCombinations | None = None
 
     @model_validator(mode="after")
     def _class_names_match(self) -> DatasetSpec:
@@ -287,13 +291,23 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
+#: DatasetSpec fields added after plan format 1 was first released.
+LATER_DATASET_FIELDS = ("generated_combinations",)
+
+
 def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:
     """The dataset fields that change what a model learns or is tested on.
 
     ``root``, ``download`` and ``sensitive`` are left out: where the files live and which
     attributes the analysis looks at do not change a run (predictions keep every attribute).
+    Fields added after the first release enter only when set (``LATER_DATASET_FIELDS``), so
+    the ids of runs that do not use them stay what they were.
     """
-    return dataset.model_dump(exclude={"root", "download", "sensitive"})
+    identity = dataset.model_dump(exclude={"root", "download", "sensitive"})
+    for name in LATER_DATASET_FIELDS:
+        if identity.get(name) is None:
+            identity.pop(name, None)
+    return identity
 
 
 def run_id(

@@ -14,7 +14,7 @@ that gap, where fairlearn would count it as 0; a gap over fewer than 2 groups is
 
 For a multiclass target each class c is binarised one-vs-rest (``Y = c`` and ``Y_hat = c``),
 DPD_c and EOD_c are kept per class, and the run's value is their max or mean (the spec's
-``multiclass_aggregate``; max when the spec leaves it unset).
+``multiclass_aggregate``: mean by default, as the paper's Algorithm 1).
 """
 
 from __future__ import annotations

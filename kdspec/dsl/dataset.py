@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from kdspec.catalog import DATASETS, DatasetFacts
+from kdspec.catalog import (
+    DATASETS,
+    TRIFEATURE_BALANCED_MULTIPLE,
+    TRIFEATURE_DEFAULT_COMBINATIONS,
+    DatasetFacts,
+)
 from kdspec.dsl.diagnostics import (
     Diagnostics,
     DuplicateDefinition,
@@ -25,12 +30,19 @@ from kdspec.dsl.reader import Key, SectionReader
 from kdspec.dsl.syntax import Section
 from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
-from kdspec.plan import AugmentPreset, DatasetSpec, FairnessMetric, FairnessSpec
+from kdspec.plan import (
+    AugmentPreset,
+    DatasetSpec,
+    FairnessMetric,
+    FairnessSpec,
+    MulticlassAggregate,
+    TrifeatureCombinations,
+)
 
 DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
         "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
-        "sensitive", "balance", "generated_train", "generated_test",
+        "sensitive", "balance", "generated_train", "generated_test", "combinations",
     )
 }
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
@@ -39,6 +51,10 @@ _FAIRNESS_DATASETS = "fairness needs a dataset with attributes: " + ", ".join(
     n for n, f in DATASETS.items() if f.fairness_dataset)
 AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
 FAIRNESS_METRICS: tuple[str, ...] = get_args(FairnessMetric)
+AGGREGATES: tuple[str, ...] = get_args(MulticlassAggregate)
+#: The paper's Algorithm 1 averages the one-vs-rest metric over classes.
+DEFAULT_AGGREGATE = "mean"
+COMBINATIONS: tuple[str, ...] = get_args(TrifeatureCombinations)
 
 
 @dataclass
@@ -125,6 +141,24 @@ def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
             draft.fields[field] = default if size is None else size
             if size is not None:
                 draft.spans[field] = reader.span(key)
+    combinations = reader.choice("combinations", COMBINATIONS)
+    if combinations is not None and defaults is None:
+        diags.add(InconsistentStudy(reader.span("combinations"),
+                                    f"{draft.facts.name} is not generated",
+                                    help="combinations applies only to trifeature"))
+    elif defaults is not None:
+        draft.fields["generated_combinations"] = combinations or TRIFEATURE_DEFAULT_COMBINATIONS
+        if combinations is not None:
+            draft.spans["generated_combinations"] = reader.span("combinations")
+        test = draft.fields["generated_test_size"]
+        multiple = TRIFEATURE_BALANCED_MULTIPLE
+        if draft.fields["generated_combinations"] == "balanced" and test % multiple:
+            where = draft.spans.get("generated_test_size", draft.where)
+            diags.add(InconsistentStudy(
+                where, f"a balanced test split needs a multiple of {multiple} images (every "
+                f"pair of feature values equally often), found {test}",
+                help=f"use {max(1, round(test / multiple)) * multiple}, or "
+                     "`combinations = independent`"))
     train = draft.fields.get("generated_train_size")
     subset = draft.fields.get("train_subset")
     if train is not None and subset is not None and subset > train:
@@ -216,7 +250,7 @@ def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> 
                                help="name dpd and/or eod, or remove the fairness section"))
     metrics = FAIRNESS_METRICS if metrics is None else metrics
     multiclass = reader.choice("multiclass", ("one_vs_rest",))
-    aggregate = reader.choice("aggregate", ("max", "mean"))
+    aggregate = reader.choice("aggregate", AGGREGATES)
     classes = draft.num_classes
     if multiclass is None and aggregate is not None:
         diags.add(InconsistentStudy(reader.span("aggregate"),
@@ -226,15 +260,17 @@ def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> 
         diags.add(InconsistentStudy(section.key_span,
                                     f"target '{target}' has {classes} classes: fairness metrics "
                                     "need a multiclass strategy",
-                                    help="add `multiclass = one_vs_rest` and "
-                                         "`aggregate = max` (or mean)"))
+                                    help="add `multiclass = one_vs_rest` (per-class values "
+                                         "averaged as in the paper; `aggregate = max` takes "
+                                         "the worst class)"))
     if classes == 2 and multiclass is not None:
         diags.add(InconsistentStudy(reader.span("multiclass"),
                                     "the target is binary: there is no multiclass strategy to set",
                                     help="remove multiclass (and aggregate)"))
         multiclass = None
     fields: dict[str, Any] = {"sensitive": tuple(sensitive), "metrics": metrics,
-                              "multiclass_aggregate": (aggregate or "max") if multiclass else None}
+                              "multiclass_aggregate": (aggregate or DEFAULT_AGGREGATE) if multiclass
+                              else None}
     if not sensitive:
         return None
     return build_model(FairnessSpec, fields, {}, where=section.key_span, what="fairness",

@@ -78,6 +78,31 @@ def test_trifeature_target_classes_and_sensitive_attributes() -> None:
     assert study.fairness.metrics == ("dpd", "eod")
 
 
+def test_trifeature_is_balanced_unless_the_spec_says_independent() -> None:
+    [study] = compile_text(TRIFEATURE_STUDY).studies
+    assert study.dataset.generated_combinations == "balanced"
+    text = TRIFEATURE_STUDY.replace("generated_test = 100", "generated_test = 150  "
+                                    "combinations = independent")
+    assert compile_text(text).studies[0].dataset.generated_combinations == "independent"
+
+
+def test_a_balanced_test_split_must_be_a_multiple_of_100() -> None:
+    text = TRIFEATURE_STUDY.replace("generated_test = 100", "generated_test = 150")
+    assert messages(text) == ["a balanced test split needs a multiple of 100 images (every "
+                              "pair of feature values equally often), found 150"]
+
+
+def test_combinations_apply_only_to_trifeature() -> None:
+    text = CIFAR_STUDY.replace("dataset cifar10 {", "dataset cifar10 { combinations = balanced")
+    assert messages(text) == ["cifar10 is not generated"]
+
+
+def test_one_vs_rest_fairness_averages_over_classes_by_default() -> None:
+    text = TRIFEATURE_STUDY.replace("aggregate = mean", "")
+    fairness = compile_text(text).studies[0].fairness
+    assert fairness is not None and fairness.multiclass_aggregate == "mean"
+
+
 def test_fairness_with_no_metrics_is_an_error() -> None:
     text = TRIFEATURE_STUDY.replace("multiclass = one_vs_rest", "metrics = []\n    multiclass = "
                                     "one_vs_rest")

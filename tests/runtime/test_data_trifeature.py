@@ -10,10 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from kdspec.catalog import DATASETS, TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
+from kdspec.analysis.fairness import one_vs_rest_gaps
+from kdspec.catalog import (
+    DATASETS,
+    TRIFEATURE_BALANCED_MULTIPLE,
+    TRIFEATURE_COLORS,
+    TRIFEATURE_COMBINATION_COUNT,
+    TRIFEATURE_DEFAULT_COMBINATIONS,
+    TRIFEATURE_SHAPES,
+    TRIFEATURE_TEXTURES,
+)
 from kdspec.errors import DataError
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.data.trifeature import (
+    TRIFEATURE_SEED,
+    draw_parameters,
     generate_split,
     trifeature_options,
 )
@@ -138,3 +149,48 @@ def test_options_have_defaults_and_distinct_cache_keys() -> None:
 def test_unknown_target_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="target 'size'"):
         load_dataset(trifeature_spec(tmp_path, target="size"), device=CPU)
+
+
+def test_balanced_draw_deals_every_combination_equally_often() -> None:
+    params = draw_parameters(3000, seed=TRIFEATURE_SEED, split=1, combinations="balanced")
+    combo = params["shape"] * 100 + params["texture"] * 10 + params["color"]
+    assert np.array_equal(np.bincount(combo, minlength=TRIFEATURE_COMBINATION_COUNT),
+                          np.full(TRIFEATURE_COMBINATION_COUNT, 3))
+    # Dealt in a seeded random order, not in combination order.
+    assert not np.array_equal(combo[:1000], np.arange(1000))
+    # A size that is not a multiple: counts differ by at most one.
+    uneven = draw_parameters(1234, seed=TRIFEATURE_SEED, split=0, combinations="balanced")
+    counts = np.bincount(uneven["shape"] * 100 + uneven["texture"] * 10 + uneven["color"],
+                         minlength=TRIFEATURE_COMBINATION_COUNT)
+    assert counts.min() == 1 and counts.max() == 2
+
+
+def test_a_perfect_classifier_is_fair_on_a_balanced_split_only() -> None:
+    """The fairness floor: DPD and EOD of y_pred = y_true over colour, one-vs-rest per shape."""
+    balanced = generate_split(1000, 8, seed=TRIFEATURE_SEED, split=1, combinations="balanced")
+    dpd, eod = one_vs_rest_gaps(balanced.shape, balanced.shape, balanced.color, num_classes=10)
+    assert np.array_equal(dpd, np.zeros(10)) and np.array_equal(eod, np.zeros(10))
+    # Any multiple of TRIFEATURE_BALANCED_MULTIPLE, any target and sensitive feature.
+    params = draw_parameters(1300, seed=TRIFEATURE_SEED, split=1, combinations="balanced")
+    for target, attribute in itertools.permutations(("shape", "texture", "color"), 2):
+        dpd, _ = one_vs_rest_gaps(params[target], params[target], params[attribute],
+                                  num_classes=10)
+        assert np.array_equal(dpd, np.zeros(10)), (target, attribute)
+    assert 1300 % TRIFEATURE_BALANCED_MULTIPLE == 0
+    # Independent draws: some shapes come with some colours more often, so even a perfect
+    # classifier's selection rates differ between colours (EOD stays 0: TPR 1, FPR 0).
+    independent = draw_parameters(1000, seed=TRIFEATURE_SEED, split=1,
+                                  combinations="independent")
+    dpd, eod = one_vs_rest_gaps(independent["shape"], independent["shape"],
+                                independent["color"], num_classes=10)
+    assert dpd.mean() > 0.03 and np.array_equal(eod, np.zeros(10))
+
+
+def test_the_combination_rule_is_part_of_the_cache_key() -> None:
+    spec = dataset_spec("trifeature", image_size=32, num_classes=10,
+                        class_names=TRIFEATURE_SHAPES, target="shape")
+    options = trifeature_options(spec)
+    assert options.combinations == TRIFEATURE_DEFAULT_COMBINATIONS == "balanced"
+    independent = trifeature_options(spec.model_copy(
+        update={"generated_combinations": "independent"}))
+    assert independent.combinations == "independent" and independent.key != options.key

@@ -1,9 +1,17 @@
 """Trifeature generation, cached as one .npz per set of generation options.
 
-Each image (Hermann & Lampinen 2020, as in BRIEF section 4): a uniformly drawn shape, texture
-and colour; the 128x128 shape mask rotated by an integer angle in [-45, 45) and placed at a
+Each image (Hermann & Lampinen 2020, as in BRIEF section 4): a shape, texture and colour; the
+128x128 shape mask rotated by an integer angle in [-45, 45) and placed at a
 uniform position on a 224x224 canvas; the texture with its own integer angle in [-45, 45);
 ``mask = shape coverage * texture`` and ``pixel = mask * colour + (1 - mask) * grey``.
+
+Which (shape, texture, colour) each image gets: ``balanced`` (the default, as the original
+dataset) deals the 1,000 combinations out equally often, in a seeded random order, so every
+shape appears equally often with every colour and a perfect classifier's DPD and EOD over
+colour are exactly 0 when the split size is a multiple of 100 (``TRIFEATURE_BALANCED_MULTIPLE``:
+the combinations left over beyond whole rounds of 1,000 then make up whole shapes); ``independent`` draws the
+three features independently and uniformly, so on a finite split some shapes come with some
+colours more often than others and even a perfect classifier has a DPD above 0 (the floor).
 
 Images are always drawn at 224 px and then area-downsampled to the spec's ``image_size``
 (since a pixel is linear in ``mask``, downsampling the mask and then colouring is exactly
@@ -24,9 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdspec.catalog import DATASETS, TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
+from kdspec.catalog import (
+    DATASETS,
+    TRIFEATURE_COLORS,
+    TRIFEATURE_COMBINATION_COUNT,
+    TRIFEATURE_DEFAULT_COMBINATIONS,
+    TRIFEATURE_SHAPES,
+    TRIFEATURE_TEXTURES,
+)
 from kdspec.errors import DataError
-from kdspec.plan import DatasetSpec, stable_hash
+from kdspec.plan import DatasetSpec, TrifeatureCombinations, stable_hash
 from kdspec.runtime.data.classification_readers import ArraySplits
 from kdspec.runtime.data.locations import cache_root
 from kdspec.runtime.data.trifeature_drawing import (
@@ -55,6 +70,7 @@ class TrifeatureOptions:
     image_size: int
     train_size: int
     test_size: int
+    combinations: TrifeatureCombinations = TRIFEATURE_DEFAULT_COMBINATIONS
     seed: int = TRIFEATURE_SEED
     version: int = GENERATOR_VERSION
 
@@ -117,14 +133,33 @@ def _chunk_masks(
     return canvas
 
 
-def draw_parameters(count: int, seed: int, split: int) -> dict[str, np.ndarray]:
+def draw_features(rng: np.random.Generator, count: int,
+                  combinations: TrifeatureCombinations) -> dict[str, np.ndarray]:
+    """Shape, texture and colour ids of ``count`` images, int64 ``[count]`` each.
+
+    ``balanced``: combination ``k = 100 * shape + 10 * texture + colour`` is dealt to images
+    ``k, k + 1000, k + 2000, ...`` of a seeded permutation, so counts of any two combinations
+    differ by at most one (equal when ``count`` is a multiple of 1,000), and with ``count`` a
+    multiple of 100 the extra ones are whole shapes: any two features' value pairs stay equal.
+    """
+    n_shapes, n_textures, n_colors = (len(TRIFEATURE_SHAPES), len(TRIFEATURE_TEXTURES),
+                                      len(TRIFEATURE_COLORS))
+    if combinations == "independent":
+        return {"shape": rng.integers(0, n_shapes, count),
+                "texture": rng.integers(0, n_textures, count),
+                "color": rng.integers(0, n_colors, count)}
+    combo = rng.permutation(np.arange(count, dtype=np.int64) % TRIFEATURE_COMBINATION_COUNT)
+    return {"shape": combo // (n_textures * n_colors), "texture": (combo // n_colors) % n_textures,
+            "color": combo % n_colors}
+
+
+def draw_parameters(count: int, seed: int, split: int,
+                    combinations: TrifeatureCombinations = TRIFEATURE_DEFAULT_COMBINATIONS) -> dict[str, np.ndarray]:
     """Every random choice of a split: labels, angles and positions, int64 ``[count]`` each."""
     rng = np.random.default_rng([seed, split])
     low, high = ANGLE_RANGE
     return {
-        "shape": rng.integers(0, len(TRIFEATURE_SHAPES), count),
-        "texture": rng.integers(0, len(TRIFEATURE_TEXTURES), count),
-        "color": rng.integers(0, len(TRIFEATURE_COLORS), count),
+        **draw_features(rng, count, combinations),
         "shape_angle": rng.integers(low, high, count),
         "texture_angle": rng.integers(low, high, count),
         "top": rng.integers(0, CANVAS - SHAPE_BOX + 1, count),
@@ -145,14 +180,17 @@ def single_threaded() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def generate_split(count: int, image_size: int, *, seed: int, split: int) -> TrifeatureSplit:
+def generate_split(count: int, image_size: int, *, seed: int, split: int,
+                   combinations: TrifeatureCombinations = TRIFEATURE_DEFAULT_COMBINATIONS) -> TrifeatureSplit:
     """Draw ``count`` images at 224 px and downsample them to ``image_size``."""
     with single_threaded():
-        return _generate_split(count, image_size, seed=seed, split=split)
+        return _generate_split(count, image_size, seed=seed, split=split,
+                               combinations=combinations)
 
 
-def _generate_split(count: int, image_size: int, *, seed: int, split: int) -> TrifeatureSplit:
-    params = draw_parameters(count, seed, split)
+def _generate_split(count: int, image_size: int, *, seed: int, split: int,
+                    combinations: TrifeatureCombinations) -> TrifeatureSplit:
+    params = draw_parameters(count, seed, split, combinations)
     # Colour in 0..255 first, so a fully covered pixel is exactly the colour's uint8 value.
     palette = torch.tensor([to_uint8(COLOR_RGB[c]) for c in TRIFEATURE_COLORS],
                            dtype=torch.float32)  # [10, 3]
@@ -187,6 +225,7 @@ def trifeature_options(spec: DatasetSpec) -> TrifeatureOptions:
         image_size=spec.image_size,
         train_size=spec.generated_train_size or default_train,
         test_size=spec.generated_test_size or default_test,
+        combinations=spec.generated_combinations or TRIFEATURE_DEFAULT_COMBINATIONS,
     )
 
 
@@ -199,7 +238,8 @@ def load_or_generate(path: Path, options: TrifeatureOptions) -> dict[str, np.nda
     arrays: dict[str, np.ndarray] = {}
     for split, (name, count) in enumerate((("train", options.train_size),
                                            ("test", options.test_size))):
-        generated = generate_split(count, options.image_size, seed=options.seed, split=split)
+        generated = generate_split(count, options.image_size, seed=options.seed, split=split,
+                                   combinations=options.combinations)
         for field in ("images", "shape", "texture", "color"):
             arrays[f"{name}_{field}"] = getattr(generated, field)
     path.parent.mkdir(parents=True, exist_ok=True)
