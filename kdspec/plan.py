@@ -204,6 +204,10 @@ class Study(Frozen):
     runtime: RuntimeSpec = RuntimeSpec()
     tracking: TrackingSpec
     run_ids: tuple[str, ...]
+    #: A variant of a study block with ``vary``: the block's name, and the settings that make
+    #: this variant (``("student.lr", "0.001")``, ...) in the order the spec wrote them.
+    variant_of: str | None = None
+    variant: tuple[tuple[str, str], ...] = ()
 
     @property
     def study_hash(self) -> str:
@@ -255,6 +259,14 @@ class Plan(Frozen):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def families(self) -> dict[str, tuple[Study, ...]]:
+        """The variants of each study block with ``vary``, by block name, in plan order."""
+        found: dict[str, list[Study]] = {}
+        for s in self.studies:
+            if s.variant_of is not None:
+                found.setdefault(s.variant_of, []).append(s)
+        return {name: tuple(members) for name, members in found.items()}
 
     def study_of(self, run_id: str) -> Study:
         """The first study that needs this run (its dataset and runtime settings train it)."""

@@ -24,7 +24,10 @@ def summarize(path: str, plan: Plan) -> str:
     """One line: the file, its studies and how many runs of each role they need."""
     if not plan.studies:
         return f"{path}: ok: no studies (a recipe library)"
-    names = ", ".join(s.name for s in plan.studies)
+    families = plan.families()
+    named = [s.name for s in plan.studies if s.variant_of is None]
+    named += [f"{block}: {len(members)} variants" for block, members in families.items()]
+    names = ", ".join(named)
     roles = Counter(r.role for r in plan.runs)
     studies = "study" if len(plan.studies) == 1 else "studies"
     return (f"{path}: ok: {len(plan.studies)} {studies} ({names}), {len(plan.runs)} runs "

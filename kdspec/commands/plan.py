@@ -82,6 +82,25 @@ def study_table(plan: Plan, study: Study) -> str:
     return "\n".join(lines) + "\n"
 
 
+def variants_table(plan: Plan, block: str, members: tuple[Study, ...]) -> str:
+    """A study block with ``vary``: its variants and their settings, and how many runs they
+    share (a run no varied key touches has one id in every variant and trains once)."""
+    keys = [key for key, _ in members[0].variant]
+    rows = [("variant", *keys)] + [(m.name, *(v for _, v in m.variant)) for m in members]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    per_variant = sum(len(m.run_ids) for m in members)
+    distinct = len({rid for m in members for rid in m.run_ids})
+    shared = set.intersection(*(set(m.run_ids) for m in members))
+    roles = sorted({plan.run(rid).role for rid in shared})
+    header = (f"study {block}: {len(members)} variants of {' x '.join(keys)}; "
+              f"{distinct} distinct runs for {per_variant} run slots"
+              + (f" ({len(shared)} {'/'.join(roles)} runs shared by every variant)"
+                 if shared else ""))
+    lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                        for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def plan_total(plan: Plan) -> str:
     """Totals over the plan's unique runs (a shared teacher counts once)."""
     samples, flops, unknown = 0, 0.0, 0
@@ -112,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     if not plan.studies:
         sys.stdout.write(f"{args.spec}: no studies (a recipe library)\n")
         return 0
+    for block, members in plan.families().items():
+        sys.stdout.write(variants_table(plan, block, members) + "\n")
     sys.stdout.write("\n".join(study_table(plan, s) for s in plan.studies))
     sys.stdout.write("\n" + plan_total(plan))
     return 0

@@ -3,11 +3,14 @@ merge their runs (a run two studies share, e.g. one teacher, appears once and bo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition
 from kdspec.dsl.program import Program, load_program
 from kdspec.dsl.recipes import RecipeBook
 from kdspec.dsl.study import compile_study
 from kdspec.dsl.validation import build_model
+from kdspec.dsl.variants import Variant, expand_variants
 from kdspec.errors import Span
 from kdspec.plan import Plan, Run, Study
 
@@ -23,29 +26,47 @@ def compile_source(text: str, path: str) -> Plan:
 
 
 def compile_program(program: Program, diags: Diagnostics) -> Plan | None:
-    """The plan of every study in ``program``, or None after reporting problems to ``diags``."""
+    """The plan of every study in ``program``, or None after reporting problems to ``diags``.
+
+    A study block with ``vary`` contributes one study per variant (``NAME-v1``, ...). A study
+    name is a NAME token, which has no ``-``, so no study block can take a variant's name."""
     recipes = RecipeBook(program.recipes, diags)
     studies: list[Study] = []
     runs: dict[str, Run] = {}
-    seen: dict[str, Span] = {}
+    taken: dict[str, Span] = {}
     for section in program.studies:
         assert section.label is not None
         name = section.label.value
-        if name in seen:
+        if name in taken:
             diags.add(DuplicateDefinition(section.label.span, f"study '{name}' is defined twice",
-                                          help=f"first defined on line {seen[name].line}"))
+                                          help=f"first defined on line {taken[name].line}"))
             continue
-        seen[name] = section.label.span
-        compiled = compile_study(section, recipes, diags)
-        if compiled is None:
-            continue
-        study, study_runs = compiled
-        studies.append(study)
-        for run in study_runs:
-            runs.setdefault(run.id, run)
+        taken[name] = section.label.span
+        for variant in expand_variants(section, diags) or []:
+            compiled = _compile_variant(variant, name, recipes, diags)
+            if compiled is None:
+                continue
+            study, study_runs = compiled
+            studies.append(study)
+            for run in study_runs:
+                runs.setdefault(run.id, run)
     if diags.items:
         return None
-    where = next(iter(seen.values()), Span(1, 1, 1, 1, program.main_path))
+    where = next(iter(taken.values()), Span(1, 1, 1, 1, program.main_path))
     return build_model(Plan, {"source": program.main_path, "studies": tuple(studies),
                               "runs": tuple(runs.values())}, {}, where=where, what="plan",
                        diags=diags)
+
+
+def _compile_variant(variant: Variant, block: str, recipes: RecipeBook,
+                     diags: Diagnostics) -> tuple[Study, tuple[Run, ...]] | None:
+    """Compile one variant. Its problems are reported under the block's name, so one mistake
+    outside ``vary`` is one diagnostic however many variants share it."""
+    if not variant.settings:
+        return compile_study(variant.section, recipes, diags)
+    local = Diagnostics()
+    compiled = compile_study(variant.section, recipes, local,
+                             variant=(block, variant.settings))
+    for d in local.items:
+        diags.add(replace(d, message=d.message.replace(f"'{variant.name}'", f"'{block}'")))
+    return compiled

@@ -64,9 +64,13 @@ RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lock
 TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}
 
 
-def compile_study(section: Section, recipes: RecipeBook,
-                  diags: Diagnostics) -> tuple[Study, tuple[Run, ...]] | None:
-    """The study and its runs (dependency order), or None if anything was reported."""
+def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
+                  variant: tuple[str, tuple[tuple[str, str], ...]] | None = None
+                  ) -> tuple[Study, tuple[Run, ...]] | None:
+    """The study and its runs (dependency order), or None if anything was reported.
+
+    ``variant``: the name of the ``vary`` block this section was expanded from and the settings
+    of this variant (see :mod:`kdspec.dsl.variants`)."""
     assert section.label is not None
     name = section.label.value
     before = len(diags)
@@ -111,7 +115,9 @@ def compile_study(section: Section, recipes: RecipeBook,
     fields = dict(name=name, dataset=dataset, teacher=teacher, student=student,
                   temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
                   analysis=analysis, runtime=runtime, tracking=tracking,
-                  run_ids=tuple(r.id for r in runs))
+                  run_ids=tuple(r.id for r in runs),
+                  variant_of=None if variant is None else variant[0],
+                  variant=() if variant is None else variant[1])
     built = build_model(Study, fields, {}, where=section.label.span, what=f"study '{name}'",
                         diags=diags)
     return None if built is None else (built, runs)
