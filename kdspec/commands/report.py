@@ -3,7 +3,9 @@
 SPEC is a ``.kdspec`` file or a plan JSON. The tracking URI is ``--tracking-uri``, else
 ``$MLFLOW_TRACKING_URI``, else the study's ``tracking_uri``, else ``sqlite:///mlruns.db``. Each
 study's report goes to ``reports/<study name>/``; with ``--out DIR`` to ``DIR`` for a one-study
-plan and ``DIR/<study name>/`` for several. Progress lines go to stderr (none with
+plan and ``DIR/<study name>/`` for several. The variants of a study block with ``vary`` are
+studies of their own, and their comparison goes to ``reports/<block name>/comparison.*``
+(``DIR/<block name>/`` with ``--out``). Progress lines go to stderr (none with
 ``--quiet``); stdout stays empty. Exit 0 when every study was reported, 1 otherwise.
 """
 
@@ -39,11 +41,18 @@ def output_dir(plan: Plan, study: Study, out: Path | None) -> Path:
     return out if len(plan.studies) == 1 else out / study.name
 
 
+def comparison_dir(block: str, out: Path | None) -> Path:
+    """Where the comparison of the variants of study block ``block`` goes."""
+    return (out if out is not None else DEFAULT_REPORTS_DIR) / block
+
+
 def run(args: argparse.Namespace) -> int:
     """Report every study of the plan; 0 if all were reported, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.report_builder import build_report
     from kdspec.analysis.store_reader import RunRead
+    from kdspec.analysis.study_analysis import StudyAnalysis
+    from kdspec.analysis.variant_comparison import compare_variants, write_comparison
     from kdspec.dsl import load_plan
     from kdspec.tracking_schema import resolve_tracking_uri
 
@@ -51,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     failures: list[str] = []
     # Per tracking URI, the runs already read: studies sharing a teacher download it once.
     read_by_store: dict[str, dict[str, RunRead]] = {}
+    analyses: dict[str, StudyAnalysis] = {}
+    comparison_failed = False
     for study in plan.studies:
         uri = resolve_tracking_uri(args.tracking_uri, study)
         target = output_dir(plan, study, args.out)
@@ -64,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             failures.append(str(err))
             sys.stderr.write(f"kdspec report: error: {err}\n")
             continue
+        analyses[study.name] = result.analysis
         for warning in result.warnings:
             sys.stderr.write(f"kdspec report: warning: {warning}\n")
         if not args.quiet:
@@ -75,6 +87,20 @@ def run(args: argparse.Namespace) -> int:
                              f"-> {target / 'report.html'}{logged}\n")
             for problem in result.analysis.records.problems:
                 sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
+    for block, variants in plan.families().items():
+        if not any(v.name in analyses for v in variants):
+            continue
+        comparison = compare_variants(block, variants, analyses)
+        try:
+            written = write_comparison(comparison, comparison_dir(block, args.out))
+        except OSError as err:
+            comparison_failed = True
+            sys.stderr.write(f"kdspec report: error: {block}: cannot write the comparison "
+                             f"({err})\n")
+            continue
+        if not args.quiet:
+            sys.stderr.write(f"kdspec report: {block}: {len(comparison.rows)} of "
+                             f"{len(variants)} variants compared -> {written[1]}\n")
     if failures and len(failures) == len(plan.studies):
         raise ReportError("no study could be reported")
-    return 1 if failures else 0
+    return 1 if failures or comparison_failed else 0
