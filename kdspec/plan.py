@@ -141,6 +141,10 @@ class AnalysisSpec(Frozen):
     comparisons: tuple[Comparison, ...] = ("nds_vs_ds", "teacher_vs_ds")
     disagreement: tuple[DisagreementPair, ...] = ("teacher_vs_nds", "teacher_vs_ds")
     disagreement_over_seeds: Literal["sum", "mean"] = "sum"
+    #: Test-set resamples behind each run's DPD/EOD interval (0: no bootstrap).
+    bootstrap: Annotated[int, Field(ge=0, le=100_000)] = 1000
+    #: The temperature Fig. 1 shows; None: the one with the most NDS-vs-DS significant classes.
+    figure_temperature: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class RuntimeSpec(Frozen):

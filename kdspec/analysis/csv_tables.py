@@ -84,7 +84,8 @@ def write_significance_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
 
 
 def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
-    """One row per run and attribute (class empty), plus one per class for a multiclass target."""
+    """One row per run and attribute (class empty; with the run's bootstrap intervals), plus
+    one per class for a multiclass target. Values are shares (0..1), not per cent."""
     fairness = analysis.fairness
     if fairness is None:
         return None
@@ -94,15 +95,17 @@ def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
         for r in fairness.runs:
             head = [r.attribute, ROLE_LABELS[r.group.role], r.group.temperature,
                     r.seed, r.kdspec_id, r.mlflow_run_id]
-            yield [*head, "", r.dpd, r.eod]
+            yield [*head, "", r.dpd, r.dpd_ci.low, r.dpd_ci.high, r.eod, r.eod_ci.low,
+                   r.eod_ci.high]
             if r.dpd_per_class is not None and r.eod_per_class is not None:
                 for c, name in enumerate(names):
-                    yield [*head, name, float(r.dpd_per_class[c]), float(r.eod_per_class[c])]
+                    yield [*head, name, float(r.dpd_per_class[c]), None, None,
+                           float(r.eod_per_class[c]), None, None]
 
     return write_csv(
         out_dir / "fairness.csv",
         ["attribute", "role", "temperature", "seed", "kdspec_run_id", "mlflow_run_id", "class",
-         "dpd", "eod"],
+         "dpd", "dpd_ci_low", "dpd_ci_high", "eod", "eod_ci_low", "eod_ci_high"],
         rows(),
     )
 

@@ -1,20 +1,11 @@
-"""Group fairness of test predictions over a sensitive attribute: DPD and EOD (poster Fig. 4).
+"""Group fairness of a study (poster Fig. 4): DPD and EOD of every run over each sensitive
+attribute, with the evidence behind them, summarised per population of seeds.
 
-For a binary target (positive class 1) and groups ``a`` of the sensitive attribute A:
-
-- selection rate ``S_a = P(Y_hat = 1 | A = a)``; ``DPD = max_a S_a - min_a S_a``;
-- ``TPR_a = P(Y_hat = 1 | Y = 1, A = a)``, ``FPR_a = P(Y_hat = 1 | Y = 0, A = a)``;
-  ``EOD = max(max_a TPR_a - min_a TPR_a, max_a FPR_a - min_a FPR_a)``.
-
-These are fairlearn's ``demographic_parity_difference`` and ``equalized_odds_difference``
-(``method="between_groups"``, ``agg="worst_case"``), computed here with ``bincount`` for every
-class at once (the tests check them against fairlearn). One difference, on purpose: a rate that
-is undefined for a group (no positive, or no negative, sample in it) leaves that group out of
-that gap, where fairlearn would count it as 0; a gap over fewer than 2 groups is NaN.
-
-For a multiclass target each class c is binarised one-vs-rest (``Y = c`` and ``Y_hat = c``),
-DPD_c and EOD_c are kept per class, and the run's value is their max or mean (the spec's
-``multiclass_aggregate``: mean by default, as the paper's Algorithm 1).
+The metric itself is :mod:`kdspec.analysis.fairness_metrics` (fairlearn's DPD and EOD, binary
+or one-vs-rest per class, aggregated by the spec's ``multiclass_aggregate``: mean by default,
+as the paper's Algorithm 1); the floor, counts and intervals are
+:mod:`kdspec.analysis.fairness_evidence`. Each population (teacher, NDS, DS at one T) gets the
+mean and sd over seeds, the t interval of that mean, and its runs' bootstrap half-width.
 """
 
 from __future__ import annotations
@@ -23,58 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdspec.analysis.fairness_evidence import (
+    NO_INTERVAL,
+    Interval,
+    SplitFairness,
+    bootstrap_fairness,
+    seed_interval,
+    split_fairness,
+)
+from kdspec.analysis.fairness_metrics import run_fairness
 from kdspec.analysis.records import GroupKey, StudyRecords
 from kdspec.plan import FairnessMetric, MulticlassAggregate
 
 METRIC_LABELS: dict[FairnessMetric, str] = {"dpd": "DPD", "eod": "EOD"}
 MSG_NO_ATTRIBUTE = "{run}: predictions have no attribute '{attribute}' (keys attr/<name>)"
-
-
-def _range_over_defined(rates: np.ndarray) -> np.ndarray:
-    """Per column, max - min over the rows that are not NaN; NaN if fewer than 2 rows are."""
-    defined = ~np.isnan(rates)
-    count = defined.sum(axis=0)
-    high = np.where(defined, rates, -np.inf).max(axis=0)
-    low = np.where(defined, rates, np.inf).min(axis=0)
-    return np.where(count >= 2, high - low, np.nan)
-
-
-def one_vs_rest_gaps(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.ndarray, *,
-                     num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """DPD_c and EOD_c of every one-vs-rest binarisation ``c``: two arrays ``[num_classes]``.
-
-    With counts over group a (via ``bincount`` of ``a * C + class``): ``S[a, c] = #{A=a,
-    Y_hat=c} / #{A=a}``, ``TPR[a, c] = #{A=a, Y=c, Y_hat=c} / #{A=a, Y=c}``,
-    ``FPR[a, c] = #{A=a, Y!=c, Y_hat=c} / #{A=a, Y!=c}``.
-    """
-    _, group = np.unique(sensitive, return_inverse=True)
-    n_groups = int(group.max()) + 1 if group.size else 0
-    c = num_classes
-
-    def per_group_class(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        g, v = (group, values) if mask is None else (group[mask], values[mask])
-        return np.bincount(g * c + v, minlength=n_groups * c).reshape(n_groups, c).astype(float)
-
-    group_size = np.bincount(group, minlength=n_groups).astype(float)[:, None]
-    predicted = per_group_class(y_pred)
-    positives = per_group_class(y_true)
-    true_pos = per_group_class(y_pred, y_true == y_pred)
-    negatives = group_size - positives
-    false_pos = predicted - true_pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        selection = np.where(group_size > 0, predicted / group_size, np.nan)
-        tpr = np.where(positives > 0, true_pos / positives, np.nan)
-        fpr = np.where(negatives > 0, false_pos / negatives, np.nan)
-    dpd = _range_over_defined(selection)
-    eod = np.fmax(_range_over_defined(tpr), _range_over_defined(fpr))
-    return dpd, eod
-
-
-def aggregate(values: np.ndarray, how: MulticlassAggregate) -> float:
-    """Max or mean of per-class values, ignoring NaN; NaN when all are NaN."""
-    if np.isnan(values).all():
-        return float("nan")
-    return float(np.nanmax(values) if how == "max" else np.nanmean(values))
 
 
 @dataclass(frozen=True)
@@ -94,22 +47,19 @@ class RunFairness:
     eod: float
     dpd_per_class: np.ndarray | None = None
     eod_per_class: np.ndarray | None = None
+    #: Percentile bootstrap intervals over the run's test samples (NaN without a bootstrap).
+    dpd_ci: Interval = NO_INTERVAL
+    eod_ci: Interval = NO_INTERVAL
 
-
-def run_fairness(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.ndarray, *,
-                 num_classes: int, multiclass_aggregate: MulticlassAggregate
-                 ) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
-    """``(dpd, eod, dpd_per_class, eod_per_class)`` of one run (per-class only if multiclass)."""
-    dpd_c, eod_c = one_vs_rest_gaps(y_true, y_pred, sensitive, num_classes=num_classes)
-    if num_classes == 2:
-        return float(dpd_c[1]), float(eod_c[1]), None, None
-    return (aggregate(dpd_c, multiclass_aggregate), aggregate(eod_c, multiclass_aggregate),
-            dpd_c, eod_c)
+    def interval(self, metric: FairnessMetric) -> Interval:
+        return self.dpd_ci if metric == "dpd" else self.eod_ci
 
 
 @dataclass(frozen=True)
 class FairnessSummary:
-    """Mean and sample sd (ddof = 1; NaN for n < 2) over the seeds of one population."""
+    """Mean and sample sd (ddof = 1; NaN for n < 2) over the seeds of one population, the t
+    interval of that mean, and the mean half-width of its runs' test-set bootstrap intervals
+    (how much of the spread one test set alone would give)."""
 
     attribute: str
     group: GroupKey
@@ -118,12 +68,22 @@ class FairnessSummary:
     dpd_sd: float
     eod_mean: float
     eod_sd: float
+    dpd_seed_ci: Interval = NO_INTERVAL
+    eod_seed_ci: Interval = NO_INTERVAL
+    dpd_boot_half_width: float = float("nan")
+    eod_boot_half_width: float = float("nan")
 
     def mean(self, metric: FairnessMetric) -> float:
         return self.dpd_mean if metric == "dpd" else self.eod_mean
 
     def sd(self, metric: FairnessMetric) -> float:
         return self.dpd_sd if metric == "dpd" else self.eod_sd
+
+    def seed_ci(self, metric: FairnessMetric) -> Interval:
+        return self.dpd_seed_ci if metric == "dpd" else self.eod_seed_ci
+
+    def boot_half_width(self, metric: FairnessMetric) -> float:
+        return self.dpd_boot_half_width if metric == "dpd" else self.eod_boot_half_width
 
 
 def _nanmean_columns(values: np.ndarray) -> np.ndarray:
@@ -144,10 +104,19 @@ def summarise(runs: tuple[RunFairness, ...], attribute: str, group: GroupKey
               ) -> FairnessSummary:
     """Mean and sd of DPD and EOD over the runs of one population for one attribute."""
     rows = [r for r in runs if r.attribute == attribute and r.group == group]
-    dpd_mean, dpd_sd = _mean_sd(np.array([r.dpd for r in rows]))
-    eod_mean, eod_sd = _mean_sd(np.array([r.eod for r in rows]))
+    dpd, eod = np.array([r.dpd for r in rows]), np.array([r.eod for r in rows])
+    dpd_mean, dpd_sd = _mean_sd(dpd)
+    eod_mean, eod_sd = _mean_sd(eod)
+
+    def mean_half_width(intervals: list[Interval]) -> float:
+        widths = [i.half_width for i in intervals if not np.isnan(i.half_width)]
+        return float(np.mean(widths)) if widths else float("nan")
+
     return FairnessSummary(attribute=attribute, group=group, n=len(rows), dpd_mean=dpd_mean,
-                           dpd_sd=dpd_sd, eod_mean=eod_mean, eod_sd=eod_sd)
+                           dpd_sd=dpd_sd, eod_mean=eod_mean, eod_sd=eod_sd,
+                           dpd_seed_ci=seed_interval(dpd), eod_seed_ci=seed_interval(eod),
+                           dpd_boot_half_width=mean_half_width([r.dpd_ci for r in rows]),
+                           eod_boot_half_width=mean_half_width([r.eod_ci for r in rows]))
 
 
 @dataclass(frozen=True)
@@ -165,6 +134,9 @@ class FairnessResult:
     runs: tuple[RunFairness, ...]
     problems: tuple[str, ...]
     summaries: dict[tuple[str, GroupKey], FairnessSummary]
+    #: Per attribute: the floor and counts of the test set (the same for every run).
+    splits: dict[str, SplitFairness]
+    n_boot: int
 
     def per_class_means(self, attribute: str, group: GroupKey
                         ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -191,8 +163,10 @@ def study_fairness(records: StudyRecords) -> FairnessResult | None:
     num_classes = records.num_classes
     multiclass = num_classes > 2
     how: MulticlassAggregate = spec.multiclass_aggregate or "max"
+    n_boot = records.study.analysis.bootstrap
     rows: list[RunFairness] = []
     problems: list[str] = []
+    splits: dict[str, SplitFairness] = {}
     for attribute in spec.sensitive:
         for run in records.runs:
             values = run.attributes.get(attribute)
@@ -201,16 +175,23 @@ def study_fairness(records: StudyRecords) -> FairnessResult | None:
                     run=f"{run.group.label} seed {run.seed} (kdspec id {run.kdspec_id}, "
                         f"MLflow run {run.mlflow_run_id})", attribute=attribute))
                 continue
+            if attribute not in splits:
+                splits[attribute] = split_fairness(run.y_true, values, attribute=attribute,
+                                                   num_classes=num_classes, aggregate=how)
             dpd, eod, dpd_c, eod_c = run_fairness(run.y_true, run.y_pred, values,
                                                   num_classes=num_classes,
                                                   multiclass_aggregate=how)
+            dpd_ci, eod_ci = bootstrap_fairness(run.y_true, run.y_pred, values,
+                                                num_classes=num_classes, aggregate=how,
+                                                n_boot=n_boot)
             rows.append(RunFairness(kdspec_id=run.kdspec_id, mlflow_run_id=run.mlflow_run_id,
                                     group=run.group, seed=run.seed, attribute=attribute,
                                     dpd=dpd, eod=eod, dpd_per_class=dpd_c,
-                                    eod_per_class=eod_c))
+                                    eod_per_class=eod_c, dpd_ci=dpd_ci, eod_ci=eod_ci))
     runs = tuple(rows)
     groups = (GroupKey("teacher"), GroupKey("student"), *records.distilled_keys)
     summaries = {(a, g): summarise(runs, a, g) for a in spec.sensitive for g in groups}
     return FairnessResult(attributes=spec.sensitive, metrics=spec.metrics, multiclass=multiclass,
                           aggregate=how if multiclass else None, runs=runs,
-                          problems=tuple(problems), summaries=summaries)
+                          problems=tuple(problems), summaries=summaries, splits=splits,
+                          n_boot=n_boot)

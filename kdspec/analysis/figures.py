@@ -1,4 +1,5 @@
-"""The poster's four figures as PNG files (matplotlib's object API on the Agg canvas, no pyplot).
+"""The poster's four figures as PNG files at print resolution with a PDF (vector) copy beside
+each (matplotlib's object API on the Agg canvas, no pyplot).
 
 Fig. 1 disagreement heatmaps (teacher vs NDS, teacher vs DS at one T, diagonal excluded);
 Fig. 2 per-class change NDS -> DS over temperatures, significant classes marked x;
@@ -8,7 +9,7 @@ Fig. 4 DPD and EOD vs temperature with the teacher and NDS as reference lines.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,12 @@ from kdspec.plan import Comparison
 
 #: Above this many classes, axes carry no class names and cells no numbers.
 LABELLED_CLASSES = 20
-DPI = 110
+#: Print resolution of the PNG files (the PDF copy is vector and needs none).
+DPI = 300
+FIG_DISAGREEMENT = "fig1_disagreement.png"
+FIG_CLASS_CHANGE = "fig2_class_change.png"
+FIG_ACCURACY = "fig3_accuracy_significance.png"
+FIG_FAIRNESS = "fig4_fairness.png"
 TEACHER_COLOR, NDS_COLOR, DS_COLOR = "#1b9e77", "#7570b3", "#d95f02"
 SC_COLOR, TC_COLOR = "#e7298a", "#66a61e"
 METRIC_NAMES = {"dpd": "Demographic parity difference", "eod": "equalized odds difference"}
@@ -33,16 +39,29 @@ METRIC_NAMES = {"dpd": "Demographic parity difference", "eod": "equalized odds d
 
 @dataclass(frozen=True)
 class FigureFile:
-    """A written figure: file name inside the report folder and its caption."""
+    """A written figure: file name inside the report folder, its caption, and the vector copy
+    (``.pdf`` beside the PNG) when one was written."""
 
     name: str
     path: Path
     caption: str
+    vector: Path | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.path,) if self.vector is None else (self.path, self.vector)
+
+
+def vector_path(path: Path) -> Path:
+    """The PDF copy of a PNG figure."""
+    return path.with_suffix(".pdf")
 
 
 def _save(fig: Figure, path: Path) -> None:
+    """The PNG at print resolution and its PDF copy."""
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(vector_path(path), bbox_inches="tight")
 
 
 def _class_ticks(ax: Axes, names: tuple[str, ...], *, x: bool, y: bool) -> None:
@@ -85,9 +104,32 @@ def _heatmap(ax: Axes, result: DisagreementResult, names: tuple[str, ...], vmax:
     return image
 
 
+def _difference_heatmap(ax: Axes, difference: np.ndarray, names: tuple[str, ...]) -> object:
+    """(teacher vs DS) - (teacher vs NDS), diverging around 0, diagonal masked."""
+    shown = np.ma.masked_where(np.eye(len(names), dtype=bool), difference)
+    limit = max(float(np.abs(shown).max()), 1.0)
+    small = len(names) <= LABELLED_CLASSES
+    image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit,
+                      interpolation="nearest" if small else "antialiased")
+    ax.set_facecolor("#eeeeee")
+    if small:
+        for i, j in zip(*np.nonzero(~np.eye(len(names), dtype=bool)), strict=True):
+            value = float(difference[i, j])
+            if value:
+                ax.text(j, i, f"{value:+.0f}" if float(value).is_integer() else f"{value:+.1f}",
+                        ha="center", va="center", fontsize=6,
+                        color="white" if abs(value) > 0.6 * limit else "black")
+    _class_ticks(ax, names, x=True, y=False)
+    ax.set_yticks([])
+    ax.set_xlabel("student prediction")
+    ax.set_title("DS - NDS (red: more disagreement after distillation)", fontsize=10)
+    return image
+
+
 def figure_disagreement(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
-    """Fig. 1: teacher vs NDS and teacher vs DS (at ``figure_temperature``) heatmaps."""
-    temperature = analysis.figure_temperature()
+    """Fig. 1: teacher vs NDS and teacher vs DS (at the figure temperature) heatmaps, and their
+    difference DS - NDS when both exist."""
+    temperature, how = analysis.figure_temperature()
     by_label = {(d.pair, d.temperature): d for d in analysis.disagreement}
     panels = [by_label.get(("teacher_vs_nds", None)), by_label.get(("teacher_vs_ds", temperature))]
     shown = [p for p in panels if p is not None and p.skipped is None]
@@ -99,23 +141,33 @@ def figure_disagreement(analysis: StudyAnalysis, path: Path) -> FigureFile | Non
     # saturate, or a few large cells would leave the rest white.
     vmax = float(off_diagonal.max() if len(names) <= LABELLED_CLASSES
                  else np.percentile(off_diagonal, 99.5))
+    both = len(shown) == 2 and shown[0].seeds == shown[1].seeds
     side = 5.2 if len(names) <= LABELLED_CLASSES else 4.6
-    fig = Figure(figsize=(side * len(shown) + 1.2, side + 0.6), layout="constrained")
-    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    columns = len(shown) + (1 if both else 0)
+    fig = Figure(figsize=(side * columns + 1.2 * (1 + both), side + 0.6), layout="constrained")
+    axes = fig.subplots(1, columns, squeeze=False)[0]
     image = None
-    for index, (ax, panel) in enumerate(zip(axes, shown, strict=True)):
+    for index, (ax, panel) in enumerate(zip(axes, shown, strict=False)):
         student = "NDS" if panel.pair == "teacher_vs_nds" else "DS"
         image = _heatmap(ax, panel, names, vmax, student, first=index == 0)
-    fig.colorbar(image, ax=list(axes), shrink=0.8, label="disagreeing test samples")  # type: ignore[arg-type]
+    fig.colorbar(image, ax=list(axes[:len(shown)]), shrink=0.8,  # type: ignore[arg-type]
+                 label="disagreeing test samples", location="left" if both else "right")
+    if both:
+        difference = shown[1].matrix.astype(float) - shown[0].matrix.astype(float)
+        diff_image = _difference_heatmap(axes[-1], difference, names)
+        fig.colorbar(diff_image, ax=axes[-1], shrink=0.8,  # type: ignore[arg-type]
+                     label="DS - NDS disagreeing samples")
     study = analysis.records.study
     fig.suptitle(f"Class-wise disagreement: {study.teacher.arch} teacher vs {study.student.arch} "
                  f"students, {study.dataset.name}", fontsize=11)
     _save(fig, path)
     t_text = "" if temperature is None else f" at T = {temperature:g}"
-    caption = (f"Fig. 1. Class-wise disagreement between the {study.teacher.arch} teacher and the "
-               f"{study.student.arch} non-distilled (left) / distilled{t_text} (right) student "
-               f"on {study.dataset.name}; diagonal excluded. T is the temperature with the most "
-               f"NDS-vs-DS significant classes.")
+    third = (" and their difference DS - NDS (right; same seeds, counts of test samples)"
+             if both else "")
+    caption = (f"Fig. 1. Class-wise disagreement (counts of test samples, {shown[0].over_seeds} "
+               f"over seeds) between the {study.teacher.arch} teacher and the "
+               f"{study.student.arch} non-distilled / distilled{t_text} student on "
+               f"{study.dataset.name}{third}; diagonal excluded. {how}.")
     return FigureFile(path.name, path, caption)
 
 
@@ -251,12 +303,14 @@ def figure_fairness(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
     return FigureFile(path.name, path, caption)
 
 
+#: In the paper's order (Fig. 1 to 4), which is also the order the report shows them in.
 FIGURE_FILES = {
-    "fig1_disagreement.png": figure_disagreement,
-    "fig2_class_change.png": figure_class_change,
-    "fig3_accuracy_significance.png": figure_accuracy_significance,
-    "fig4_fairness.png": figure_fairness,
+    FIG_DISAGREEMENT: figure_disagreement,
+    FIG_CLASS_CHANGE: figure_class_change,
+    FIG_ACCURACY: figure_accuracy_significance,
+    FIG_FAIRNESS: figure_fairness,
 }
+FIGURE_ORDER = tuple(FIGURE_FILES)
 
 
 def write_figures(analysis: StudyAnalysis, out_dir: Path) -> list[FigureFile]:
@@ -265,5 +319,6 @@ def write_figures(analysis: StudyAnalysis, out_dir: Path) -> list[FigureFile]:
     for name, draw in FIGURE_FILES.items():
         figure = draw(analysis, out_dir / name)
         if figure is not None:
-            written.append(figure)
+            vector = vector_path(figure.path)
+            written.append(replace(figure, vector=vector) if vector.exists() else figure)
     return written

@@ -107,7 +107,7 @@ def write_report_files(analysis: StudyAnalysis, out_dir: Path) -> tuple[Path, ..
     markdown.write_text(render_markdown(document), encoding="utf-8")
     html = out_dir / "report.html"
     html.write_text(render_html(document), encoding="utf-8")
-    return (markdown, html, *(f.path for f in figures), *tables)
+    return (markdown, html, *(p for f in figures for p in f.files), *tables)
 
 
 def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,

@@ -10,8 +10,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdspec.analysis.fairness import METRIC_LABELS
-from kdspec.analysis.figures import FigureFile
+from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
+from kdspec.analysis.fairness_evidence import INTERVAL_LEVEL, SMALL_CELL, Interval
+from kdspec.analysis.figures import (
+    FIG_ACCURACY,
+    FIG_CLASS_CHANGE,
+    FIG_DISAGREEMENT,
+    FIG_FAIRNESS,
+    FigureFile,
+)
 from kdspec.analysis.report_findings import (
     accuracy_finding,
     disagreement_finding,
@@ -133,26 +140,52 @@ def _count_cell(test: ClassTests | None) -> str:
     return "skipped" if test.skipped else str(test.n_significant)
 
 
+def _bh_cell(test: ClassTests | None) -> str:
+    if test is None:
+        return "not requested"
+    return "skipped" if test.skipped else str(test.n_significant_bh)
+
+
+#: Below this many seeds per group the report warns that Welch's test has little power.
+FEW_SEEDS = 5
+MSG_FEW_SEEDS = (
+    "Few seeds: the smallest group has {n} runs (fewer than {few}). Welch's test with {n} vs {n} "
+    "seeds has little power and unstable variance estimates, so counts near the chance level "
+    "say little either way."
+)
+
+
 def significance_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section:
-    """#SC and #TC per temperature, skipped comparisons, Fig. 3 and Fig. 2."""
+    """#SC and #TC per temperature with their chance level and BH counts; Fig. 2 and Fig. 3."""
     sig = analysis.significance
     rows = []
     for t in analysis.records.study.temperatures:
         sc, tc = sig.get("nds_vs_ds", t), sig.get("teacher_vs_ds", t)
+        ran = [x for x in (sc, tc) if x is not None and not x.skipped]
         n_text = " / ".join(f"{x.n_reference} vs {x.n_distilled}" for x in (sc, tc) if x)
         untestable = sum(x.n_untestable for x in (sc, tc) if x)
-        rows.append((f"{t:g}", _count_cell(sc), _count_cell(tc), n_text, str(untestable)))
-    table = Table(("T", "#SC (NDS vs DS)", "#TC (teacher vs DS)", "n (ref vs DS)",
-                   "not testable"), tuple(rows),
-                  "Not testable: classes where every seed of both groups has the same value "
-                  "(Welch's t is undefined, p = NaN) or a class without test samples; they "
-                  "count as not significant and are left out of the correction.")
+        chance = " / ".join(f"{x.expected_by_chance:.2g}" for x in ran) or "-"
+        rows.append((f"{t:g}", _count_cell(sc), _bh_cell(sc), _count_cell(tc), _bh_cell(tc),
+                     chance, n_text, str(untestable)))
+    correction = CORRECTION_LABELS[sig.correction]
+    table = Table(("T", "#SC (NDS vs DS)", "#SC after BH", "#TC (teacher vs DS)",
+                   "#TC after BH", "expected by chance", "n (ref vs DS)", "not testable"),
+                  tuple(rows),
+                  f"Counts of classes at p < {sig.alpha:g} with the spec's correction "
+                  f"({correction}), and after Benjamini-Hochberg (always shown). Expected by "
+                  f"chance: alpha x testable classes, the mean count if distillation affected no "
+                  f"class and nothing were corrected (#SC / #TC). Not testable: classes where "
+                  f"every seed of both groups has the same value (Welch's t is undefined, "
+                  f"p = NaN) or a class without test samples; they count as not significant "
+                  f"and are left out of the correction.")
     skipped = tuple(sorted({f"{COMPARISON_LABELS[t.comparison]} T={t.temperature:g}: "
                             f"{t.skipped}" for t in sig.tests if t.skipped}))
-    shown = tuple(figures[n] for n in ("fig3_accuracy_significance.png",
-                                       "fig2_class_change.png") if n in figures)
+    smallest = sig.smallest_n()
+    warnings = ((MSG_FEW_SEEDS.format(n=smallest, few=FEW_SEEDS),)
+                if smallest is not None and smallest < FEW_SEEDS else ())
+    shown = tuple(figures[n] for n in (FIG_CLASS_CHANGE, FIG_ACCURACY) if n in figures)
     return Section("Class-wise significance (#SC, #TC)", finding=significance_finding(analysis),
-                   bullets=skipped, tables=(table,), figures=shown)
+                   bullets=warnings + skipped, tables=(table,), figures=shown)
 
 
 def _class_rows(analysis: StudyAnalysis, test: ClassTests) -> tuple[tuple[str, ...], ...]:
@@ -209,36 +242,101 @@ def disagreement_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]
     table = Table(("pair", "seeds", f"off-diagonal total ({over} over seeds)",
                    "disagreement % (mean over seeds)", "largest cell (teacher -> student)"),
                   tuple(rows))
-    shown = (figures["fig1_disagreement.png"],) if "fig1_disagreement.png" in figures else ()
+    shown = (figures[FIG_DISAGREEMENT],) if FIG_DISAGREEMENT in figures else ()
     return Section("Disagreement", finding=disagreement_finding(analysis), tables=(table,),
                    figures=shown)
 
 
-def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section:
-    """DPD/EOD mean +- sd per model and attribute (per class if multiclass); Fig. 4."""
+def _interval(interval: Interval) -> str:
+    if math.isnan(interval.low):
+        return "n/a"
+    return f"[{pct(interval.low)}, {pct(interval.high)}]"
+
+
+def _half_width(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"+- {pct(value)}"
+
+
+def fairness_floor_table(fairness: FairnessResult) -> Table:
+    """Per attribute: the floor (a perfect classifier's values), group sizes and cell counts."""
+    rows = []
+    for attribute in fairness.attributes:
+        split = fairness.splits.get(attribute)
+        if split is None:
+            continue
+        sizes = split.group_sizes
+        rows.append((attribute, pct(split.floor_dpd), pct(split.floor_eod), str(len(sizes)),
+                     f"{min(sizes)}-{max(sizes)}", f"{split.smallest_cell} / "
+                     f"{split.median_cell:g}", f"{split.small_cells} of "
+                     f"{split.cell_positives.size}"))
+    return Table(("attribute", "DPD floor %", "EOD floor %", "groups", "group sizes",
+                  "positives per (class, group): min / median", f"cells < {SMALL_CELL}"),
+                 tuple(rows),
+                 "The floor is the metric of y_pred = y_true on this test set: a perfect "
+                 "classifier's value. A DPD floor above 0 measures how unevenly the groups are "
+                 "spread over the classes, not any model. TPR and FPR gaps are rates over the "
+                 "positives and negatives of each (class, group) cell.")
+
+
+def fairness_warnings(fairness: FairnessResult) -> tuple[str, ...]:
+    """Plain warnings: a floor above 0, cells too small to estimate a TPR."""
+    out = []
+    for attribute in fairness.attributes:
+        split = fairness.splits.get(attribute)
+        if split is None:
+            continue
+        if split.floor_dpd > 0:
+            out.append(f"Over '{attribute}' even a perfect classifier scores DPD "
+                       f"{pct(split.floor_dpd)} % on this test set (the groups are spread "
+                       f"unevenly over the classes): compare DPD values with that floor, "
+                       f"not with 0.")
+        if split.small_cells:
+            out.append(f"Over '{attribute}', {split.small_cells} of {split.cell_positives.size}"
+                       f" (class, group) cells have fewer than {SMALL_CELL} positives (smallest"
+                       f" {split.smallest_cell}): a TPR from n positives has a sampling sd of "
+                       f"sqrt(TPR (1 - TPR) / n), 9.5 points at n = 10 and TPR 0.5, so EOD on "
+                       f"such cells is mostly noise.")
+    return tuple(out)
+
+
+def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section | None:
+    """DPD/EOD per model and attribute with intervals, the test set's floor and counts, Fig. 4;
+    None for a study without fairness."""
     fairness = analysis.fairness
+    if fairness is None:
+        return None
     temperatures = analysis.records.study.temperatures
     finding = fairness_finding(fairness, temperatures)
-    if fairness is None:
-        return Section("Fairness", finding=finding)
     keys = [g.key for g in analysis.accuracy.groups]
     rows = []
     for attribute in fairness.attributes:
         for key in keys:
             s = fairness.summary(attribute, key)
-            rows.append((attribute, key.label, str(s.n),
-                         *(mean_sd(s.mean(m), s.sd(m)) for m in fairness.metrics)))
+            cells: list[str] = []
+            for m in fairness.metrics:
+                cells += [mean_sd(s.mean(m), s.sd(m)), _interval(s.seed_ci(m)),
+                          _half_width(s.boot_half_width(m))]
+            rows.append((attribute, key.label, str(s.n), *cells))
     how = (f"Multiclass target: one-vs-rest per class, aggregated by {fairness.aggregate} over "
            f"classes (per-class values in fairness.csv)." if fairness.multiclass
            else "Binary target, positive class 1.")
-    table = Table(("attribute", "model", "n",
-                   *(f"{METRIC_LABELS[m]} % (mean +- sd)" for m in fairness.metrics)),
-                  tuple(rows), how + " Lower is fairer.")
-    shown = (figures["fig4_fairness.png"],) if "fig4_fairness.png" in figures else ()
+    boot = (f"bootstrap: mean half-width of each run's {100 * INTERVAL_LEVEL:g} % percentile "
+            f"interval over {fairness.n_boot} resamples of the test set (per run in "
+            f"fairness.csv)" if fairness.n_boot else "bootstrap: off (analysis bootstrap = 0)")
+    header: list[str] = []
+    for m in fairness.metrics:
+        label = METRIC_LABELS[m]
+        header += [f"{label} % (mean +- sd)", f"{label} {100 * INTERVAL_LEVEL:g} % CI over "
+                   "seeds", f"{label} test-set bootstrap"]
+    table = Table(("attribute", "model", "n", *header), tuple(rows),
+                  f"All values in per cent. {how} Lower is fairer. CI over seeds: t interval "
+                  f"of the mean; {boot}.")
+    shown = (figures[FIG_FAIRNESS],) if FIG_FAIRNESS in figures else ()
     per_class = tuple(t for a in fairness.attributes
                       if (t := per_class_fairness_table(analysis, a)) is not None)
-    return Section("Fairness", finding=finding, bullets=fairness.problems,
-                   tables=(table, *per_class), figures=shown)
+    return Section("Fairness", finding=finding,
+                   bullets=fairness_warnings(fairness) + fairness.problems,
+                   tables=(fairness_floor_table(fairness), table, *per_class), figures=shown)
 
 
 def per_class_fairness_table(analysis: StudyAnalysis, attribute: str) -> Table | None:
@@ -270,9 +368,9 @@ def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> Report
             setup_section(analysis),
             data_section(analysis),
             accuracy_section(analysis),
+            disagreement_section(analysis, by_name),
             significance_section(analysis, by_name),
             significant_classes_section(analysis),
-            disagreement_section(analysis, by_name),
-            fairness_section(analysis, by_name),
+            *([fairness] if (fairness := fairness_section(analysis, by_name)) else []),
         ),
     )

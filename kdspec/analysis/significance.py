@@ -102,11 +102,28 @@ class ClassTests:
     ci_high: np.ndarray
     df: np.ndarray
     testable: np.ndarray
+    #: Significant after Benjamini-Hochberg whatever the spec's correction (always reported).
+    significant_bh: np.ndarray
+    alpha: float
     skipped: str | None = None
 
     @property
     def n_significant(self) -> int:
         return int(self.significant.sum())
+
+    @property
+    def n_significant_bh(self) -> int:
+        return int(self.significant_bh.sum())
+
+    @property
+    def n_testable(self) -> int:
+        return 0 if self.skipped else int(self.testable.sum())
+
+    @property
+    def expected_by_chance(self) -> float:
+        """Classes expected significant when no class is affected and nothing is corrected:
+        ``alpha x testable classes`` (each null p-value is uniform, so P(p < alpha) = alpha)."""
+        return self.alpha * self.n_testable
 
     @property
     def n_untestable(self) -> int:
@@ -147,6 +164,7 @@ def welch_class_tests(reference: np.ndarray, distilled: np.ndarray, *, alpha: fl
     df = np.where(testable, df, np.nan)
     half_width = stats.t.ppf(1.0 - alpha / 2.0, np.where(testable, df, 1.0)) * se
     adjusted = adjust_pvalues(pvalue, correction=correction)
+    by_bh = adjust_pvalues(pvalue, correction="bh")
     return {
         "statistic": statistic,
         "pvalue": pvalue,
@@ -157,6 +175,7 @@ def welch_class_tests(reference: np.ndarray, distilled: np.ndarray, *, alpha: fl
         "ci_high": np.where(testable, mean_change + half_width, np.nan),
         "df": df,
         "testable": testable,
+        "significant_bh": np.nan_to_num(by_bh, nan=1.0) < alpha,
     }
 
 
@@ -174,7 +193,8 @@ def compare_groups(reference: GroupAccuracy, distilled: GroupAccuracy, *,
             statistic=arrays["statistic"], pvalue=arrays["pvalue"], adjusted=arrays["adjusted"],
             significant=arrays["significant"], mean_change=arrays["mean_change"],
             ci_low=arrays["ci_low"], ci_high=arrays["ci_high"], df=arrays["df"],
-            testable=arrays["testable"], skipped=skipped)
+            testable=arrays["testable"], significant_bh=arrays["significant_bh"],
+            alpha=options.alpha, skipped=skipped)
 
     if reference.n < 2 or distilled.n < 2:
         nan = np.full(num_classes, np.nan)
@@ -183,7 +203,8 @@ def compare_groups(reference: GroupAccuracy, distilled: GroupAccuracy, *,
                                          distilled=distilled.key.label, n_ds=distilled.n)
         empty = {name: nan for name in ("statistic", "pvalue", "adjusted", "mean_change",
                                         "ci_low", "ci_high", "df")}
-        return result({**empty, "significant": never, "testable": never}, reason)
+        return result({**empty, "significant": never, "testable": never,
+                       "significant_bh": never}, reason)
     norm = options.normalization
     x_ref = normalise_class_accuracy(reference.per_class, reference.overall, normalization=norm)
     x_ds = normalise_class_accuracy(distilled.per_class, distilled.overall, normalization=norm)
@@ -210,6 +231,11 @@ class SignificanceResult:
         """``(temperature, number of significant classes)``; None where the test was skipped."""
         return [(t.temperature, None if t.skipped else t.n_significant)
                 for t in self.tests if t.comparison == comparison]
+
+    def smallest_n(self) -> int | None:
+        """The fewest runs on either side of any test that ran (None if none ran)."""
+        sizes = [min(t.n_reference, t.n_distilled) for t in self.tests if not t.skipped]
+        return min(sizes) if sizes else None
 
 
 def study_significance(accuracy: AccuracyResult, options: AnalysisSpec) -> SignificanceResult:

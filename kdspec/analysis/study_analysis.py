@@ -21,14 +21,23 @@ class StudyAnalysis:
     disagreement: tuple[DisagreementResult, ...]
     fairness: FairnessResult | None
 
-    def figure_temperature(self) -> float | None:
-        """The temperature Fig. 1 shows: the one with the most NDS-vs-DS significant classes
-        (ties: the higher T); without any test, the highest temperature with DS runs."""
+    def figure_temperature(self) -> tuple[float | None, str]:
+        """The temperature Fig. 1 shows and how it was picked: the spec's
+        ``figure_temperature``; else the one with the most NDS-vs-DS significant classes (ties:
+        the higher T); without any test, the highest temperature with DS runs."""
+        chosen = self.records.study.analysis.figure_temperature
+        if chosen is not None:
+            return chosen, "T is set by the spec (analysis figure_temperature)"
         counts = [(n, t) for t, n in self.significance.counts("nds_vs_ds") if n is not None]
         if counts:
-            return max(counts)[1]
+            return max(counts)[1], ("T is the temperature with the most NDS-vs-DS significant "
+                                    "classes (ties: the higher T; set analysis "
+                                    "figure_temperature to choose)")
         present = [g.key.temperature for g in self.accuracy.distilled if g.n]
-        return max(t for t in present if t is not None) if present else None
+        if not present:
+            return None, ""
+        return max(t for t in present if t is not None), (
+            "T is the highest temperature with distilled runs (no significance test ran)")
 
 
 def analyse_study(records: StudyRecords) -> StudyAnalysis:

@@ -94,8 +94,8 @@ def variants_table(plan: Plan, block: str, members: tuple[Study, ...]) -> str:
     roles = sorted({plan.run(rid).role for rid in shared})
     header = (f"study {block}: {len(members)} variants of {' x '.join(keys)}; "
               f"{distinct} distinct runs for {per_variant} run slots"
-              + (f" ({len(shared)} {'/'.join(roles)} runs shared by every variant)"
-                 if shared else ""))
+              + (f" ({len(shared)} {'/'.join(roles)} run{'' if len(shared) == 1 else 's'} "
+                 "shared by every variant)" if shared else ""))
     lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                         for r in rows]
     return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ from kdspec.dsl.diagnostics import (
 )
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader
 from kdspec.dsl.recipes import RecipeBook, read_layer
-from kdspec.dsl.syntax import Number, Section, WeightedSum
+from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
 from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
 from kdspec.plan import (
@@ -58,7 +58,8 @@ LOSS_FORM = "`loss = 0.1 * hard + 0.9 * soft`"
 DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
                  for k in ("alpha", "beta", "weight", "hard_weight", "soft_weight")}
 ANALYSIS_KEYS: dict[str, Key] = {k: Key() for k in (
-    "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds")}
+    "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds",
+    "bootstrap", "figure_temperature")}
 RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lockstep",
                                                     "teacher_cache")}
 TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}
@@ -94,6 +95,12 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
     runtime = _options(study.section("runtime"), RuntimeSpec, RUNTIME_KEYS, "runtime", {
         "precision": get_args(Precision), "teacher_cache": ("auto", "on", "off")}, {}, diags)
     tracking = _tracking(study.section("tracking"), name, diags)
+    if (analysis is not None and analysis.figure_temperature is not None and temperatures
+            and analysis.figure_temperature not in temperatures):
+        diags.add(InconsistentStudy(
+            _key_span(study.section("analysis"), "figure_temperature") or section.label.span,
+            f"figure_temperature {analysis.figure_temperature:g} is not one of the study's "
+            f"temperatures", help="temperatures: " + ", ".join(f"{t:g}" for t in temperatures)))
     if analysis is not None and analysis.comparisons and seeds is not None and len(seeds) < 2:
         diags.add(InconsistentStudy(seeds_span, f"the Welch t-test needs at least 2 seeds per "
                                     f"group; this study has {len(seeds)}",
@@ -264,14 +271,24 @@ def _options(section: Section | None, model: Any, keys: dict[str, Key], what: st
             value: Any = reader.choice(key, single[key])
         elif key in several:
             value = reader.choices(key, several[key])
-        elif key == "alpha":
+        elif key in ("alpha", "figure_temperature"):
             value = reader.number(key)
+        elif key == "bootstrap":
+            value = reader.integer(key)
         else:
             value = reader.boolean(key)
         if value is not None:
             field = field_of.get(key, key)
             fields[field], spans[field] = value, reader.span(key)
     return build_model(model, fields, spans, where=section.key_span, what=what, diags=diags)
+
+
+def _key_span(section: Section | None, key: str) -> Span | None:
+    """The span of ``key = value`` in ``section`` (its value), if written there."""
+    for entry in section.entries if section is not None else ():
+        if isinstance(entry, Assignment) and entry.key == key:
+            return entry.value.span
+    return None
 
 
 def _tracking(section: Section | None, study: str, diags: Diagnostics) -> TrackingSpec | None:

@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 
-from kdspec.analysis.fairness import (
-    MSG_NO_ATTRIBUTE,
-    one_vs_rest_gaps,
-    run_fairness,
-    study_fairness,
-)
+from kdspec.analysis.fairness import MSG_NO_ATTRIBUTE, study_fairness
+from kdspec.analysis.fairness_metrics import one_vs_rest_gaps, run_fairness
 from kdspec.plan import FairnessSpec
 from tests.analysis.synthetic import records_from_predictions, synthetic_predictions
 from tests.factories import dataset_spec, tiny_plan

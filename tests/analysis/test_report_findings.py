@@ -22,7 +22,7 @@ def _tests(comparison: Comparison, counts: dict[float, int | None]) -> list[Clas
             distilled=GroupKey("distilled", temperature), n_reference=5, n_distilled=5,
             statistic=nan, pvalue=nan, adjusted=nan, significant=significant,
             mean_change=nan, ci_low=nan, ci_high=nan, df=nan, testable=np.ones(10, bool),
-            skipped="skipped: test" if count is None else None))
+            significant_bh=significant, alpha=0.05, skipped="skipped: test" if count is None else None))
     return out
 
 

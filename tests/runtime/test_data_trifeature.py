@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdspec.analysis.fairness import one_vs_rest_gaps
+from kdspec.analysis.fairness_metrics import one_vs_rest_gaps
 from kdspec.catalog import (
     DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
