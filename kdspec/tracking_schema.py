@@ -50,6 +50,8 @@ TAG_FAILURE = "kdspec.failure"  # reason a run FAILED (NaN loss, divergence, exc
 TAG_LAST_EPOCH = "kdspec.last_epoch"  # last epoch whose checkpoint is saved (for resume)
 TAG_TEACHER_CACHE = "kdspec.teacher_cache"  # "on" / "off": teacher logits looked up or recomputed
 TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it trained in
+#: On a parent run: hash of the summary metrics the last ``kdspec report`` logged.
+TAG_REPORT_DIGEST = "kdspec.report_digest"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
 TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 

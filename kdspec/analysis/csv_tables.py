@@ -70,14 +70,16 @@ def write_significance_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
                 yield [t.temperature, t.comparison, c, name, t.n_reference, t.n_distilled,
                        sig.normalization, sig.correction, sig.alpha, float(t.statistic[c]),
                        float(t.df[c]), float(t.pvalue[c]), float(t.adjusted[c]),
-                       bool(t.significant[c]), float(t.mean_change[c]), float(t.ci_low[c]),
+                       bool(t.significant[c]), bool(t.significant_bh[c]),
+                       float(t.mean_change[c]), float(t.ci_low[c]),
                        float(t.ci_high[c]), bool(t.testable[c]), t.skipped]
 
     return write_csv(
         out_dir / "significance.csv",
         ["temperature", "comparison", "class_index", "class_name", "n_reference",
          "n_distilled", "normalization", "correction", "alpha", "statistic", "df", "p_value",
-         "adjusted_p_value", "significant", "mean_change", "ci_low", "ci_high", "testable",
+         "adjusted_p_value", "significant", "significant_bh", "mean_change", "ci_low",
+         "ci_high", "testable",
          "skipped"],
         rows(),
     )

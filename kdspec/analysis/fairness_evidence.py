@@ -69,9 +69,10 @@ class SplitFairness:
         return int((self.cell_positives < SMALL_CELL).sum())
 
 
-def _positives(y_true: np.ndarray, y_pred: np.ndarray, *, label: int) -> int:
-    """Samples of class ``label`` (the one-vs-rest positives), as a fairlearn metric."""
-    return int(np.sum(np.asarray(y_true) == label))
+def _positives(y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int) -> np.ndarray:
+    """Samples of each class (the one-vs-rest positives) ``[classes]``, as a fairlearn metric
+    (MetricFrame accepts array-valued metrics for ``by_group``)."""
+    return np.bincount(np.asarray(y_true), minlength=num_classes)
 
 
 def split_fairness(y_true: np.ndarray, sensitive: np.ndarray, *, attribute: str,
@@ -79,17 +80,17 @@ def split_fairness(y_true: np.ndarray, sensitive: np.ndarray, *, attribute: str,
     """The floor and the counts of one attribute on this test set."""
     dpd, eod, _, _ = run_fairness(y_true, y_true, sensitive, num_classes=num_classes,
                                   multiclass_aggregate=aggregate)
-    classes = range(num_classes) if num_classes > 2 else (1,)
-    metrics = {"count": count} | {f"class {c}": functools.partial(_positives, label=c)
-                                  for c in classes}
-    frame = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_true,
-                        sensitive_features=sensitive)
-    by_group = frame.by_group
+    metrics = {"count": count,
+               "positives": functools.partial(_positives, num_classes=num_classes)}
+    by_group = MetricFrame(metrics=metrics, y_true=y_true, y_pred=y_true,
+                           sensitive_features=sensitive).by_group
+    positives = np.stack([np.asarray(v) for v in by_group["positives"]]).astype(np.int64)
     return SplitFairness(
         attribute=attribute, floor_dpd=dpd, floor_eod=eod,
         groups=tuple(int(g) for g in by_group.index),
         group_sizes=tuple(int(v) for v in by_group["count"]),
-        cell_positives=by_group[[f"class {c}" for c in classes]].to_numpy(dtype=np.int64))
+        # A binary target's one-vs-rest rates are those of class 1 only.
+        cell_positives=positives if num_classes > 2 else positives[:, 1:])
 
 
 @dataclass(frozen=True)

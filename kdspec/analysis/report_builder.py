@@ -2,9 +2,9 @@
 
 Files written into the output folder: ``report.md``, ``report.html`` (self-contained), the
 figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists, these files are
-logged as its artifacts under ``report/``, the #SC/#TC counts as parent-run metrics
-(``n_sc_T<T>``, ``n_tc_T<T>``, and ``n_sc``/``n_tc`` with step = T when T is an integer), and
-each run's ``dpd``/``eod`` as metrics of that run, so the MLflow UI can compare them.
+logged as its artifacts under ``report/``, the study's curves as parent-run metrics (#SC/#TC,
+mean accuracy and mean DPD/EOD per role and T; see ``summary_metrics``), and each run's
+``dpd``/``eod`` as metrics of that run, so the MLflow UI can compare them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from mlflow.tracking import MlflowClient
 from kdspec import tracking_schema as schema
 from kdspec.analysis.csv_tables import write_tables
 from kdspec.analysis.figures import write_figures
+from kdspec.analysis.latex_tables import write_latex_tables
+from kdspec.analysis.records import GroupKey
 from kdspec.analysis.report_document import build_document
 from kdspec.analysis.report_html import render_html
 from kdspec.analysis.report_markdown import render_markdown
@@ -28,7 +30,7 @@ from kdspec.analysis.significance import COUNT_LABELS
 from kdspec.analysis.store_reader import RunRead, read_study_records
 from kdspec.analysis.study_analysis import StudyAnalysis, analyse_study
 from kdspec.errors import ReportError
-from kdspec.plan import Plan, Study
+from kdspec.plan import Plan, Study, stable_hash
 
 MSG_NOTHING_TO_REPORT = (
     "study '{study}': none of its {total} runs can be used ({missing} missing, "
@@ -57,22 +59,51 @@ def _metric_name(prefix: str, temperature: float) -> str:
     return f"{prefix}_T{temperature:g}"
 
 
+def _per_temperature(prefix: str, temperature: float, value: float, now: int) -> list[Metric]:
+    """``<prefix>_T<T>`` (step 0) and, for an integer T, ``<prefix>`` at step T, so the MLflow
+    UI can plot the value against T."""
+    out = [Metric(_metric_name(prefix, temperature), value, now, 0)]
+    if float(temperature).is_integer():
+        out.append(Metric(prefix, value, now, int(temperature)))
+    return out
+
+
 def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, list[Metric]]]:
-    """Parent-run metrics (#SC/#TC per T) and per-run metrics (dpd/eod) to log."""
+    """Parent-run metrics and per-run metrics (dpd/eod) to log.
+
+    Parent: #SC/#TC per T (``n_sc``, ``n_tc``); mean accuracy of the teacher and the NDS
+    (``acc_teacher``, ``acc_nds``) and of the DS per T (``acc_ds``); mean DPD/EOD of the
+    teacher, the NDS and the DS per T over the first sensitive attribute (``dpd_nds``,
+    ``dpd_ds``, ...). Shares, not per cent.
+    """
     now = int(time.time() * 1000)
     parent: list[Metric] = []
     for comparison in COUNT_LABELS:
         for temperature, count in analysis.significance.counts(comparison):
-            if count is None:
-                continue
-            prefix = METRIC_PREFIX[comparison]
-            parent.append(Metric(_metric_name(prefix, temperature), float(count), now, 0))
-            if float(temperature).is_integer():
-                parent.append(Metric(prefix, float(count), now, int(temperature)))
+            if count is not None:
+                parent += _per_temperature(METRIC_PREFIX[comparison], temperature,
+                                           float(count), now)
+    accuracy = analysis.accuracy
+    for name, group in (("acc_teacher", accuracy.teacher), ("acc_nds", accuracy.nds)):
+        if group.n:
+            parent.append(Metric(name, group.mean, now, 0))
+    for group in accuracy.distilled:
+        if group.n and group.key.temperature is not None:
+            parent += _per_temperature("acc_ds", group.key.temperature, group.mean, now)
     per_run: dict[str, list[Metric]] = {}
     fairness = analysis.fairness
     if fairness is not None:
         first = fairness.attributes[0]
+        for metric in fairness.metrics:
+            for role, key in (("teacher", GroupKey("teacher")), ("nds", GroupKey("student"))):
+                value = fairness.summary(first, key).mean(metric)
+                if not math.isnan(value):
+                    parent.append(Metric(f"{metric}_{role}", value, now, 0))
+            for group in accuracy.distilled:
+                value = fairness.summary(first, group.key).mean(metric)
+                if not math.isnan(value) and group.key.temperature is not None:
+                    parent += _per_temperature(f"{metric}_ds", group.key.temperature, value,
+                                               now)
         for row in fairness.runs:
             metrics = per_run.setdefault(row.mlflow_run_id, [])
             values = {"dpd": row.dpd, "eod": row.eod}
@@ -86,22 +117,36 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
     return parent, per_run
 
 
+def metrics_digest(parent: list[Metric], per_run: dict[str, list[Metric]]) -> str:
+    """A hash of every summary value (not its timestamp): the same report logs no new points."""
+    payload = {"parent": sorted((m.key, m.value, m.step) for m in parent),
+               "runs": {run: sorted((m.key, m.value, m.step) for m in metrics)
+                        for run, metrics in per_run.items()}}
+    return stable_hash(payload)
+
+
 def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
                parent_run_id: str) -> None:
-    """Log the report's files under ``report/`` of the parent run, and the summary metrics."""
+    """Log the report's files under ``report/`` of the parent run, and the summary metrics
+    unless the parent run's ``kdspec.report_digest`` says these very values are logged already
+    (metrics append to a history: reporting twice must not draw every point twice)."""
     for path in files:
         client.log_artifact(parent_run_id, str(path), artifact_path=schema.ARTIFACT_REPORT_DIR)
     parent, per_run = summary_metrics(analysis)
+    digest = metrics_digest(parent, per_run)
+    if client.get_run(parent_run_id).data.tags.get(schema.TAG_REPORT_DIGEST) == digest:
+        return
     for run_id, metrics in [(parent_run_id, parent), *per_run.items()]:
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[start:start + METRICS_PER_BATCH])
+    client.set_tag(parent_run_id, schema.TAG_REPORT_DIGEST, digest)
 
 
 def write_report_files(analysis: StudyAnalysis, out_dir: Path) -> tuple[Path, ...]:
     """Figures, CSV tables, report.md and report.html into ``out_dir`` (created)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = write_figures(analysis, out_dir)
-    tables = write_tables(analysis, out_dir)
+    tables = write_tables(analysis, out_dir) + write_latex_tables(analysis, out_dir)
     document = build_document(analysis, figures)
     markdown = out_dir / "report.md"
     markdown.write_text(render_markdown(document), encoding="utf-8")

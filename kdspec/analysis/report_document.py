@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdspec.analysis.claims import study_claims
 from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
 from kdspec.analysis.fairness_evidence import INTERVAL_LEVEL, SMALL_CELL, Interval
 from kdspec.analysis.figures import (
@@ -358,6 +359,25 @@ def per_class_fairness_table(analysis: StudyAnalysis, attribute: str) -> Table |
                  f"per run in fairness.csv.")
 
 
+def claims_section(analysis: StudyAnalysis) -> Section:
+    """Each of the poster's insights tested on this study, with its verdict."""
+    claims = study_claims(analysis)
+    rows = tuple((c.claim, c.test, c.result, _number(c.p_value, 3), c.verdict
+                  + (f" ({c.detail})" if c.detail else "")) for c in claims)
+    counts = {v: sum(c.verdict == v for c in claims)
+              for v in ("supported", "not supported", "inconclusive")}
+    finding = (f"Of the paper's {len(claims)} claims this study can be asked, "
+               f"{counts['supported']} are supported, {counts['not supported']} not supported "
+               f"and {counts['inconclusive']} inconclusive at alpha = "
+               f"{analysis.significance.alpha:g}.")
+    table = Table(("claim (poster)", "test", "result", "p", "verdict"), rows,
+                  "One-sided tests in the paper's direction; supported: p < alpha; not "
+                  "supported: the design can answer and the test does not reject; "
+                  "inconclusive: the design cannot answer. The tests are described in "
+                  "docs/report.md.")
+    return Section("The paper's claims, tested on this study", finding=finding, tables=(table,))
+
+
 def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> ReportDocument:
     """The full report of one study, top to bottom."""
     by_name = {f.name: f for f in figures}
@@ -368,6 +388,7 @@ def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> Report
             setup_section(analysis),
             data_section(analysis),
             accuracy_section(analysis),
+            claims_section(analysis),
             disagreement_section(analysis, by_name),
             significance_section(analysis, by_name),
             significant_classes_section(analysis),

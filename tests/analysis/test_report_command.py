@@ -66,7 +66,8 @@ def test_report_text_states_options_n_and_findings(
                    "sum over paired seeds", "'cat' is significant at 2 of 2 temperatures",
                    "## Fairness", "fig1_disagreement.png"):
         assert needed in text, needed
-    assert text.count("**Main finding.**") == 6  # every section but Setup
+    assert text.count("**Main finding.**") == 7  # every section but Setup
+    assert "## The paper's claims, tested on this study" in text
 
 
 def test_summary_metrics_and_report_are_logged_to_mlflow(
@@ -85,6 +86,28 @@ def test_summary_metrics_and_report_are_logged_to_mlflow(
     ds_run = client.get_run(fairness[0]["mlflow_run_id"])
     assert ds_run.data.metrics["dpd"] == pytest.approx(float(fairness[0]["dpd"]))
     assert ds_run.data.metrics["eod_group"] == pytest.approx(float(fairness[0]["eod"]))
+
+
+def test_the_study_curves_are_on_the_parent_run_and_a_second_report_adds_no_points(
+        complete_store: FilledStore, complete_report: tuple[Path, int, str, str],
+        tmp_path: Path) -> None:
+    out = complete_report[0]
+    client = MlflowClient(tracking_uri=complete_store.uri)
+    parent_id = complete_store.parent_run_id
+    metrics = client.get_run(parent_id).data.metrics
+    accuracy = {(r["role"], r["temperature"]): float(r["mean_accuracy"])
+                for r in _rows(out / "accuracy.csv")}
+    assert metrics["acc_nds"] == pytest.approx(accuracy[("NDS", "")])
+    assert metrics["acc_teacher"] == pytest.approx(accuracy[("teacher", "")])
+    assert metrics["acc_ds_T4"] == pytest.approx(accuracy[("DS", "4.0")])
+    history = client.get_metric_history(parent_id, "acc_ds")
+    assert sorted(m.step for m in history) == [2, 4]
+    assert {"dpd_nds", "eod_teacher", "dpd_ds_T2", "eod_ds"} <= set(metrics)
+    # The same report again: same values, so no second point per step.
+    assert main(["report", str(complete_store.plan_json), "--tracking-uri",
+                 complete_store.uri, "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert len(client.get_metric_history(parent_id, "acc_ds")) == 2
+    assert len(client.get_metric_history(parent_id, "n_sc")) == 2
 
 
 def test_partial_study_reports_what_it_can_and_names_what_is_missing(
