@@ -52,17 +52,37 @@ def test_cifar100_has_both_pairs_of_the_paper() -> None:
     assert pairs == {("resnet56", "resnet20"), ("densenet169", "densenet121")}
 
 
+PAPER_SPECS = ("cifar10", "svhn", "cifar100", "imagenet", "celeba", "trifeature")
+
+
+@pytest.mark.parametrize("name", PAPER_SPECS)
+def test_paper_specs_use_the_authors_loss_and_no_correction(name: str) -> None:
+    """alpha = 0.8 on the distillation term (the authors' slides) with T^2, and no
+    multiple-testing correction, as the paper; each header names the table or figure."""
+    text = (SPECS / f"{name}.kdspec").read_text()
+    assert "Table" in text or "Fig." in text
+    for study in load_plan(SPECS / f"{name}.kdspec").studies:
+        assert (study.loss.hard_weight, study.loss.soft_weight, study.loss.t_squared) == (
+            0.2, 0.8, True)
+        assert study.analysis.correction == "none" and study.analysis.alpha == 0.05
+        assert len(study.seeds) == 5
+
+
 def test_fairness_specs_use_the_papers_temperatures_and_attributes() -> None:
-    fairness_temperatures = (*(float(t) for t in range(1, 11)), 20.0, 30.0, 40.0)
     celeba = load_plan(SPECS / "celeba.kdspec").studies[0]
     assert celeba.dataset.target == "Smiling" and celeba.dataset.balance == "undersample"
     assert celeba.fairness is not None and celeba.fairness.sensitive == ("Young",)
-    assert celeba.temperatures == fairness_temperatures
+    assert celeba.temperatures == (*(float(t) for t in range(1, 11)), 20.0, 30.0, 40.0)
     trifeature = load_plan(SPECS / "trifeature.kdspec").studies[0]
     assert (trifeature.teacher.arch, trifeature.student.arch) == ("resnet20", "lenet5")
     assert trifeature.dataset.target == "shape"
     assert trifeature.fairness is not None and trifeature.fairness.sensitive == ("color",)
-    assert trifeature.temperatures == fairness_temperatures
+    # Table 2: T = 1..10; Algorithm 1: the mean over one-vs-rest classes; a balanced test set
+    # large enough that each (shape, colour) cell holds 100 positives.
+    assert trifeature.temperatures == tuple(float(t) for t in range(1, 11))
+    assert trifeature.fairness.multiclass_aggregate == "mean"
+    assert trifeature.dataset.generated_combinations == "balanced"
+    assert trifeature.dataset.generated_test_size == 10_000
 
 
 def test_quickstart_is_small_and_offline() -> None:
