@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,6 +44,27 @@ TrifeatureCombinations = Literal["balanced", "independent"]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
+# Bounds of what can run at all: beyond them a run is NaN, never ends or cannot fit in memory.
+#: Softmax(z / T) in float32: below 0.01 the scaled logits overflow, above 1000 the soft
+#: targets are uniform to float32 precision.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 1000.0
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_IMAGE_SIZE = 1024
+#: Images a generated dataset may have per split, and the bytes they may take (uint8).
+MAX_GENERATED_IMAGES = 10_000_000
+MAX_GENERATED_BYTES = 32 * 2**30
+#: Study names become MLflow run names and report folders: a safe path component, at most
+#: 100 characters (a variant adds ``-v<k>``).
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+MAX_NAME_LENGTH = 100
+MAX_EXPERIMENT_LENGTH = 200
+SafeName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
+GeneratedSize = Annotated[int, Field(gt=0, le=MAX_GENERATED_IMAGES)]
+
 
 class Frozen(BaseModel):
     """Base of every plan model: immutable, and unknown fields are an error."""
@@ -58,7 +80,7 @@ class DatasetSpec(Frozen):
     download: bool = False
     train_subset: PositiveInt | None = None  # first-n after a seeded shuffle; None = all
     test_subset: PositiveInt | None = None
-    image_size: PositiveInt
+    image_size: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIZE)]
     channels: PositiveInt
     num_classes: PositiveInt
     class_names: tuple[str, ...]
@@ -67,8 +89,8 @@ class DatasetSpec(Frozen):
     sensitive: tuple[str, ...] = ()  # attributes kept with the test predictions for fairness
     balance: Literal["none", "undersample"] = "none"  # undersample the larger target class
     # Trifeature only: how many images to generate for each split.
-    generated_train_size: PositiveInt | None = None
-    generated_test_size: PositiveInt | None = None
+    generated_train_size: GeneratedSize | None = None
+    generated_test_size: GeneratedSize | None = None
     generated_combinations: TrifeatureCombinations | None = None
 
     @model_validator(mode="after")
@@ -93,8 +115,8 @@ class Schedule(Frozen):
 class Recipe(Frozen):
     """How one model is trained."""
 
-    epochs: PositiveInt
-    batch_size: PositiveInt
+    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
+    batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: Annotated[float, Field(gt=0.0)]
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
@@ -121,6 +143,12 @@ class KDLoss(Frozen):
     soft_weight: Probability
     t_squared: bool = True
     convention: str  # e.g. "alpha = 0.9 weights the soft (KD) term; hard = 1 - alpha"
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> KDLoss:
+        if self.hard_weight == 0.0 and self.soft_weight == 0.0:
+            raise ValueError(MSG_ZERO_LOSS)
+        return self
 
 
 class FairnessSpec(Frozen):
@@ -160,7 +188,7 @@ class RuntimeSpec(Frozen):
 class TrackingSpec(Frozen):
     """Where results go."""
 
-    experiment: str
+    experiment: Annotated[str, Field(min_length=1, max_length=MAX_EXPERIMENT_LENGTH)]
     tracking_uri: str | None = None  # None: --tracking-uri, $MLFLOW_TRACKING_URI or local sqlite
 
 
@@ -170,8 +198,8 @@ class Run(Frozen):
     id: str
     role: Role
     arch: str
-    seed: int
-    temperature: float | None = None
+    seed: Seed
+    temperature: Temperature | None = None
     depends_on: tuple[str, ...] = ()
     recipe: Recipe
     loss: KDLoss | None = None  # only for role == "distilled"
@@ -196,12 +224,12 @@ class Run(Frozen):
 class Study(Frozen):
     """One study's settings and the ids of the runs it needs (the runs live in ``Plan.runs``)."""
 
-    name: str
+    name: SafeName
     dataset: DatasetSpec
     teacher: ModelSpec
     student: ModelSpec
-    temperatures: tuple[Annotated[float, Field(gt=0.0)], ...]
-    seeds: tuple[int, ...]
+    temperatures: tuple[Temperature, ...]
+    seeds: tuple[Seed, ...]
     loss: KDLoss
     fairness: FairnessSpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
@@ -228,6 +256,8 @@ class Plan(Frozen):
 
     format_version: Literal[1] = PLAN_FORMAT_VERSION
     source: str | None = None  # path of the .kdspec it was compiled from, for messages only
+    #: The text of that .kdspec file (logged with the runs); a plan never points at a file.
+    spec_text: str | None = None
     studies: tuple[Study, ...]
     runs: tuple[Run, ...]
 
@@ -248,14 +278,49 @@ class Plan(Frozen):
             missing = [r for r in study.run_ids if r not in seen]
             if missing:
                 raise ValueError(f"study {study.name} names runs not in the plan: {missing}")
+        self._check_runs_match_their_studies()
         return self
+
+    def _check_runs_match_their_studies(self) -> None:
+        """Every run is exactly what its studies' settings expand to, so its id is the hash of
+        its content: a plan edited by hand (a teacher's epochs changed, an id kept) is refused
+        instead of being trained, or reused, as the run its id names."""
+        by_id = {r.id: r for r in self.runs}
+        claimed: set[str] = set()
+        for study in self.studies:
+            expected = expand_runs(dataset=study.dataset, teacher=study.teacher,
+                                   student=study.student, temperatures=study.temperatures,
+                                   seeds=study.seeds, loss=study.loss,
+                                   precision=study.runtime.precision)
+            if tuple(r.id for r in expected) != study.run_ids:
+                raise ValueError(MSG_IDS_DO_NOT_MATCH.format(study=study.name))
+            for run in expected:
+                if by_id[run.id] != run:
+                    raise ValueError(MSG_RUN_DOES_NOT_MATCH.format(run=run.id, study=study.name))
+            claimed.update(study.run_ids)
+        orphans = [r.id for r in self.runs if r.id not in claimed]
+        if orphans:
+            raise ValueError(f"runs {orphans} belong to no study")
+
+    @cached_property
+    def _runs_by_id(self) -> dict[str, Run]:
+        return {r.id: r for r in self.runs}
+
+    @cached_property
+    def _first_study_of(self) -> dict[str, Study]:
+        first: dict[str, Study] = {}
+        for study in self.studies:
+            for rid in study.run_ids:
+                first.setdefault(rid, study)
+        return first
+
+    @cached_property
+    def _run_id_sets(self) -> dict[str, frozenset[str]]:
+        return {s.name: frozenset(s.run_ids) for s in self.studies}
 
     def run(self, run_id: str) -> Run:
         """The run with this id; KeyError if the plan has none."""
-        for r in self.runs:
-            if r.id == run_id:
-                return r
-        raise KeyError(run_id)
+        return self._runs_by_id[run_id]
 
     def study(self, name: str) -> Study:
         """The study with this name; KeyError if the plan has none."""
@@ -263,6 +328,10 @@ class Plan(Frozen):
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def study_runs(self, study: Study) -> frozenset[str]:
+        """The ids of one study's runs, as a set."""
+        return self._run_id_sets[study.name]
 
     def families(self) -> dict[str, tuple[Study, ...]]:
         """The variants of each study block with ``vary``, by block name, in plan order."""
@@ -274,16 +343,13 @@ class Plan(Frozen):
 
     def study_of(self, run_id: str) -> Study:
         """The first study that needs this run (its dataset and runtime settings train it)."""
-        for s in self.studies:
-            if run_id in s.run_ids:
-                return s
-        raise KeyError(run_id)
+        return self._first_study_of[run_id]
 
     def runs_of(
         self, study: Study, role: Role, temperature: float | None = None
     ) -> tuple[Run, ...]:
         """One study's runs of one role (and for distilled runs one temperature), in seed order."""
-        wanted = set(study.run_ids)
+        wanted = self.study_runs(study)
         return tuple(
             r
             for r in self.runs
@@ -299,6 +365,13 @@ class Plan(Frozen):
     @classmethod
     def from_json(cls, text: str) -> Plan:
         return cls.model_validate_json(text)
+
+
+MSG_ZERO_LOSS = "both loss weights are 0: nothing would train the distilled students"
+MSG_IDS_DO_NOT_MATCH = ("study {study}: its run ids are not those its settings expand to (a plan "
+                        "edited by hand?); compile the spec again with `kdspec plan --json`")
+MSG_RUN_DOES_NOT_MATCH = ("run {run} of study {study} is not what its id stands for (edited by "
+                          "hand?); compile the spec again with `kdspec plan --json`")
 
 
 def stable_hash(payload: Any, length: int = 16) -> str:

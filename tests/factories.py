@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdspec.catalog import DATASETS
+from kdspec.catalog import DATASETS, TRIFEATURE_SHAPES
 from kdspec.plan import (
     AnalysisSpec,
     DatasetSpec,
@@ -31,6 +31,16 @@ def dataset_spec(name: str = "digits", **overrides: object) -> DatasetSpec:
     )
     fields.update(overrides)
     return DatasetSpec.model_validate(fields)
+
+
+def fairness_dataset(**overrides: object) -> DatasetSpec:
+    """Trifeature at 32 px with shape as the label and colour kept as the sensitive attribute:
+    a dataset the catalogue gives attributes, for fairness tests with synthetic predictions."""
+    fields: dict[str, object] = dict(image_size=32, target="shape", num_classes=10,
+                                     class_names=TRIFEATURE_SHAPES, sensitive=("color",),
+                                     generated_train_size=1000, generated_test_size=1000)
+    fields.update(overrides)
+    return dataset_spec("trifeature", **fields)
 
 
 def tiny_recipe(epochs: int = 1, batch_size: int = 64, lr: float = 0.05) -> Recipe:

@@ -65,9 +65,7 @@ def study_table(plan: Plan, study: Study) -> str:
               f"teacher {study.teacher.arch} -> student {study.student.arch}, "
               f"{len(study.seeds)} seeds, T = {', '.join(f'{t:g}' for t in study.temperatures)}")
     rows = [("role", "arch", "seed", "T", "id", "depends_on", "epochs x samples", "forward")]
-    for run in plan.runs:
-        if run.id not in study.run_ids:
-            continue
+    for run in (plan.run(rid) for rid in study.run_ids):
         work = run_work(study, run)
         rows.append((
             run.role, run.arch, str(run.seed),

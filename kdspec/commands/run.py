@@ -42,17 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_spec(path: Path) -> tuple[Plan, str | None]:
-    """The plan of a ``.kdspec`` or plan ``.json`` file, and the spec text to log with it."""
-    if not path.is_file():
-        raise KdspecError(f"no such spec file: {path}")
-    if path.suffix == ".json":
-        plan = Plan.from_json(path.read_text())
-        source = Path(plan.source) if plan.source else None
-        text = source.read_text() if source is not None and source.is_file() else None
-        return plan, text
+    """The plan of a ``.kdspec`` or plan ``.json`` file, and the spec text to log with it (the
+    plan carries it: a plan JSON never makes kdspec read another file)."""
     from kdspec.dsl import load_plan
 
-    return load_plan(path), path.read_text()
+    plan = load_plan(path)
+    return plan, plan.spec_text
 
 
 def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOptions:

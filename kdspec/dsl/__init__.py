@@ -11,10 +11,16 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kdspec.dsl.compiler import compile_source
+from kdspec.dsl.source_files import PLAN_SUFFIX, SourceFileError, read_spec_or_plan
+from kdspec.dsl.validation import explain_validation_error
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
+from kdspec.plan_checks import plan_problems
 
-__all__ = ["compile_text", "load_plan"]
+__all__ = ["compile_text", "load_plan", "plan_from_json"]
+
+#: At most this many problems of a plan JSON are listed.
+LISTED_PROBLEMS = 10
 
 
 def compile_text(text: str, path: str = "<string>") -> Plan:
@@ -22,21 +28,47 @@ def compile_text(text: str, path: str = "<string>") -> Plan:
     return compile_source(text, path)
 
 
+def plan_from_json(text: str, shown: str) -> Plan:
+    """A plan JSON validated as strictly as a compiled spec: its types and bounds (Pydantic),
+    its run ids against their content, and the catalogue's facts; KdspecError names each
+    problem by its place in the JSON, in the compiler's words."""
+    try:
+        plan = Plan.model_validate_json(text)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            loc = [str(p) for p in error.get("loc", ())]
+            where = ".".join(loc) or "top level"
+            if error.get("type") == "value_error":
+                reason = str(error.get("msg", "")).removeprefix("Value error, ")
+            elif error.get("type") == "json_invalid":
+                reason = f"not valid JSON ({error.get('msg')})"
+            else:
+                reason = explain_validation_error(error, loc[-1] if loc else "plan")
+            problems.append(f"{where}: {reason}")
+        raise KdspecError(_problem_list(shown, problems)) from None
+    problems = plan_problems(plan)
+    if problems:
+        raise KdspecError(_problem_list(shown, problems))
+    return plan
+
+
+def _problem_list(shown: str, problems: list[str]) -> str:
+    head = f"{shown} is not a valid kdspec plan ({len(problems)} problem(s))"
+    more = (f"\n  ... and {len(problems) - LISTED_PROBLEMS} more"
+            if len(problems) > LISTED_PROBLEMS else "")
+    return head + "".join(f"\n  {p}" for p in problems[:LISTED_PROBLEMS]) + more
+
+
 def load_plan(path: str | Path) -> Plan:
     """The plan of a ``.kdspec`` file, or of a plan JSON (``*.json``, as written by
     ``kdspec plan --json``) so that the runtime can run from the JSON alone."""
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = getattr(err, "strerror", None) or "not UTF-8 text"
-        raise KdspecError(f"cannot read {shown}: {reason}") from None
-    if shown.endswith(".json"):
-        try:
-            return Plan.from_json(text)
-        except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "top level"
-            raise KdspecError(f"{shown} is not a kdspec plan JSON ({err.error_count()} "
-                              f"problem(s), first at {where})") from None
+        text = read_spec_or_plan(path)
+    except SourceFileError as err:
+        raise KdspecError(f"cannot read {shown}: {err.reason} (give a .kdspec spec, or a plan "
+                          ".json from `kdspec plan --json`)") from None
+    if shown.endswith(PLAN_SUFFIX):
+        return plan_from_json(text, shown)
     return compile_text(text, shown)

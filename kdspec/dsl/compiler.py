@@ -5,18 +5,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition
+from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition, InvalidValue
 from kdspec.dsl.program import Program, load_program
 from kdspec.dsl.recipes import RecipeBook
 from kdspec.dsl.study import compile_study
 from kdspec.dsl.validation import build_model
 from kdspec.dsl.variants import Variant, expand_variants
 from kdspec.errors import Span
-from kdspec.plan import Plan, Run, Study
+from kdspec.plan import MAX_NAME_LENGTH, Plan, Run, Study
+
+#: Room is left for a variant's ``-v<k>`` (at most 256 variants: ``-v256``).
+MAX_STUDY_NAME = MAX_NAME_LENGTH - 10
 
 
 def compile_source(text: str, path: str) -> Plan:
     """Compile the spec ``text`` read from ``path``; raises SpecError with every problem."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     diags = Diagnostics()
     program = load_program(text, path, diags)
     plan = compile_program(program, diags)
@@ -42,6 +46,11 @@ def compile_program(program: Program, diags: Diagnostics) -> Plan | None:
                                           help=f"first defined on line {taken[name].line}"))
             continue
         taken[name] = section.label.span
+        if len(name) > MAX_STUDY_NAME:
+            diags.add(InvalidValue(section.label.span, f"study name is {len(name)} characters; "
+                                   f"at most {MAX_STUDY_NAME}",
+                                   help="it names MLflow runs and report folders"))
+            continue
         for variant in expand_variants(section, diags) or []:
             compiled = _compile_variant(variant, name, recipes, diags)
             if compiled is None:
@@ -53,9 +62,10 @@ def compile_program(program: Program, diags: Diagnostics) -> Plan | None:
     if diags.items:
         return None
     where = next(iter(taken.values()), Span(1, 1, 1, 1, program.main_path))
-    return build_model(Plan, {"source": program.main_path, "studies": tuple(studies),
-                              "runs": tuple(runs.values())}, {}, where=where, what="plan",
-                       diags=diags)
+    return build_model(Plan, {"source": program.main_path,
+                              "spec_text": program.sources.get(program.main_path),
+                              "studies": tuple(studies), "runs": tuple(runs.values())}, {},
+                       where=where, what="plan", diags=diags)
 
 
 def _compile_variant(variant: Variant, block: str, recipes: RecipeBook,

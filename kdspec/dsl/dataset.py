@@ -31,6 +31,9 @@ from kdspec.dsl.syntax import Section
 from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
 from kdspec.plan import (
+    MAX_GENERATED_BYTES,
+    MAX_GENERATED_IMAGES,
+    MAX_IMAGE_SIZE,
     AugmentPreset,
     DatasetSpec,
     FairnessMetric,
@@ -117,6 +120,10 @@ def _read_image_size(reader: SectionReader, draft: DatasetDraft, diags: Diagnost
     size = reader.positive_integer("image_size")
     if size is None:
         return
+    if size > MAX_IMAGE_SIZE:
+        diags.add(InvalidValue(reader.span("image_size"), f"image_size must be at most "
+                               f"{MAX_IMAGE_SIZE}, found {size}"))
+        return
     if not draft.facts.resizable:
         diags.add(InconsistentStudy(reader.span("image_size"),
                                     f"{draft.facts.name} images are always "
@@ -134,6 +141,10 @@ def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
                                    ("generated_train_size", "generated_test_size"),
                                    defaults or (None, None), strict=True):
         size = reader.positive_integer(key)
+        if size is not None and size > MAX_GENERATED_IMAGES:
+            diags.add(InvalidValue(reader.span(key), f"{key} must be at most "
+                                   f"{MAX_GENERATED_IMAGES:,} images, found {size:,}"))
+            size = None
         if size is not None and defaults is None:
             diags.add(InconsistentStudy(reader.span(key), f"{draft.facts.name} is not generated",
                                         help=f"{key} applies only to trifeature"))
@@ -159,6 +170,19 @@ def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
                 f"pair of feature values equally often), found {test}",
                 help=f"use {max(1, round(test / multiple)) * multiple}, or "
                      "`combinations = independent`"))
+    size = draft.fields["image_size"]
+    for key, field in (("generated_train", "generated_train_size"),
+                       ("generated_test", "generated_test_size")):
+        count = draft.fields.get(field)
+        if count is None:
+            continue
+        nbytes = count * draft.facts.channels * size * size
+        if nbytes > MAX_GENERATED_BYTES:
+            diags.add(InconsistentStudy(
+                draft.spans.get(field, draft.where),
+                f"{key} = {count:,} images of {draft.facts.channels}x{size}x{size} take "
+                f"{nbytes / 2**30:,.0f} GiB; at most {MAX_GENERATED_BYTES / 2**30:.0f} GiB",
+                help="generate fewer or smaller images"))
     train = draft.fields.get("generated_train_size")
     subset = draft.fields.get("train_subset")
     if train is not None and subset is not None and subset > train:

@@ -13,6 +13,7 @@ Rendered form (one block per problem, sorted by file and position)::
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -65,10 +66,12 @@ class Diagnostics:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self._seen: set[Diagnostic] = set()
 
     def add(self, diagnostic: Diagnostic) -> None:
         """Record a problem; the same problem reached twice (a recipe two roles share) once."""
-        if diagnostic not in self.items:
+        if diagnostic not in self._seen:
+            self._seen.add(diagnostic)
             self.items.append(diagnostic)
 
     def __len__(self) -> int:
@@ -111,11 +114,28 @@ def edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _source_line(sources: dict[str, str], span: Span) -> str | None:
-    text = sources.get(span.path)
-    if text is None:
+def source_lines(text: str) -> list[str]:
+    r"""The lines of a source as the parser counts them: split at ``\n`` only (``str.
+    splitlines`` would also split at form feeds, U+0085 and U+2028, and show the wrong line)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def visible(text: str) -> str:
+    r"""``text`` safe to print on a terminal: control and format characters (escape sequences,
+    bidirectional overrides, line separators) written as ``\xNN`` / ``\uNNNN``; tabs kept."""
+    out = []
+    for ch in text:
+        if ch == "\t" or not (unicodedata.category(ch)[0] in "CZ" and ch != " "):
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return "".join(out)
+
+
+def _source_line(lines: list[str] | None, span: Span) -> str | None:
+    if lines is None:
         return None
-    lines = text.splitlines()
     if 1 <= span.line <= len(lines):
         return lines[span.line - 1]
     if span.line == len(lines) + 1:
@@ -123,11 +143,17 @@ def _source_line(sources: dict[str, str], span: Span) -> str | None:
     return None
 
 
-def render_diagnostic(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
-    """One diagnostic as ``path:line:col: error: message``, the source line and a caret line."""
+def render_diagnostic(diagnostic: Diagnostic, sources: dict[str, str],
+                      lines: dict[str, list[str]] | None = None) -> str:
+    """One diagnostic as ``path:line:col: error: message``, the source line and a caret line.
+    ``lines``: the sources already split by :func:`source_lines` (filled in when missing)."""
+    lines = {} if lines is None else lines
     span = diagnostic.span
-    out = [f"{span.path}:{span.line}:{span.column}: {diagnostic.severity}: {diagnostic.message}"]
-    line_text = _source_line(sources, span)
+    if span.path not in lines and span.path in sources:
+        lines[span.path] = source_lines(sources[span.path])
+    out = [f"{visible(span.path)}:{span.line}:{span.column}: {diagnostic.severity}: "
+           f"{visible(diagnostic.message)}"]
+    line_text = _source_line(lines.get(span.path), span)
     width = len(str(span.line))
     pad = " " * width
     if line_text is not None:
@@ -136,20 +162,23 @@ def render_diagnostic(diagnostic: Diagnostic, sources: dict[str, str]) -> str:
             length = max(span.end_column - span.column, 1)
         else:
             length = max(len(line_text) - start, 1)
-        # Keep tabs in the gutter so the caret lines up under tab-indented text.
-        indent = "".join("\t" if ch == "\t" else " " for ch in line_text[:start])
+        # Keep tabs in the gutter so the caret lines up under tab-indented text; escaped
+        # characters before the caret widen the prefix as they are shown.
+        prefix = visible(line_text[:start])
+        indent = "".join("\t" if ch == "\t" else " " for ch in prefix)
         indent += " " * (start - len(line_text[:start]))
         out.append(f"{pad} |")
-        out.append(f"{span.line} | {line_text}".rstrip())
+        out.append(f"{span.line} | {visible(line_text)}".rstrip())
         out.append(f"{pad} | {indent}{'^' * length}")
     if diagnostic.help:
-        out.append(f"{pad} = help: {diagnostic.help}")
+        out.append(f"{pad} = help: {visible(diagnostic.help)}")
     return "\n".join(out) + "\n"
 
 
 def render_spec_error(err: SpecError) -> str:
     """Every diagnostic of ``err``, sorted, separated by blank lines, then a count."""
-    blocks = [render_diagnostic(d, err.sources) for d in err.diagnostics]
+    lines: dict[str, list[str]] = {}
+    blocks = [render_diagnostic(d, err.sources, lines) for d in err.diagnostics]
     n = len(err.diagnostics)
     summary = f"{n} error{'s' if n != 1 else ''} found\n"
     return "\n".join([*blocks, summary])

@@ -16,7 +16,7 @@ import lark
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from kdspec.dsl.diagnostics import Diagnostics, InvalidValue, SyntaxProblem
+from kdspec.dsl.diagnostics import Diagnostics, InvalidValue, SyntaxProblem, source_lines
 from kdspec.dsl.syntax import (
     Assignment,
     Directive,
@@ -174,7 +174,7 @@ def _token_span(token: Token, path: str) -> Span:
 
 def _end_of_file(text: str, path: str) -> Span:
     """Just after the last character of the last non-blank line (lark's EOF position is -1)."""
-    lines = text.rstrip().splitlines() or [""]
+    lines = source_lines(text.rstrip())
     col = len(lines[-1]) + 1
     return Span(len(lines), col, len(lines), col, path)
 

@@ -3,7 +3,8 @@
 Top level of a file: ``include "path"``, ``recipe NAME { ... }`` and ``study NAME { ... }``.
 An include path is relative to the including file; included files may hold recipes and further
 includes, never studies. Including a file twice (a diamond) reads it once; a cycle is an error.
-A spec reads only the files it names: nothing else on disk is consulted.
+A spec reads only the files it names, and only ``.kdspec`` regular files of at most a megabyte
+(:mod:`kdspec.dsl.source_files`); includes nest at most ``MAX_INCLUDE_DEPTH`` deep.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from kdspec.dsl.diagnostics import (
     did_you_mean,
 )
 from kdspec.dsl.parser import parse
+from kdspec.dsl.source_files import SourceFileError, read_spec_file
 from kdspec.dsl.syntax import Assignment, Directive, Section, SpecFile
 from kdspec.errors import SpecError
 
 TOP_LEVEL = ("include", "recipe", "study")
+#: Includes nest at most this deep (a chain deeper than this is a mistake, or an attack).
+MAX_INCLUDE_DEPTH = 32
 TOP_LEVEL_HELP = 'a file holds `include "file"`, `recipe NAME { ... }` and `study NAME { ... }`'
 
 
@@ -54,7 +58,10 @@ def _identity(path: str) -> str:
     """What makes two include paths the same file (resolved absolute path, or the label)."""
     if path.startswith("<"):
         return path
-    return str(Path(path).resolve())
+    try:
+        return str(Path(path).resolve())
+    except (OSError, ValueError):  # a NUL byte, a loop of symlinks: reading it reports why
+        return path
 
 
 def _collect(program: Program, spec: SpecFile, identity: str, stack: list[str],
@@ -116,13 +123,16 @@ def _include(program: Program, spec: SpecFile, directive: Directive, stack: list
         return
     if any(_identity(p) == identity for p in program.sources):
         return  # already read through another include
+    if len(stack) > MAX_INCLUDE_DEPTH:
+        diags.add(IncludeProblem(span, f"includes are nested more than {MAX_INCLUDE_DEPTH} "
+                                 "deep", help="include the recipe libraries from one file"))
+        return
     try:
-        text = Path(shown).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        reason = "not found" if isinstance(err, FileNotFoundError) else "cannot be read"
-        diags.add(IncludeProblem(span, f"included file '{target}' {reason}",
-                                 help=f"looked for {shown} (paths are relative to the "
-                                      "including file)"))
+        text = read_spec_file(shown)
+    except SourceFileError as err:
+        diags.add(IncludeProblem(span, f"included file '{target}' {err.reason}",
+                                 help=f"looked for {shown}; an include names a .kdspec file, "
+                                      "relative to the including file or absolute"))
         return
     program.sources[shown] = text
     try:

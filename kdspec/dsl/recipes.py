@@ -41,6 +41,8 @@ RECIPE_KEYS: dict[str, Key] = {
 }
 #: Stands for a recipe key that was written but is invalid (already reported).
 INVALID = object()
+#: A recipe may build on a chain of at most this many bases.
+MAX_RECIPE_DEPTH = 64
 
 SCHEDULE_KEYS: dict[str, Key] = {"milestones": Key(), "gamma": Key(), "warmup_epochs": Key()}
 
@@ -139,24 +141,65 @@ class RecipeBook:
             self.resolve(name, [])
 
     def resolve(self, name: str, chain: list[str]) -> dict[str, tuple[Any, Span]] | None:
-        """The fields of recipe ``name`` with its bases applied; None if a base is broken."""
-        if name in self.merged:
-            return self.merged[name]
-        layer = self.layers[name]
-        merged = self.apply(layer, [*chain, name])
-        self.merged[name] = merged
-        return merged
+        """The fields of recipe ``name`` with its bases applied; None if a base is broken.
+
+        The chain of bases is walked in a loop, not by recursion, so a long chain or a long
+        cycle is a diagnostic and never a RecursionError; each recipe is resolved once."""
+        walk: list[str] = []
+        current = name
+        inherited: dict[str, tuple[Any, Span]] | None
+        while True:
+            if current in self.merged:  # resolved before (None if broken)
+                inherited = self.merged[current]
+                break
+            if current in walk or current in chain:
+                ring = walk[walk.index(current):] if current in walk else [*chain, *walk]
+                self._fail(walk, InconsistentStudy(
+                    self._base_span(walk[-1]), f"recipe cycle: {' -> '.join([*ring, current])}",
+                    help="a recipe cannot be based on itself"))
+                return None
+            if len(walk) >= MAX_RECIPE_DEPTH:
+                self._fail(walk, InconsistentStudy(
+                    self._base_span(walk[-1]), f"recipe '{name}' builds on a chain of more "
+                    f"than {MAX_RECIPE_DEPTH} recipes", help="flatten the chain of bases"))
+                return None
+            walk.append(current)
+            base = self.layers[current].base
+            if base is None:
+                inherited = {}
+                break
+            if base.value not in self.layers:
+                self._fail(walk, UnknownName(base.span, f"unknown recipe '{base.value}'",
+                                             help=did_you_mean(base.value, self.layers,
+                                                               "recipes")))
+                return None
+            current = base.value
+        if inherited is None:
+            self._fail(walk, None)
+            return None
+        merged = dict(inherited)
+        for recipe in reversed(walk):
+            merged = {**merged, **self.layers[recipe].fields}
+            self.merged[recipe] = merged
+        return self.merged[name]
+
+    def _base_span(self, recipe: str) -> Span:
+        base = self.layers[recipe].base
+        assert base is not None
+        return base.span
+
+    def _fail(self, walk: list[str], diagnostic: InconsistentStudy | UnknownName | None) -> None:
+        """Report ``diagnostic`` and mark every recipe of the walk as broken."""
+        if diagnostic is not None:
+            self.diags.add(diagnostic)
+        for recipe in walk:
+            self.merged.setdefault(recipe, None)
 
     def apply(self, layer: Layer, chain: list[str]) -> dict[str, tuple[Any, Span]] | None:
         """``layer`` over its base (if any)."""
         if layer.base is None:
             return dict(layer.fields)
         base = layer.base.value
-        if base in chain:
-            cycle = " -> ".join([*chain[chain.index(base):], base])
-            self.diags.add(InconsistentStudy(layer.base.span, f"recipe cycle: {cycle}",
-                                             help="a recipe cannot be based on itself"))
-            return None
         if base not in self.layers:
             self.diags.add(UnknownName(layer.base.span, f"unknown recipe '{base}'",
                                        help=did_you_mean(base, self.layers, "recipes")))

@@ -27,6 +27,10 @@ from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
 from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
 from kdspec.plan import (
+    MAX_EXPERIMENT_LENGTH,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    MSG_ZERO_LOSS,
     AnalysisSpec,
     Comparison,
     Correction,
@@ -166,9 +170,11 @@ def _distill(section: Section | None,
     reader = SectionReader("distill", section.entries, DISTILL_KEYS, diags, DISTILL_HINTS)
     temperatures: list[float] = []
     for t, span in reader.numbers("temperatures") or []:
-        if t <= 0:
-            diags.add(InvalidValue(span, f"temperature must be > 0, found {t:g}",
-                                   help="T divides the logits: softmax(z / T)"))
+        if not MIN_TEMPERATURE <= t <= MAX_TEMPERATURE:
+            diags.add(InvalidValue(span, f"temperature must be between {MIN_TEMPERATURE:g} and "
+                                   f"{MAX_TEMPERATURE:g}, found {t:g}",
+                                   help="T divides the logits: softmax(z / T); outside these "
+                                        "bounds float32 overflows or the targets are uniform"))
         elif t in temperatures:
             diags.add(DuplicateDefinition(span, f"temperature {t:g} is listed twice"))
         else:
@@ -216,6 +222,10 @@ def _loss(reader: SectionReader, section: Section, t_squared: bool,
             diags.add(MissingField(value.span, f"loss gives no weight to the {word} term",
                                    help=f"write both terms, e.g. {LOSS_FORM} (0 is a weight)"))
     if len(weights) < 2 or any(not 0.0 <= w <= 1.0 for w in weights.values()):
+        return None
+    if weights["hard"] == 0.0 and weights["soft"] == 0.0:
+        diags.add(InvalidValue(value.span, MSG_ZERO_LOSS,
+                               help="give at least one term a weight above 0"))
         return None
     kl = "T^2 * KL" if t_squared else "KL"
     convention = (f"loss = {weights['hard']:g} * hard + {weights['soft']:g} * soft: hard weights "
@@ -298,5 +308,10 @@ def _tracking(section: Section | None, study: str, diags: Diagnostics) -> Tracki
     experiment = reader.string("experiment")
     if experiment is not None and not experiment.strip():
         diags.add(InvalidValue(reader.span("experiment"), "experiment name is empty"))
+        return None
+    if experiment is not None and (len(experiment) > MAX_EXPERIMENT_LENGTH
+                                   or any(not ch.isprintable() for ch in experiment)):
+        diags.add(InvalidValue(reader.span("experiment"), "experiment name must be at most "
+                               f"{MAX_EXPERIMENT_LENGTH} printable characters"))
         return None
     return TrackingSpec(experiment=experiment or study, tracking_uri=reader.string("uri"))

@@ -36,6 +36,11 @@ def explain_validation_error(error: Mapping[str, Any], field: str) -> str:
         return f"'{field}' must be {symbol} {_number(ctx.get(name))}, found {found}"
     if kind == "literal_error":
         return f"'{field}' must be {ctx.get('expected')}, found {found}"
+    if kind == "string_too_long":
+        return (f"'{field}' must be at most {ctx.get('max_length')} characters, found "
+                f"{len(str(error.get('input', '')))}")
+    if kind == "string_pattern_mismatch":
+        return f"'{field}' must be letters, digits, '_' and '-' (starting with a letter or '_')"
     if kind == "missing":
         return f"'{field}' is required"
     if kind.endswith("_type") or kind.endswith("_parsing"):

@@ -22,7 +22,7 @@ from tests.analysis.mlflow_store import (
     write_predictions,
 )
 from tests.analysis.synthetic import PlantedEffects, Predictions, synthetic_predictions
-from tests.factories import dataset_spec, tiny_plan
+from tests.factories import fairness_dataset, tiny_plan
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -41,15 +41,17 @@ class FilledStore:
 
 
 def small_study_plan(name: str = "e2e") -> Plan:
-    """CIFAR-10-shaped study: 3 seeds, T in {2, 4}, fairness over a binary 'group'."""
-    return tiny_plan(name=name, dataset=dataset_spec("cifar10", sensitive=("group",)),
+    """A 10-class study (Trifeature shapes at 32 px): 3 seeds, T in {2, 4}, fairness over
+    'color' (the synthetic predictions make it a binary group)."""
+    return tiny_plan(name=name, dataset=fairness_dataset(),
                      teacher_arch="resnet56", student_arch="resnet20", seeds=(0, 1, 2),
-                     temperatures=(2.0, 4.0), fairness=FairnessSpec(sensitive=("group",)))
+                     temperatures=(2.0, 4.0),
+                     fairness=FairnessSpec(sensitive=("color",), multiclass_aggregate="max"))
 
 
 @pytest.fixture(scope="session")
 def complete_store(tmp_path_factory: pytest.TempPathFactory) -> FilledStore:
-    """Every run of the study FINISHED, with a planted hurt class (3, 'cat')."""
+    """Every run of the study FINISHED, with a planted hurt class (3, 'circle')."""
     root = tmp_path_factory.mktemp("complete-store")
     plan = small_study_plan()
     study = plan.studies[0]

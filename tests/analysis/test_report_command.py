@@ -53,7 +53,7 @@ def test_significance_csv_has_one_row_per_temperature_comparison_and_class(
         complete_report: tuple[Path, int, str, str]) -> None:
     rows = _rows(complete_report[0] / "significance.csv")
     assert len(rows) == 2 * 2 * 10
-    cat = [r for r in rows if r["class_name"] == "cat" and r["comparison"] == "nds_vs_ds"]
+    cat = [r for r in rows if r["class_name"] == "circle" and r["comparison"] == "nds_vs_ds"]
     assert [r["significant"] for r in cat] == ["true", "true"]
     assert all(float(r["mean_change"]) < 0 and float(r["ci_high"]) < 0 for r in cat)
 
@@ -63,7 +63,7 @@ def test_report_text_states_options_n_and_findings(
     text = (complete_report[0] / "report.md").read_text()
     for needed in ("alpha = 0.05", "correction: none", "normalisation 'ratio'",
                    "n per group (runs used): teacher: 3, NDS: 3, DS T=2: 3, DS T=4: 3",
-                   "sum over paired seeds", "'cat' is significant at 2 of 2 temperatures",
+                   "sum over paired seeds", "'circle' is significant at 2 of 2 temperatures",
                    "## Fairness", "fig1_disagreement.png"):
         assert needed in text, needed
     assert text.count("**Main finding.**") == 7  # every section but Setup
@@ -85,7 +85,7 @@ def test_summary_metrics_and_report_are_logged_to_mlflow(
     fairness = [r for r in _rows(out / "fairness.csv") if r["role"] == "DS" and not r["class"]]
     ds_run = client.get_run(fairness[0]["mlflow_run_id"])
     assert ds_run.data.metrics["dpd"] == pytest.approx(float(fairness[0]["dpd"]))
-    assert ds_run.data.metrics["eod_group"] == pytest.approx(float(fairness[0]["eod"]))
+    assert ds_run.data.metrics["eod_color"] == pytest.approx(float(fairness[0]["eod"]))
 
 
 def test_the_study_curves_are_on_the_parent_run_and_a_second_report_adds_no_points(
@@ -180,7 +180,7 @@ def test_disagreement_csv_holds_the_summed_hand_count(
     by_hand = sum(int(np.sum((teachers[s] == cat) & (students[s] == dog))) for s in teachers)
     rows = _rows(complete_report[0] / "disagreement.csv")
     row = next(r for r in rows if r["pair"] == "teacher_vs_ds" and r["temperature"] == "2.0"
-               and r["teacher_class"] == "cat" and r["student_class"] == "dog")
+               and r["teacher_class"] == "circle" and r["student_class"] == "rhombus")
     assert int(row["value"]) == by_hand > 0
     assert not any(r["teacher_class"] == r["student_class"] for r in rows)
 

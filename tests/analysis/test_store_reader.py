@@ -33,7 +33,7 @@ def test_reads_every_run_of_a_complete_study(complete_store: FilledStore) -> Non
     y_true, y_pred, attributes = complete_store.predictions[first.kdspec_id]
     np.testing.assert_array_equal(first.y_true, y_true)
     np.testing.assert_array_equal(first.y_pred, y_pred)
-    np.testing.assert_array_equal(first.attributes["group"], attributes["group"])
+    np.testing.assert_array_equal(first.attributes["color"], attributes["color"])
     assert len(records.group(GroupKey("distilled", 4.0))) == 3
 
 

@@ -142,7 +142,7 @@ def test_every_problem_is_reported_at_once_and_sorted() -> None:
     found = [(d.span.line, d.message) for d in caught.value.diagnostics]
     assert found == sorted(found)
     assert [m for _, m in found] == ["unknown architecture 'resnet99'",
-                                     "temperature must be > 0, found 0",
+                                     "temperature must be between 0.01 and 1000, found 0",
                                      "unknown precision 'fp8'"]
 
 
@@ -190,7 +190,7 @@ def test_unreadable_files_are_kdspec_errors(tmp_path: Path) -> None:
         load_plan(tmp_path / "missing.kdspec")
     bad_json = tmp_path / "plan.json"
     bad_json.write_text('{"studies": 3}')
-    with pytest.raises(KdspecError, match="not a kdspec plan JSON"):
+    with pytest.raises(KdspecError, match="is not a valid kdspec plan"):
         load_plan(bad_json)
 
 

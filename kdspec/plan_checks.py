@@ -1,0 +1,86 @@
+"""What a plan must satisfy beyond its own types: the catalogue's facts about datasets and
+architectures. The compiler checks the same with spans; a plan JSON (written by hand, or by
+another version) gets these checks, worded as the compiler words them, before anything runs.
+
+Imports only ``kdspec.plan`` and ``kdspec.catalog``, so the runtime can use it.
+"""
+
+from __future__ import annotations
+
+from kdspec.catalog import (
+    ARCHITECTURES,
+    DATASETS,
+    TRIFEATURE_BALANCED_MULTIPLE,
+    TRIFEATURE_DEFAULT_COMBINATIONS,
+)
+from kdspec.plan import DatasetSpec, Plan, Study
+
+
+def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
+    """The catalogue's facts a dataset spec contradicts."""
+    facts = DATASETS[data.name]
+    out = []
+    if data.channels != facts.channels:
+        out.append(f"{where}.channels: {data.name} images have {facts.channels} channels, "
+                   f"found {data.channels}")
+    if not facts.resizable and data.image_size != facts.image_size:
+        out.append(f"{where}.image_size: {data.name} images are always "
+                   f"{facts.image_size}x{facts.image_size}, found {data.image_size}")
+    if facts.attribute_values:
+        if data.target not in facts.attribute_values:
+            out.append(f"{where}.target: {data.name} has no attribute '{data.target}'")
+        elif data.class_names != facts.attribute_values[data.target]:
+            out.append(f"{where}.class_names: target '{data.target}' has the classes "
+                       f"{', '.join(facts.attribute_values[data.target])}")
+    else:
+        if data.target is not None:
+            out.append(f"{where}.target: {data.name} has no target attributes")
+        if data.class_names != facts.class_names:
+            out.append(f"{where}.class_names: {data.name} has {len(facts.class_names)} "
+                       f"classes ({', '.join(facts.class_names[:5])}, ...), found "
+                       f"{len(data.class_names)}")
+    for attribute in data.sensitive:
+        if attribute not in facts.attributes:
+            out.append(f"{where}.sensitive: {data.name} has no attribute '{attribute}'")
+    generated = (data.generated_train_size, data.generated_test_size,
+                 data.generated_combinations)
+    if facts.default_generated_sizes is None and any(v is not None for v in generated):
+        out.append(f"{where}: {data.name} is not generated (generated_* fields apply only to "
+                   "trifeature)")
+    combinations = data.generated_combinations or TRIFEATURE_DEFAULT_COMBINATIONS
+    if (facts.default_generated_sizes is not None and combinations == "balanced"
+            and (data.generated_test_size or facts.default_generated_sizes[1])
+            % TRIFEATURE_BALANCED_MULTIPLE):
+        out.append(f"{where}.generated_test_size: a balanced test split needs a multiple of "
+                   f"{TRIFEATURE_BALANCED_MULTIPLE} images")
+    return out
+
+
+def study_problems(index: int, study: Study) -> list[str]:
+    """A study's architectures and dataset against the catalogue."""
+    where = f"studies[{index}]"
+    out = dataset_problems(f"{where}.dataset", study.dataset)
+    for role in ("teacher", "student"):
+        arch = getattr(study, role).arch
+        facts = ARCHITECTURES.get(arch)
+        if facts is None:
+            out.append(f"{where}.{role}.arch: unknown architecture '{arch}' (known: "
+                       f"{', '.join(sorted(ARCHITECTURES))})")
+        elif study.dataset.image_size < facts.min_size:
+            out.append(f"{where}.{role}.arch: {arch} needs images of at least "
+                       f"{facts.min_size}x{facts.min_size}; {study.dataset.name} images here "
+                       f"are {study.dataset.image_size}x{study.dataset.image_size}")
+    if study.fairness is not None:
+        missing = [a for a in study.fairness.sensitive if a not in study.dataset.sensitive]
+        if missing:
+            out.append(f"{where}.fairness.sensitive: {', '.join(missing)} not kept by the "
+                       "dataset (dataset.sensitive)")
+        if study.dataset.num_classes > 2 and study.fairness.multiclass_aggregate is None:
+            out.append(f"{where}.fairness.multiclass_aggregate: a target with "
+                       f"{study.dataset.num_classes} classes needs one (mean or max)")
+    return out
+
+
+def plan_problems(plan: Plan) -> list[str]:
+    """Every catalogue fact the plan contradicts (empty for a compiled plan)."""
+    return [p for i, s in enumerate(plan.studies) for p in study_problems(i, s)]
