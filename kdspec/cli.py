@@ -9,6 +9,7 @@ Tracebacks are shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -25,7 +26,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+@functools.cache
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser, built once per process (``main`` may be called many times, as
+    the tests and the fuzz do; an argparse parser can parse any number of argument lists)."""
     parser = argparse.ArgumentParser(
         prog="kdspec",
         description="Declarative knowledge-distillation studies tracked in MLflow.",

@@ -6,6 +6,7 @@ problem, sorted) for a bad spec. See docs/language.md for the language itself.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,8 +15,8 @@ from kdspec.dsl.compiler import compile_source
 from kdspec.dsl.source_files import PLAN_SUFFIX, SourceFileError, read_spec_or_plan
 from kdspec.dsl.validation import explain_validation_error
 from kdspec.errors import KdspecError
-from kdspec.plan import Plan
-from kdspec.plan_checks import plan_problems
+from kdspec.plan import Plan, Study
+from kdspec.plan_checks import plan_problems, study_problems
 
 __all__ = ["compile_text", "load_plan", "plan_from_json"]
 
@@ -35,22 +36,41 @@ def plan_from_json(text: str, shown: str) -> Plan:
     try:
         plan = Plan.model_validate_json(text)
     except ValidationError as err:
-        problems = []
+        # The catalogue's facts first: an unknown architecture also breaks the run ids, and
+        # the architecture is what the reader has to fix.
+        problems = _study_problems(text)
         for error in err.errors():
             loc = [str(p) for p in error.get("loc", ())]
             where = ".".join(loc) or "top level"
+            field = next((p for p in reversed(loc) if not p.isdigit()), "plan")
             if error.get("type") == "value_error":
                 reason = str(error.get("msg", "")).removeprefix("Value error, ")
             elif error.get("type") == "json_invalid":
                 reason = f"not valid JSON ({error.get('msg')})"
             else:
-                reason = explain_validation_error(error, loc[-1] if loc else "plan")
+                reason = explain_validation_error(error, field)
             problems.append(f"{where}: {reason}")
         raise KdspecError(_problem_list(shown, problems)) from None
     problems = plan_problems(plan)
     if problems:
         raise KdspecError(_problem_list(shown, problems))
     return plan
+
+
+def _study_problems(text: str) -> list[str]:
+    """The catalogue problems of each study of a plan JSON that is valid as a study alone."""
+    try:
+        studies = json.loads(text).get("studies", [])
+    except (ValueError, AttributeError):
+        return []
+    problems = []
+    for index, raw in enumerate(studies if isinstance(studies, list) else []):
+        try:
+            study = Study.model_validate(raw)
+        except ValidationError:
+            continue
+        problems += study_problems(index, study)
+    return problems
 
 
 def _problem_list(shown: str, problems: list[str]) -> str:
