@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study
+from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries, is_unreachable
 
 DEFAULT_REPORTS_DIR = Path("reports")
 
@@ -24,6 +25,10 @@ DEFAULT_REPORTS_DIR = Path("reports")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """SPEC, --tracking-uri, --out, --no-log, --quiet."""
     parser.add_argument("spec", metavar="SPEC", help=".kdspec file or plan JSON")
+    parser.add_argument("--tracking-retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+                        help="retries of one request to a tracking server before it counts as "
+                             f"lost (default {DEFAULT_RETRIES}; MLflow's own is 7, ~4 minutes); "
+                             "MLFLOW_HTTP_REQUEST_* variables, when set, win")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the spec's, "
                              "or sqlite:///mlruns.db)")
@@ -56,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from kdspec.dsl import load_plan
     from kdspec.tracking_schema import resolve_tracking_uri
 
+    bound_http_retries(args.tracking_retries)
     plan = load_plan(args.spec)
     failures: list[str] = []
     # Per tracking URI, the runs already read: studies sharing a teacher download it once.
@@ -66,9 +72,15 @@ def run(args: argparse.Namespace) -> int:
         uri = resolve_tracking_uri(args.tracking_uri, study)
         target = output_dir(plan, study, args.out)
         try:
-            result = build_report(plan, study, tracking_uri=uri, out_dir=target,
-                                  log_to_mlflow=not args.no_log,
-                                  already_read=read_by_store.setdefault(uri, {}))
+            try:
+                result = build_report(plan, study, tracking_uri=uri, out_dir=target,
+                                      log_to_mlflow=not args.no_log,
+                                      already_read=read_by_store.setdefault(uri, {}))
+            except Exception as err:
+                if is_unreachable(err):
+                    raise ReportError(f"cannot reach the MLflow store {uri} "
+                                      f"({str(err).splitlines()[0][:200]})") from err
+                raise
         except ReportError as err:
             if len(plan.studies) == 1:
                 raise

@@ -11,10 +11,15 @@ from pathlib import Path
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
 from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
+from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a .kdspec file, or a plan .json from `kdspec plan --json`")
+    parser.add_argument("--tracking-retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+                        help="retries of one request to a tracking server before it counts as "
+                             f"lost (default {DEFAULT_RETRIES}; MLflow's own is 7, ~4 minutes); "
+                             "MLFLOW_HTTP_REQUEST_* variables, when set, win")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: $MLFLOW_TRACKING_URI, the spec's "
                              "tracking_uri, else sqlite:///mlruns.db here)")
@@ -65,6 +70,7 @@ def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOpt
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    bound_http_retries(args.tracking_retries)
     plan, spec_text = load_spec(Path(args.spec))
     options = options_from_args(args, spec_text)
     from kdspec.runtime.executor import Executor
@@ -74,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     # After MLflow's import (which configures its loggers): its INFO lines (database
     # migrations) would drown kdspec's own progress output.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logger, log_path = open_log(options.log_dir, quiet=options.quiet)
+    logger, log_path = open_log(options.log_dir, quiet=options.quiet,
+                                to_file=not options.dry_run)
     try:
         executor = Executor(plan, options, logger)
         runs = executor.my_runs()
@@ -97,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     except KdspecError as err:
         logger.debug("error: %s", err)
+        if log_path is None:
+            raise
         raise KdspecError(f"{err} (log: {log_path})") from err
     finally:
         close_log(logger)

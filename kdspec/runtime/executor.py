@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from kdspec.errors import KdspecError
+from kdspec.errors import KdspecError, TrackingError
 from kdspec.plan import Plan, Precision, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupContext, Outcome, train_group
@@ -30,6 +30,7 @@ from kdspec.runtime.run_options import RunOptions, select_runs
 from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups, runs_of_share
 from kdspec.runtime.teacher_cache import autocast_for
 from kdspec.runtime.tracking import StoredRun, TrackingStore
+from kdspec.tracking.reachability import is_unreachable
 from kdspec.tracking_schema import resolve_tracking_uri
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -106,7 +107,7 @@ class Executor:
     def store_of(self, study: Study) -> TrackingStore:
         uri = resolve_tracking_uri(self.options.tracking_uri, study)
         if uri not in self.stores:
-            self.stores[uri] = TrackingStore(uri)
+            self.stores[uri] = TrackingStore(uri, read_only=self.options.dry_run)
         return self.stores[uri]
 
     def my_runs(self) -> list[Run]:
@@ -174,28 +175,40 @@ class Executor:
                                                   mlflow_id=action.stored.mlflow_id)
         parents = self._parent_runs(prep)
         writer = self.writes_tracking
-        with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
-            for group in prep.groups:
-                failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
-                                       if r.teacher_id in outcomes
-                                       and outcomes[r.teacher_id].status in ("failed", "skipped")),
-                                      None)
-                if failed_teacher is not None:
-                    for run in group.runs:
-                        outcomes[run.id] = Outcome(run, "skipped",
-                                                   f"its teacher {run.teacher_id} failed")
-                    continue
-                self.logger.info("training %s%s", group.label,
-                                 f" (resuming at epoch {group.start_epoch + 1})"
-                                 if group.start_epoch else "")
-                ctx = self._context(group.runs[0], parents, Path(tmp), writer)
-                for outcome in train_group(ctx, group):
-                    outcomes[outcome.run.id] = outcome
-                if self.data_parallel:
-                    self.accelerator.wait_for_everyone()
-        self._close_parents(parents)
+        try:
+            with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
+                for group in prep.groups:
+                    self._train_group(group, outcomes, parents, Path(tmp), writer)
+        except BaseException as err:
+            # The plan stops here (a dataset that cannot be read, Ctrl-C): the parent runs say
+            # so instead of staying RUNNING for ever. Finished runs are kept. A lost store
+            # cannot be told anything.
+            if not (isinstance(err, TrackingError) or is_unreachable(err)):
+                status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+                self._end_parents(parents, outcomes,
+                                  interrupted=(status, f"{type(err).__name__}: {err}"))
+            raise
+        self._end_parents(parents, outcomes)
         order = {r.id: i for i, r in enumerate(self.plan.runs)}
         return sorted(outcomes.values(), key=lambda o: order[o.run.id])
+
+    def _train_group(self, group: Group, outcomes: dict[str, Outcome], parents: dict[str, str],
+                     workdir: Path, writer: bool) -> None:
+        failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
+                               if r.teacher_id in outcomes
+                               and outcomes[r.teacher_id].status in ("failed", "skipped")), None)
+        if failed_teacher is not None:
+            for run in group.runs:
+                outcomes[run.id] = Outcome(run, "skipped", f"its teacher {run.teacher_id} failed")
+            return
+        self.logger.info("training %s%s", group.label,
+                         f" (resuming at epoch {group.start_epoch + 1})"
+                         if group.start_epoch else "")
+        ctx = self._context(group.runs[0], parents, workdir, writer)
+        for outcome in train_group(ctx, group):
+            outcomes[outcome.run.id] = outcome
+        if self.data_parallel:
+            self.accelerator.wait_for_everyone()
 
     def _context(self, first: Run, parents: dict[str, str], workdir: Path,
                  writer: bool) -> GroupContext:
@@ -240,18 +253,30 @@ class Executor:
                 self.accelerator.wait_for_everyone()
         return parents
 
-    def _close_parents(self, parents: dict[str, str]) -> None:
-        """A parent run is FINISHED once every run of its study is; left RUNNING otherwise
-        (other shards may still be at work)."""
+    def _end_parents(self, parents: dict[str, str], outcomes: dict[str, Outcome], *,
+                     interrupted: tuple[str, str] | None = None) -> None:
+        """Each study's parent run ends as its runs did: FINISHED once every run of the study
+        is (also a study whose runs were all reused now, left RUNNING by a process that died
+        after its last run); FAILED when one of its runs failed or the plan stopped
+        (``interrupted``: status and reason); RUNNING otherwise (other shards are at work)."""
         if self.processes > 1:
             self.accelerator.wait_for_everyone()
         if self.process_index != 0:
             return
-        for name, parent_id in parents.items():
-            study = self.plan.study(name)
+        for study in self._studies_of(self.my_runs()):
             store = self.store_of(study)
+            parent_id = parents.get(study.name) or store.existing_parent(study)
+            if parent_id is None:
+                continue
+            failed = [o for o in outcomes.values() if o.status in ("failed", "skipped")
+                      and o.run.id in self.plan.study_runs(study)]
             if store.finished_runs_of_study(study.run_ids):
                 store.finish(parent_id)
+            elif interrupted is not None and study.name in parents:
+                store.fail(parent_id, interrupted[1], status=interrupted[0])
+            elif failed:
+                store.fail(parent_id, f"{len(failed)} run(s) did not finish, e.g. "
+                                      f"{failed[0].run.id}: {failed[0].reason}")
 
     def _studies_of(self, runs: Sequence[Run]) -> list[Study]:
         names = {self.plan.study_of(r.id).name for r in runs}

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from kdspec import tracking_schema as schema
+from kdspec.errors import TrackingError
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
@@ -38,8 +39,18 @@ from kdspec.runtime.training import (
     new_trainee,
     train_lockstep,
 )
+from kdspec.tracking.reachability import is_unreachable
 
 OutcomeStatus = Literal["finished", "reused", "failed", "skipped"]
+MSG_LOST_STORE = (
+    "lost the MLflow store {uri} while training {group} ({error}); finished runs are kept and "
+    "interrupted ones resume from their last checkpoint: run the same command again when the "
+    "store answers"
+)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 @dataclass
@@ -212,8 +223,13 @@ def train_group(ctx: GroupContext, group: Group) -> list[Outcome]:
                 ctx.store.set_tags(ctx.mlflow_ids[run.id], {schema.TAG_TEACHER_CACHE: teacher.mode})
         _train(ctx, group, trainees, teacher, outcomes)
     except Exception as err:  # one group's crash fails its runs, the plan goes on
+        if is_unreachable(err):  # ... unless the store itself is gone: the plan stops
+            raise TrackingError(MSG_LOST_STORE.format(uri=ctx.store.uri, group=group.label,
+                                                      error=_first_line(err))) from err
         reason = f"{type(err).__name__}: {err}"
-        ctx.logger.error("%s failed: %s\n%s", group.label, reason, traceback.format_exc())
+        # One line on the console; the traceback goes to the log file only (DEBUG).
+        ctx.logger.error("%s failed: %s", group.label, reason)
+        ctx.logger.debug("%s", traceback.format_exc())
         for trainee in trainees:
             outcome = outcomes[trainee.run.id]
             if outcome.status == "finished" and not outcome.recorded:

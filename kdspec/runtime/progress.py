@@ -19,10 +19,11 @@ from tqdm import tqdm
 LOGGER_NAME = "kdspec.run"
 
 
-def open_log(log_dir: Path, *, quiet: bool) -> tuple[logging.Logger, Path]:
-    """A logger writing every message to a new file under ``log_dir`` and, unless ``quiet``
-    filters them to run-level lines, to stderr. Returns the logger and the file's path."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+def open_log(log_dir: Path, *, quiet: bool, to_file: bool = True
+             ) -> tuple[logging.Logger, Path | None]:
+    """A logger writing every message (tracebacks included, at DEBUG) to a new file under
+    ``log_dir`` and, from INFO up, to stderr. Returns the logger and the file's path; with
+    ``to_file`` False (``--dry-run``) there is no file and the path is None."""
     # Host and process id in the name: processes of one `accelerate launch` (or shards on a
     # shared filesystem) start in the same second and must not append to one file.
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -30,14 +31,16 @@ def open_log(log_dir: Path, *, quiet: bool) -> tuple[logging.Logger, Path]:
     logger = logging.getLogger(f"{LOGGER_NAME}.{path.stem}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    file_handler = logging.FileHandler(path, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(file_handler)
+    if to_file:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(path, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(file_handler)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO)
     console.setFormatter(logging.Formatter("kdspec run: %(message)s"))
     logger.addHandler(console)
-    return logger, path
+    return logger, path if to_file else None
 
 
 def close_log(logger: logging.Logger) -> None:

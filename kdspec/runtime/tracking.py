@@ -25,6 +25,7 @@ from mlflow.exceptions import MlflowException
 from kdspec import tracking_schema as schema
 from kdspec.errors import TrackingError
 from kdspec.plan import Study
+from kdspec.tracking.sqlite_store import prepare_sqlite_store, sqlite_path
 
 #: Local artifact folder, created next to the sqlite file (the working folder by default).
 LOCAL_ARTIFACT_DIR = "mlartifacts"
@@ -63,20 +64,38 @@ class StoredRun:
 
 
 class TrackingStore:
-    """One MLflow store: experiments, parent and nested runs, metrics and artifacts."""
+    """One MLflow store: experiments, parent and nested runs, metrics and artifacts.
 
-    def __init__(self, uri: str):
+    ``read_only`` (``--dry-run``): a sqlite store that does not exist yet is not created; it
+    reads as a store without runs, and nothing may be written to it.
+    """
+
+    def __init__(self, uri: str, *, read_only: bool = False):
         self.uri = uri
+        self.read_only = read_only
+        path = sqlite_path(uri)
+        #: A sqlite store that does not exist and must not be created (read-only use).
+        self.absent = read_only and path is not None and not path.exists()
+        self._experiments: dict[str, str] = {}
+        if self.absent:
+            return
         try:
+            if not read_only:
+                root = local_artifact_root(uri)
+                prepare_sqlite_store(uri, artifact_root=str(root) if root else "")
             self.client = MlflowClient(tracking_uri=uri)
+        except TrackingError:
+            raise
         except Exception as err:  # a bad URI or database fails deep inside MLflow/SQLAlchemy
             raise TrackingError(f"cannot open the MLflow store {uri}: {err}") from err
-        self._experiments: dict[str, str] = {}
 
     # -- checks -------------------------------------------------------------------------------
     def preflight(self) -> None:
         """Raise :class:`TrackingError` unless the store answers and (for a local store) its
-        artifact folder is writable. Called before any training starts."""
+        artifact folder is writable. Called before any training starts; read-only, it only
+        checks that the store answers (and writes no probe)."""
+        if self.absent:
+            return
         if is_server_uri(self.uri) and self.uri.startswith("http"):
             url = self.uri.rstrip("/") + "/health"
             try:
@@ -92,7 +111,7 @@ class TrackingStore:
         except (MlflowException, OSError) as err:
             raise TrackingError(f"cannot open the MLflow store {self.uri}: {err}") from err
         root = local_artifact_root(self.uri)
-        if root is not None:
+        if root is not None and not self.read_only:
             try:
                 root.mkdir(parents=True, exist_ok=True)
                 probe = root / f".kdspec-write-probe-{os.getpid()}"
@@ -157,6 +176,8 @@ class TrackingStore:
         """Every stored run of each kdspec id, in all experiments, oldest first."""
         wanted = set(kdspec_ids)
         result: dict[str, list[StoredRun]] = {k: [] for k in wanted}
+        if self.absent:
+            return result
         filter_string = f"tags.`{schema.TAG_KIND}` = '{schema.KIND_RUN}'"
         if len(wanted) == 1 and "'" not in (only := next(iter(wanted))):
             # One id (a teacher looked up per group): let the store filter, not this process.
@@ -186,6 +207,8 @@ class TrackingStore:
         if existing is not None:
             if existing.info.status != "RUNNING":
                 self.client.update_run(existing.info.run_id, status="RUNNING")
+                if schema.TAG_FAILURE in existing.data.tags:
+                    self.client.delete_tag(existing.info.run_id, schema.TAG_FAILURE)
             return str(existing.info.run_id)
         tags = {schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_LAYOUT: schema.LAYOUT_VERSION,
                 schema.TAG_PLAN_HASH: study.study_hash, schema.TAG_STUDY: study.name}
@@ -234,10 +257,20 @@ class TrackingStore:
     def finish(self, mlflow_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(mlflow_id, status=status)
 
-    def fail(self, mlflow_id: str, reason: str) -> None:
-        """Record why a run failed (tag ``kdspec.failure``) and mark it FAILED."""
+    def fail(self, mlflow_id: str, reason: str, *, status: str = "FAILED") -> None:
+        """Record why a run failed (tag ``kdspec.failure``) and mark it FAILED (or KILLED)."""
         self.client.set_tag(mlflow_id, schema.TAG_FAILURE, reason[:4000])
-        self.client.set_terminated(mlflow_id, status="FAILED")
+        self.client.set_terminated(mlflow_id, status=status)
+
+    def existing_parent(self, study: Study) -> str | None:
+        """The study's parent run if one exists (never creates it)."""
+        if self.absent:
+            return None
+        experiment = self.client.get_experiment_by_name(study.tracking.experiment)
+        if experiment is None:
+            return None
+        found = self._oldest_parent(study, str(experiment.experiment_id))
+        return None if found is None else str(found.info.run_id)
 
     def log_params(self, mlflow_id: str, params: Mapping[str, object]) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]
@@ -281,5 +314,7 @@ class TrackingStore:
 
 
 def _slug(name: str) -> str:
-    """A folder name for an experiment: letters, digits, ``-``, ``_`` and ``.`` kept."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
+    """A folder name for an experiment: letters, digits, ``-``, ``_`` and ``.`` kept, never
+    ``.`` or ``..`` (an experiment named ``..`` would put its runs beside the database)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    return slug or "experiment"

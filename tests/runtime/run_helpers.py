@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -31,13 +30,6 @@ def small_plan(**overrides: object) -> Plan:
     )
     fields.update(overrides)
     return tiny_plan(**fields)  # type: ignore[arg-type]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_plan(plan: Plan, folder: Path) -> Path:

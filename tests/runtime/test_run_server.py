@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,11 +15,10 @@ import pytest
 
 from kdspec import tracking_schema as schema
 from kdspec.cli import main
-from tests.runtime.run_helpers import free_port, small_plan, write_plan
+from tests.mlflow_server import start_server
+from tests.runtime.run_helpers import small_plan, write_plan
 
 pytestmark = pytest.mark.integration
-
-HEALTH_TIMEOUT_S = 90.0
 
 
 def _get(url: str) -> dict[str, Any]:
@@ -43,34 +37,11 @@ def _post(url: str, payload: dict[str, Any]) -> dict[str, Any]:
 def mlflow_server(blank_store: Path, tmp_path: Path) -> Iterator[str]:
     """A real tracking server with a sqlite backend and proxied local artifacts."""
     shutil.copy(blank_store, tmp_path / "server.db")
-    port = free_port()
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-               MLFLOW_DISABLE_TELEMETRY="true")
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen(
-        [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-         "--artifacts-destination", (tmp_path / "server-artifacts").as_uri(),
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path)
     try:
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not answer /health (rc {proc.poll()})")
-                time.sleep(0.3)
-        yield url
+        yield server.url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 def test_plan_runs_over_http_and_reads_back_through_rest(
@@ -101,5 +72,5 @@ def test_plan_runs_over_http_and_reads_back_through_rest(
         assert {schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_CLASS_ACCURACY,
                 schema.ARTIFACT_CONFUSION} <= paths, run_tags[schema.TAG_ROLE]
     # Artifacts went through the server into its destination, not into the working folder.
-    assert list((tmp_path / "server-artifacts").rglob("final.pt"))
+    assert list((tmp_path / "artifacts").rglob("final.pt"))
     assert not (work / "mlartifacts").exists()
