@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from baseline_kd import BaselineResult, run_baseline
 
-from kdspec import tracking_schema as schema
 from kdspec.dsl import load_plan
 from kdspec.plan import Plan, Study
+from kdspec.tracking import schema
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "check": "validate .kdspec files and report every error at once",
     "plan": "show the runs a spec expands to (--json for the machine-readable plan)",
     "run": "train the plan's runs with MLflow tracking; resumes and reuses finished runs",
+    "status": "where each study stands, read from the tracking store only (writes nothing)",
     "report": "write the significance, disagreement and fairness report from MLflow",
 }
 

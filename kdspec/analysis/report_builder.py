@@ -18,7 +18,6 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.analysis.csv_tables import write_tables
 from kdspec.analysis.figures import write_figures
 from kdspec.analysis.latex_tables import write_latex_tables
@@ -31,6 +30,8 @@ from kdspec.analysis.store_reader import RunRead, read_study_records
 from kdspec.analysis.study_analysis import StudyAnalysis, analyse_study
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study, stable_hash
+from kdspec.tracking import schema
+from kdspec.tracking.client import log_batch, open_client, quiet_artifacts
 
 MSG_NOTHING_TO_REPORT = (
     "study '{study}': none of its {total} runs can be used ({missing} missing, "
@@ -39,8 +40,6 @@ MSG_NOTHING_TO_REPORT = (
 MSG_CANNOT_WRITE = "cannot write the report into {path}: {error}"
 MSG_LOG_FAILED = "the report was written but could not be logged to MLflow run {run}: {error}"
 METRIC_PREFIX = {"nds_vs_ds": "n_sc", "teacher_vs_ds": "n_tc"}
-#: MLflow accepts at most 1000 metrics per log_batch call.
-METRICS_PER_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -130,15 +129,16 @@ def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path,
     """Log the report's files under ``report/`` of the parent run, and the summary metrics
     unless the parent run's ``kdspec.report_digest`` says these very values are logged already
     (metrics append to a history: reporting twice must not draw every point twice)."""
-    for path in files:
-        client.log_artifact(parent_run_id, str(path), artifact_path=schema.ARTIFACT_REPORT_DIR)
+    with quiet_artifacts():
+        for path in files:
+            client.log_artifact(parent_run_id, str(path),
+                                artifact_path=schema.ARTIFACT_REPORT_DIR)
     parent, per_run = summary_metrics(analysis)
     digest = metrics_digest(parent, per_run)
     if client.get_run(parent_run_id).data.tags.get(schema.TAG_REPORT_DIGEST) == digest:
         return
     for run_id, metrics in [(parent_run_id, parent), *per_run.items()]:
-        for start in range(0, len(metrics), METRICS_PER_BATCH):
-            client.log_batch(run_id, metrics=metrics[start:start + METRICS_PER_BATCH])
+        log_batch(client, run_id, metrics=metrics)
     client.set_tag(parent_run_id, schema.TAG_REPORT_DIGEST, digest)
 
 
@@ -181,7 +181,7 @@ def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
     logged = None
     if log_to_mlflow and records.parent_run_id:
         try:
-            log_report(MlflowClient(tracking_uri=tracking_uri), analysis, files,
+            log_report(open_client(tracking_uri, create=False), analysis, files,
                        records.parent_run_id)
             logged = records.parent_run_id
         except (MlflowException, OSError) as err:

@@ -9,29 +9,30 @@ says so. A run that is missing, unfinished or whose predictions cannot be read b
 
 from __future__ import annotations
 
-import os
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 from mlflow.entities import Run as MlflowRun
-from mlflow.entities import RunStatus, ViewType
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.analysis.records import ProblemKind, RunPredictions, RunProblem, StudyRecords
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Run, Study
+from kdspec.tracking import schema
+from kdspec.tracking.client import (
+    StoreMissing,
+    active_experiment_ids,
+    download,
+    open_client,
+    search_runs,
+    tag_filter,
+)
 
-PROGRESS_BAR_VARIABLE = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-
-MSG_NO_STORE = "no MLflow store at {path} (from tracking URI {uri}); run `kdspec run` first"
 MSG_STORE_UNREACHABLE = "cannot read the MLflow store at {uri}: {error}"
 MSG_MISSING = "no MLflow run has tag kdspec.run_id = {kdspec_id}"
 MSG_NOT_FINISHED = "no FINISHED MLflow run; found {statuses}{failure}"
@@ -49,36 +50,19 @@ MSG_OTHER_TEST_SET = (
 
 
 def open_store(tracking_uri: str) -> MlflowClient:
-    """A client for the store; a sqlite URI must name an existing file (MLflow would create it)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        db_path = tracking_uri[len("sqlite:///"):]
-        if db_path and db_path != ":memory:" and not Path(db_path).exists():
-            raise ReportError(MSG_NO_STORE.format(path=db_path, uri=tracking_uri))
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
-def active_experiment_ids(client: MlflowClient) -> list[str]:
-    """Ids of every active experiment of the store (all pages)."""
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000,
-                                         page_token=token)
-        ids.extend(e.experiment_id for e in page)
-        token = page.token
-        if not token:
-            return ids
+    """A client for the store; a sqlite URI must name an existing file (reading never creates
+    one)."""
+    try:
+        return open_client(tracking_uri, create=False)
+    except StoreMissing as err:
+        raise ReportError(str(err)) from err
 
 
 def _runs_with_tag(client: MlflowClient, experiment_ids: list[str], tag: str,
                    value: str) -> list[MlflowRun]:
-    """Active runs carrying ``tag = value``, newest first."""
-    return list(client.search_runs(
-        experiment_ids, filter_string=f"tags.`{tag}` = '{value}'",
-        run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
-        order_by=["attributes.start_time DESC"],
-    ))
+    """Active runs carrying ``tag = value``, newest first (every page)."""
+    return search_runs(client, tag_filter({tag: value}), experiment_ids=experiment_ids,
+                       order_by=["attributes.start_time DESC"])
 
 
 def _problem(kind: ProblemKind, run: Run, reason: str, mlflow_run_id: str | None = None
@@ -141,8 +125,7 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
             count=len(finished), used=chosen.info.run_id), chosen.info.run_id))
     mlflow_id = chosen.info.run_id
     try:
-        local = client.download_artifacts(mlflow_id, schema.ARTIFACT_PREDICTIONS,
-                                          str(scratch / mlflow_id))
+        local = download(client, mlflow_id, schema.ARTIFACT_PREDICTIONS, scratch / mlflow_id)
     except (MlflowException, OSError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         problems.append(_problem("bad_artifact", run, MSG_NO_ARTIFACT.format(error=first_line),
@@ -175,20 +158,6 @@ def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan
     return kept, problems
 
 
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """MLflow draws a progress bar per artifact download; the report prints its own lines."""
-    previous = os.environ.get(PROGRESS_BAR_VARIABLE)
-    os.environ[PROGRESS_BAR_VARIABLE] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(PROGRESS_BAR_VARIABLE, None)
-        else:
-            os.environ[PROGRESS_BAR_VARIABLE] = previous
-
-
 def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
                        already_read: dict[str, RunRead] | None = None) -> StudyRecords:
     """Find and read every run of ``study``; problems are recorded, not raised.
@@ -206,7 +175,7 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
         raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri, error=err)) from err
     runs: list[RunPredictions] = []
     problems: list[RunProblem] = []
-    with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp, _no_progress_bars():
+    with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp:
         for run_id in study.run_ids:
             if run_id not in done:
                 try:

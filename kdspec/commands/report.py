@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from kdspec.analysis.study_analysis import StudyAnalysis
     from kdspec.analysis.variant_comparison import compare_variants, write_comparison
     from kdspec.dsl import load_plan
-    from kdspec.tracking_schema import resolve_tracking_uri
+    from kdspec.tracking.schema import resolve_tracking_uri
 
     bound_http_retries(args.tracking_retries)
     plan = load_plan(args.spec)

@@ -11,7 +11,11 @@ from pathlib import Path
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
 from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
+from kdspec.tracking.leases import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries
+
+#: The environment variable that sets the default of ``--claim-settle`` (the tests shorten it).
+CLAIM_SETTLE_VARIABLE = "KDSPEC_CLAIM_SETTLE"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where datasets are unpacked or generated")
     parser.add_argument("--log-dir", type=Path, default=Path(".kdspec/logs"),
                         help="folder of the run log files")
+    parser.add_argument("--lease-timeout", type=float, default=DEFAULT_LEASE_TIMEOUT_S,
+                        metavar="SECONDS",
+                        help="a RUNNING run whose heartbeat is older than this was interrupted "
+                             f"and is resumed (default {DEFAULT_LEASE_TIMEOUT_S:g})")
+    parser.add_argument("--claim-settle", type=float, metavar="SECONDS",
+                        default=float(os.environ.get(CLAIM_SETTLE_VARIABLE, CLAIM_SETTLE_S)),
+                        help="seconds between claiming a run and checking the claim held "
+                             f"(default {CLAIM_SETTLE_S:g}, or ${CLAIM_SETTLE_VARIABLE}); must "
+                             "exceed the time another process takes from reading the store to "
+                             "claiming")
+    parser.add_argument("--poll-seconds", type=float, default=30.0, metavar="SECONDS",
+                        help="while only runs other processes are training are left, look at "
+                             "the store this often (default 30)")
 
 
 def load_spec(path: Path) -> tuple[Plan, str | None]:
@@ -63,7 +80,8 @@ def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOpt
         tracking_uri=args.tracking_uri, shard=shard, force=args.force, only=tuple(args.only),
         dry_run=args.dry_run, quiet=args.quiet, eval_every=args.eval_every,
         data_parallel=args.data_parallel, log_dir=args.log_dir, cache_dir=args.cache_dir,
-        spec_text=spec_text,
+        spec_text=spec_text, lease_timeout_s=args.lease_timeout, poll_seconds=args.poll_seconds,
+        settle_seconds=args.claim_settle,
     )
 
 
@@ -73,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
     bound_http_retries(args.tracking_retries)
     plan, spec_text = load_spec(Path(args.spec))
     options = options_from_args(args, spec_text)
+    from kdspec.commands.run_tables import dry_run_table, summary_table
     from kdspec.runtime.executor import Executor
     from kdspec.runtime.progress import close_log, open_log
-    from kdspec.runtime.summary import dry_run_table, summary_table
 
     # After MLflow's import (which configures its loggers): its INFO lines (database
     # migrations) would drown kdspec's own progress output.
@@ -91,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             if executor.process_index == 0:
                 sys.stdout.write(dry_run_table(prep, shard=str(options.shard)))
             return 0
-        logger.info("log: %s", log_path)
+        logger.info("log: %s (this process's full log, tracebacks included)", log_path)
         outcomes = executor.execute(prep, spec_text=spec_text)
         if not executor.writes_tracking:
             return 0

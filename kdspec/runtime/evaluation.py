@@ -1,5 +1,5 @@
 """Test-split evaluation: overall and per-class accuracy, the confusion matrix and the predictions
-that the analysis stage reads back (see :mod:`kdspec.tracking_schema`).
+that the analysis stage reads back (see :mod:`kdspec.tracking.schema`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kdspec import tracking_schema as schema
 from kdspec.runtime.interfaces import AutocastFactory, EvalSource
+from kdspec.tracking import schema
 
 #: Test batches are forward-only, so they can be larger than training batches.
 EVAL_BATCH_SIZE = 512

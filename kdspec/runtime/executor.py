@@ -4,9 +4,14 @@
    launch`` this process's share of it), narrowed by ``--only``.
 2. Before any training: every tracking store answers and can store artifacts, every study's
    data is there (one clear error otherwise).
-3. Look every run up by ``kdspec.run_id`` across the store: reuse FINISHED runs, resume killed
-   or failed ones from their checkpoint, train the rest (:mod:`kdspec.runtime.scheduling`).
-4. Train the lockstep groups in plan order (teachers first), each with its study's parent run.
+3. Look every run up by ``kdspec.run_id`` across the store: reuse FINISHED runs, leave runs
+   another process is training (a live lease), resume killed or failed ones from their
+   checkpoint, train the rest (:mod:`kdspec.runtime.scheduling`).
+4. Train the lockstep groups in plan order (teachers first). Right before a group trains, its
+   runs (and its teacher) are looked up again: finished meanwhile is reused, live elsewhere is
+   deferred, and a claim that another process wins defers it too. Deferred groups are tried
+   again after the others; when only they are left, the executor waits (``--poll-seconds``)
+   until their owners finish them or their leases go stale.
 5. Return one :class:`Outcome` per run; the command prints the summary.
 """
 
@@ -14,26 +19,47 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from kdspec.errors import KdspecError, TrackingError
 from kdspec.plan import Plan, Precision, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
-from kdspec.runtime.group_runner import GroupContext, Outcome, train_group
+from kdspec.runtime.group_runner import GroupSettings, Outcome, train_group
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset
+from kdspec.runtime.progress import GroupProgress, PlanClock, console_mode
+from kdspec.runtime.recorder import (
+    ClaimLost,
+    NullRecorder,
+    RunRecorder,
+    StoreRecorder,
+    StoreSource,
+    run_name,
+)
 from kdspec.runtime.run_options import RunOptions, select_runs
-from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups, runs_of_share
+from kdspec.runtime.scheduling import (
+    Action,
+    Group,
+    decide_action,
+    form_groups,
+    run_cost,
+    runs_of_share,
+)
 from kdspec.runtime.teacher_cache import autocast_for
-from kdspec.runtime.tracking import StoredRun, TrackingStore
+from kdspec.tracking.leases import new_owner
 from kdspec.tracking.reachability import is_unreachable
-from kdspec.tracking_schema import resolve_tracking_uri
+from kdspec.tracking.schema import resolve_tracking_uri
+from kdspec.tracking.store import DatasetRecord, MlflowStore, RunStore, StoredRun
 
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+T = TypeVar("T")
 
 
 def make_accelerator(plan: Plan) -> Accelerator:
@@ -83,19 +109,28 @@ class Preparation:
     groups: list[Group]  # the runs to train or resume, in lockstep groups, in training order
 
 
-class Executor:
-    """Runs one plan in this process."""
+#: Opens the store of a tracking URI (``read_only`` for ``--dry-run``).
+StoreOpener = Callable[..., RunStore]
 
-    def __init__(self, plan: Plan, options: RunOptions, logger: logging.Logger):
+
+class Executor:
+    """Runs one plan in this process. ``open_store`` makes the store of a tracking URI:
+    MLflow's, or the tests' in-memory one."""
+
+    def __init__(self, plan: Plan, options: RunOptions, logger: logging.Logger, *,
+                 open_store: StoreOpener = MlflowStore):
         self.plan = plan
+        self.open_store = open_store
         self.options = options
         self.logger = logger
         self.accelerator = make_accelerator(plan)
         self.processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.data_parallel = use_data_parallel(plan, options, self.processes)
-        self.stores: dict[str, TrackingStore] = {}
+        self.stores: dict[str, RunStore] = {}
+        self.owner = new_owner()
         self._datasets: dict[str, LoadedDataset] = {}
+        self._dataset_records: dict[str, DatasetRecord] = {}
 
     @property
     def writes_tracking(self) -> bool:
@@ -103,11 +138,17 @@ class Executor:
         process 0 when training data-parallel."""
         return self.process_index == 0 or not self.data_parallel
 
+    def _agree(self, value: T) -> T:
+        """Data-parallel: every process takes process 0's value (one decision for all)."""
+        if not self.data_parallel:
+            return value
+        return broadcast_object_list([value], from_process=0)[0]
+
     # -- what to do ---------------------------------------------------------------------------
-    def store_of(self, study: Study) -> TrackingStore:
+    def store_of(self, study: Study) -> RunStore:
         uri = resolve_tracking_uri(self.options.tracking_uri, study)
         if uri not in self.stores:
-            self.stores[uri] = TrackingStore(uri, read_only=self.options.dry_run)
+            self.stores[uri] = self.open_store(uri, read_only=self.options.dry_run)
         return self.stores[uri]
 
     def my_runs(self) -> list[Run]:
@@ -126,7 +167,7 @@ class Executor:
     def preflight(self, runs: list[Run]) -> None:
         """Every store reachable and writable, every needed dataset present: else one error."""
         studies = self._studies_of(self.plan.runs)
-        # Process 0 opens the stores first: two processes creating one sqlite schema collide.
+        # Process 0 opens the stores first (the others find them made).
         error: KdspecError | None = None
         for turn in (0, 1):
             if (self.process_index == 0) == (turn == 0):
@@ -142,22 +183,29 @@ class Executor:
         for study in self._studies_of(runs):
             check_dataset_available(study.dataset, cache_dir=self.options.cache_dir)
 
-    def prepare(self, runs: list[Run]) -> Preparation:
-        """Decide each run's action from the store; find distilled runs with no teacher."""
+    def _stored(self, runs: Sequence[Run]) -> dict[str, list[StoredRun]]:
         stored: dict[str, list[StoredRun]] = {}
         for store, ids in self._ids_by_store(runs).items():
             stored.update(store.find_runs(ids))
-        actions = [decide_action(r, stored[r.id], force=self.options.force) for r in runs]
+        return stored
+
+    def _decide(self, run: Run, stored: Sequence[StoredRun]) -> Action:
+        return decide_action(run, stored, force=self.options.force,
+                             lease_timeout_s=self.options.lease_timeout_s)
+
+    def prepare(self, runs: list[Run]) -> Preparation:
+        """Decide each run's action from the store; find distilled runs with no teacher."""
+        stored = self._stored(runs)
+        actions = [self._decide(r, stored[r.id]) for r in runs]
         trained_here = {a.run.id for a in actions}
         outside = [self.plan.run(t) for t in {r.teacher_id for r in runs if r.teacher_id}
                    if t not in trained_here]
-        teachers: dict[str, list[StoredRun]] = {}
-        for store, ids in self._ids_by_store(outside).items():
-            teachers.update(store.find_runs(ids))
+        teachers = self._stored(outside)
         blocked: dict[str, str] = {}
         for run in runs:
             tid = run.teacher_id
-            if tid in teachers and not any(s.status == "FINISHED" for s in teachers[tid]):
+            if tid in teachers and not any(s.status == "FINISHED" or s.status == "RUNNING"
+                                           for s in teachers[tid]):
                 blocked[run.id] = (f"teacher {tid} is not trained and not selected "
                                    "(drop --only, or run the teacher's shard first)")
         kept = [a for a in actions if a.run.id not in blocked]
@@ -173,12 +221,27 @@ class Executor:
             if action.kind == "reuse" and action.stored is not None:
                 outcomes[action.run.id] = Outcome(action.run, "reused",
                                                   mlflow_id=action.stored.mlflow_id)
+            elif action.kind == "elsewhere":
+                outcomes[action.run.id] = Outcome(action.run, "elsewhere", action.describe())
         parents = self._parent_runs(prep)
-        writer = self.writes_tracking
+        clock = PlanClock(total=sum(run_cost(self.plan, r) for g in prep.groups
+                                    for r in g.runs))
+        places = self._places(prep)
         try:
             with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
-                for group in prep.groups:
-                    self._train_group(group, outcomes, parents, Path(tmp), writer)
+                pending = list(prep.groups)
+                while pending:
+                    deferred = [g for g in pending
+                                if not self._attempt(g, outcomes, parents, Path(tmp), clock,
+                                                     places)]
+                    if not deferred:
+                        break
+                    if len(deferred) == len(pending):  # nothing moved: wait for the others
+                        names = ", ".join(g.label for g in deferred[:3])
+                        self.logger.info("waiting %g s for %d group(s) running elsewhere (%s)",
+                                         self.options.poll_seconds, len(deferred), names)
+                        time.sleep(self.options.poll_seconds)
+                    pending = deferred
         except BaseException as err:
             # The plan stops here (a dataset that cannot be read, Ctrl-C): the parent runs say
             # so instead of staying RUNNING for ever. Finished runs are kept. A lost store
@@ -192,43 +255,125 @@ class Executor:
         order = {r.id: i for i, r in enumerate(self.plan.runs)}
         return sorted(outcomes.values(), key=lambda o: order[o.run.id])
 
-    def _train_group(self, group: Group, outcomes: dict[str, Outcome], parents: dict[str, str],
-                     workdir: Path, writer: bool) -> None:
+    def _places(self, prep: Preparation) -> dict[str, str]:
+        """Each group's place in this process's plan: ``runs 7-10/60``."""
+        total = len(prep.actions) + len(prep.blocked)
+        index = {a.run.id: i + 1 for i, a in enumerate(prep.actions)}
+        places = {}
+        for group in prep.groups:
+            numbers = [index[r.id] for r in group.runs]
+            span = (f"run {numbers[0]}" if len(numbers) == 1
+                    else f"runs {min(numbers)}-{max(numbers)}")
+            places[group.label] = f"{span}/{total}"
+        return places
+
+    def _refresh(self, group: Group) -> tuple[Group | None, str]:
+        """The group as the store has it now: None and why when it is not to be trained here
+        right now ("done": finished meanwhile; "elsewhere": a member or the teacher is live in
+        another process; "blocked": its teacher failed)."""
+        teacher_id = group.runs[0].teacher_id
+        ids = [r.id for r in group.runs] + ([teacher_id] if teacher_id else [])
+        stored = self._stored([self.plan.run(i) for i in ids])
+        if teacher_id is not None:
+            teacher = self._decide(self.plan.run(teacher_id), stored[teacher_id])
+            if teacher.kind == "elsewhere":
+                return None, "elsewhere"
+            if teacher.kind != "reuse" and not self.options.force:
+                return None, "blocked"
+        actions = [self._decide(a.run, stored[a.run.id]) for a in group.actions]
+        if all(a.kind == "reuse" for a in actions):
+            return None, "done"
+        if any(a.kind == "elsewhere" for a in actions):
+            return None, "elsewhere"
+        groups = form_groups(self.plan, actions)
+        return (groups[0], "") if groups else (None, "done")
+
+    def _attempt(self, group: Group, outcomes: dict[str, Outcome], parents: dict[str, str],
+                 workdir: Path, clock: PlanClock, places: dict[str, str]) -> bool:
+        """Train one group if it is this process's to train now; False to defer it."""
         failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
                                if r.teacher_id in outcomes
                                and outcomes[r.teacher_id].status in ("failed", "skipped")), None)
         if failed_teacher is not None:
             for run in group.runs:
                 outcomes[run.id] = Outcome(run, "skipped", f"its teacher {run.teacher_id} failed")
-            return
-        self.logger.info("training %s%s", group.label,
-                         f" (resuming at epoch {group.start_epoch + 1})"
-                         if group.start_epoch else "")
-        ctx = self._context(group.runs[0], parents, workdir, writer)
-        for outcome in train_group(ctx, group):
+            return True
+        fresh, why = self._agree(self._refresh(group) if self.writes_tracking else (None, ""))
+        if fresh is None and why == "done":
+            stored = self._stored(group.runs)
+            for run in group.runs:
+                done = [s for s in stored[run.id] if s.status == "FINISHED"]
+                outcomes[run.id] = Outcome(run, "reused", mlflow_id=done[-1].mlflow_id,
+                                           note="finished by another process")
+            return True
+        if fresh is None and why == "blocked":
+            for run in group.runs:
+                outcomes[run.id] = Outcome(run, "skipped", f"its teacher {run.teacher_id} "
+                                           "has no finished run")
+            return True
+        if fresh is None:
+            return False
+        self.logger.info("training %s%s", fresh.label,
+                         f" (resuming at epoch {fresh.start_epoch + 1})"
+                         if fresh.start_epoch else "")
+        study = self.plan.study_of(fresh.runs[0].id)
+        try:
+            results = train_group(
+                fresh, study=study, dataset=self._dataset(study),
+                recorder=self._recorder(study, parents, workdir),
+                source=self._source(fresh.runs[0], workdir),
+                settings=self._settings(study), logger=self.logger,
+                progress=self._progress(fresh, study, clock, places.get(group.label, "")))
+        except ClaimLost as lost:
+            self.logger.info("%s: %s; trying again later", fresh.label, lost)
+            for run in fresh.runs:
+                outcomes[run.id] = Outcome(run, "elsewhere", str(lost))
+            return False
+        for outcome in results:
             outcomes[outcome.run.id] = outcome
         if self.data_parallel:
             self.accelerator.wait_for_everyone()
+        return True
 
-    def _context(self, first: Run, parents: dict[str, str], workdir: Path,
-                 writer: bool) -> GroupContext:
+    def _recorder(self, study: Study, parents: dict[str, str], workdir: Path) -> RunRecorder:
+        if not self.writes_tracking:
+            return NullRecorder()
+        return StoreRecorder(plan=self.plan, study=study, store=self.store_of(study),
+                             parent_id=parents.get(study.name, ""), workdir=workdir,
+                             owner=self.owner, dataset=self._dataset_records.get(study.name),
+                             logger=self.logger, lease_timeout_s=self.options.lease_timeout_s,
+                             settle_s=self.options.settle_seconds)
+
+    def _source(self, first: Run, workdir: Path) -> StoreSource:
         study = self.plan.study_of(first.id)
         teacher_study = self.plan.study_of(first.teacher_id) if first.teacher_id else study
+        return StoreSource(self.store_of(study), self.store_of(teacher_study), workdir)
+
+    def _settings(self, study: Study) -> GroupSettings:
         wrap = None
         if self.data_parallel:
             def wrap(model: torch.nn.Module) -> torch.nn.Module:
                 return self.accelerator.prepare_model(model)
-        return GroupContext(
-            plan=self.plan, study=study, store=self.store_of(study),
-            teacher_store=self.store_of(teacher_study), dataset=self._dataset(study),
+        return GroupSettings(
             device=self.accelerator.device,
             autocast=autocast_factory(self.accelerator, study.runtime.precision),
-            parent_id=parents.get(study.name, ""), workdir=workdir, logger=self.logger,
-            eval_every=self.options.eval_every, show_progress=not self.options.quiet and writer,
-            writer=writer,
+            eval_every=self.options.eval_every, evaluates=self.writes_tracking,
             batch_share=(self.process_index, self.processes) if self.data_parallel else (0, 1),
-            wrap_model=wrap,
-        )
+            wrap_model=wrap, store_uri=self.store_of(study).uri,
+            agree=self._agree)
+
+    def _progress(self, group: Group, study: Study, clock: PlanClock,
+                  place: str) -> GroupProgress:
+        dataset = self._dataset(study)
+        first = group.runs[0]
+        batches = -(-dataset.train.num_samples // first.recipe.batch_size)
+        mode = console_mode(quiet=self.options.quiet) if self.writes_tracking else "quiet"
+        return GroupProgress(
+            label=group.label, study=study.name, place=place, mode=mode, logger=self.logger,
+            clock=clock,
+            epoch_cost={r.id: run_cost(self.plan, r) / r.recipe.epochs for r in group.runs},
+            batches_per_epoch=batches // (self.processes if self.data_parallel else 1),
+            names={r.id: run_name(r) for r in group.runs})
 
     def _dataset(self, study: Study) -> LoadedDataset:
         key = study.dataset.model_dump_json()
@@ -236,16 +381,21 @@ class Executor:
             self._datasets[key] = load_dataset(study.dataset, device=self.accelerator.device,
                                                cache_dir=self.options.cache_dir)
             self.logger.info("data: %s", self._datasets[key].description)
-        return self._datasets[key]
+        data = self._datasets[key]
+        self._dataset_records.setdefault(study.name, DatasetRecord(
+            name=study.dataset.name, digest=data.digest, source=data.source))
+        return data
 
+    # -- parent runs --------------------------------------------------------------------------
     def _parent_runs(self, prep: Preparation) -> dict[str, str]:
         """Get or create the parent run of every study with a run to train. Under job-spreading
         process 0 creates them first, then the others find them by their plan-hash tag."""
-        studies = self._studies_of([a.run for a in prep.actions if a.kind != "reuse"])
+        studies = self._studies_of([a.run for a in prep.actions
+                                    if a.kind in ("train", "resume")])
         parents: dict[str, str] = {}
         plan_json = self.plan.to_json()
         for turn in (0, 1):
-            if (self.process_index == 0) == (turn == 0):
+            if (self.process_index == 0) == (turn == 0) and self.writes_tracking:
                 for study in studies:
                     parents[study.name] = self.store_of(study).parent_run(
                         study, plan_json=plan_json, spec_text=self.options.spec_text)
@@ -282,9 +432,8 @@ class Executor:
         names = {self.plan.study_of(r.id).name for r in runs}
         return [s for s in self.plan.studies if s.name in names]
 
-    def _ids_by_store(self, runs: Sequence[Run]) -> dict[TrackingStore, list[str]]:
-        by_store: dict[TrackingStore, list[str]] = {}
+    def _ids_by_store(self, runs: Sequence[Run]) -> dict[RunStore, list[str]]:
+        by_store: dict[RunStore, list[str]] = {}
         for run in runs:
             by_store.setdefault(self.store_of(self.plan.study_of(run.id)), []).append(run.id)
         return by_store
-

@@ -80,6 +80,10 @@ class LoadedDataset:
     channels: int
     image_size: int
     description: str  # one line for logs: name, sizes, where it was read from
+    #: Content digest of what the runs train and test on (the MLflow dataset input's digest),
+    #: and where it was read from.
+    digest: str = ""
+    source: str = ""
 
 
 class TeacherSignal(Protocol):

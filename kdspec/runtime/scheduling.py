@@ -1,7 +1,8 @@
 """What ``kdspec run`` will do with each run, and who does it: pure functions of the plan and of
 what the MLflow store holds (no training, no MLflow calls), so every decision is unit-tested.
 
-- Action per run: reuse a FINISHED run, resume a killed/failed one from its checkpoint, or train.
+- Action per run: reuse a FINISHED run, leave one another process is training right now (a live
+  lease: "elsewhere"), resume a killed/failed one from its checkpoint, or train.
 - Lockstep groups: the runnable distilled runs sharing seed, teacher, architecture and recipe.
 - Work units and shards: a unit is a teacher with every run that learns from it (or one run with
   no teacher and no pupils); units go to shards by a deterministic longest-first balance over the
@@ -17,9 +18,10 @@ from typing import Literal
 
 from kdspec.catalog import ARCHITECTURES, forward_flops
 from kdspec.plan import Plan, Run
-from kdspec.runtime.tracking import StoredRun
+from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
+from kdspec.tracking.store import StoredRun
 
-ActionKind = Literal["reuse", "resume", "train"]
+ActionKind = Literal["reuse", "resume", "train", "elsewhere"]
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,30 @@ class Action:
     superseded: tuple[StoredRun, ...] = ()
 
     def describe(self) -> str:
-        """The dry-run wording: "train", "reuse", "resume at epoch k"."""
+        """The dry-run wording: "train", "reuse", "resume at epoch k", "running elsewhere"."""
         if self.kind == "resume":
             return f"resume at epoch {self.start_epoch + 1}"
+        if self.kind == "elsewhere" and self.stored is not None:
+            lease = self.stored.lease
+            return (f"running elsewhere ({lease.host} pid {lease.pid}, epoch "
+                    f"{self.stored.epochs_done}, heartbeat {lease.age_s(now_ms()):.0f} s ago)")
         return self.kind
 
 
-def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool) -> Action:
-    """Reuse the newest FINISHED run (unless ``force``); else resume the newest unfinished run
-    that saved a checkpoint; else train from scratch."""
+def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool,
+                  lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
+                  at_ms: int | None = None) -> Action:
+    """Reuse the newest FINISHED run (unless ``force``); else leave a run another process is
+    training (live lease); else resume the newest unfinished run that saved a checkpoint; else
+    train from scratch."""
     finished = [s for s in stored if s.status == "FINISHED"]
     if finished and not force:
         return Action(run, "reuse", stored=finished[-1])
+    at = now_ms() if at_ms is None else at_ms
+    live = [s for s in stored
+            if is_live(s.status, s.lease, at_ms=at, timeout_s=lease_timeout_s)]
+    if live:
+        return Action(run, "elsewhere", start_epoch=live[-1].epochs_done, stored=live[-1])
     unfinished = tuple(s for s in stored if s.status != "FINISHED")
     resumable = [s for s in unfinished if 0 < s.epochs_done <= run.recipe.epochs]
     if resumable and not force:
@@ -93,7 +107,8 @@ def form_groups(plan: Plan, actions: Sequence[Action]) -> list[Group]:
     scratch (their unfinished runs become stale).
     """
     order = {r.id: i for i, r in enumerate(plan.runs)}
-    pending = sorted((a for a in actions if a.kind != "reuse"), key=lambda a: order[a.run.id])
+    pending = sorted((a for a in actions if a.kind in ("train", "resume")),
+                     key=lambda a: order[a.run.id])
     buckets: dict[tuple[str, ...], list[Action]] = {}
     groups: list[list[Action]] = []
     for action in pending:

@@ -1,4 +1,4 @@
-"""Test helper: log runs into a real MLflow store in exactly the layout of tracking_schema.
+"""Test helper: log runs into a real MLflow store in exactly the layout of kdspec.tracking.schema.
 
 The analysis tests (and bench/bench_report.py) fill a sqlite store with synthetic predictions
 through this, the way the runtime would: one parent run per study, one nested run per plan run
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.plan import Plan, Run, Study
+from kdspec.tracking import schema
 
 
 def open_client(tmp_dir: Path) -> tuple[MlflowClient, str]:

@@ -13,12 +13,12 @@ from kdspec.analysis.store_reader import (
     MSG_BAD_LABELS,
     MSG_DUPLICATE,
     MSG_MISSING,
-    MSG_NO_STORE,
     parse_predictions,
     read_study_records,
 )
 from kdspec.errors import ReportError
 from kdspec.plan import Plan
+from kdspec.tracking.client import MSG_NO_STORE
 from tests.analysis.conftest import FilledStore, small_study_plan
 from tests.analysis.mlflow_store import write_predictions
 

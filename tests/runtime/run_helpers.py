@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run as MlflowRun
 from mlflow.entities import ViewType
 
-from kdspec import tracking_schema as schema
 from kdspec.plan import Plan
+from kdspec.tracking import schema
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[2]

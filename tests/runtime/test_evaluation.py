@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from kdspec import tracking_schema as schema
 from kdspec.runtime.evaluation import confusion_matrix, evaluate
 from kdspec.runtime.interfaces import Batch
+from kdspec.tracking import schema
 
 
 class FixedLogits(torch.nn.Module):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from kdspec import tracking_schema as schema
+from kdspec.tracking import schema
+from tests.mlflow_server import free_port
 from tests.runtime.run_helpers import (
     finished_by_kdspec_id,
-    free_port,
     fresh_store,
     nested_runs,
     small_plan,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.cli import main
 from kdspec.plan import RuntimeSpec
+from kdspec.tracking import schema
 from tests.factories import dataset_spec, tiny_recipe
 from tests.runtime.run_helpers import (
     finished_by_kdspec_id,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.cli import main
 from kdspec.runtime import group_runner
-from kdspec.runtime.tracking import TrackingStore, _slug
+from kdspec.tracking import schema
+from kdspec.tracking.store import MlflowStore, experiment_folder
 from tests.runtime.run_helpers import fresh_store, small_plan, write_plan
 
 
@@ -27,8 +27,8 @@ def test_a_dry_run_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_an_experiment_named_dot_dot_stays_inside_the_artifact_folder(tmp_path: Path) -> None:
-    assert _slug("..") == "experiment" and _slug("a/../b") == "a-..-b"
-    store = TrackingStore(f"sqlite:///{tmp_path / 'store.db'}")
+    assert experiment_folder("..") == "experiment" and experiment_folder("a/../b") == "a-..-b"
+    store = MlflowStore(f"sqlite:///{tmp_path / 'store.db'}")
     experiment = store.client.get_experiment(store.experiment_id(".."))
     location = Path(experiment.artifact_location.removeprefix("file://"))
     assert location.parent == (tmp_path / "mlartifacts").resolve()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from kdspec import tracking_schema as schema
 from kdspec.cli import main
+from kdspec.tracking import schema
 from tests.factories import tiny_recipe
 from tests.runtime.run_helpers import (
     fresh_store,

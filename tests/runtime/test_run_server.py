@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from kdspec import tracking_schema as schema
 from kdspec.cli import main
+from kdspec.tracking import schema
 from tests.mlflow_server import start_server
 from tests.runtime.run_helpers import small_plan, write_plan
 

@@ -13,7 +13,7 @@ from kdspec.runtime.scheduling import (
     runs_of_share,
     work_units,
 )
-from kdspec.runtime.tracking import StoredRun
+from kdspec.tracking.store import StoredRun
 from tests.factories import tiny_plan, tiny_recipe
 
 

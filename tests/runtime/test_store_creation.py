@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from kdspec.runtime.tracking import TrackingStore
 from kdspec.tracking.sqlite_store import is_complete, run_count
+from kdspec.tracking.store import MlflowStore
 from tests.runtime.run_helpers import subprocess_env
 
 pytestmark = pytest.mark.integration
 
 OPEN_STORE = """
 import sys
-from kdspec.runtime.tracking import TrackingStore
-store = TrackingStore(sys.argv[1])
+from kdspec.tracking.store import MlflowStore
+store = MlflowStore(sys.argv[1])
 store.preflight()
 print(store.experiment_id("shared"))
 """
@@ -40,8 +40,8 @@ def maybe_die(*args):
         os.kill(os.getpid(), signal.SIGKILL)
 
 if sys.argv[3] == "kdspec":
-    from kdspec.runtime.tracking import TrackingStore
-    TrackingStore(sys.argv[1])
+    from kdspec.tracking.store import MlflowStore
+    MlflowStore(sys.argv[1])
 else:  # plain MLflow, creating the database in place as it does without kdspec
     from mlflow import MlflowClient
     MlflowClient(sys.argv[1]).search_experiments(max_results=1)
@@ -73,7 +73,7 @@ def test_a_kill_during_creation_leaves_nothing_half_made(kill_at: int, tmp_path:
     child.communicate(timeout=240)
     assert child.returncode == -signal.SIGKILL
     assert not db.exists()  # the half-made database only ever had a temporary name
-    store = TrackingStore(uri)
+    store = MlflowStore(uri)
     store.preflight()
     assert is_complete(db) and not list(tmp_path.glob(".new.db.creating-*"))
 
@@ -85,12 +85,12 @@ def test_a_half_made_store_without_runs_is_rebuilt_one_with_runs_is_left(tmp_pat
     child.communicate(timeout=240)
     assert child.returncode == -signal.SIGKILL
     assert db.exists() and not is_complete(db)  # what plain MLflow leaves: a wedged store
-    TrackingStore(uri).preflight()
+    MlflowStore(uri).preflight()
     assert is_complete(db)
     assert len(list(tmp_path.glob(".old.db.broken-*"))) == 1  # kept aside, not deleted
     # A store that holds runs is never moved or rebuilt, whatever its schema says.
     client = MlflowClient(uri)
     client.create_run(client.create_experiment("e"))
     assert run_count(db) == 1
-    TrackingStore(uri)
+    MlflowStore(uri)
     assert run_count(db) == 1 and len(list(tmp_path.glob(".old.db.broken-*"))) == 1

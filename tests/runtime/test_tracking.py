@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from kdspec import tracking_schema as schema
 from kdspec.errors import TrackingError
-from kdspec.runtime.tracking import TrackingStore, local_artifact_root
+from kdspec.tracking import schema
+from kdspec.tracking.client import local_artifact_root
+from kdspec.tracking.store import MlflowStore
 from tests.factories import tiny_plan
 from tests.runtime.run_helpers import fresh_store
 
 
 @pytest.fixture
-def store(blank_store: Path, tmp_path: Path) -> TrackingStore:
-    return TrackingStore(fresh_store(blank_store, tmp_path))
+def store(blank_store: Path, tmp_path: Path) -> MlflowStore:
+    return MlflowStore(fresh_store(blank_store, tmp_path))
 
 
 def test_local_artifacts_live_next_to_the_sqlite_file(tmp_path: Path) -> None:
@@ -31,17 +32,17 @@ def test_unreachable_server_is_one_clear_error() -> None:
         port = s.getsockname()[1]
     with pytest.raises(TrackingError, match=f"cannot reach the MLflow tracking server at "
                                             f"http://127.0.0.1:{port}"):
-        TrackingStore(f"http://127.0.0.1:{port}").preflight()
+        MlflowStore(f"http://127.0.0.1:{port}").preflight()
 
 
 def test_unwritable_artifact_folder_is_one_clear_error(blank_store: Path, tmp_path: Path) -> None:
     uri = fresh_store(blank_store, tmp_path)
     (tmp_path / "mlartifacts").write_text("a file where the folder should be")
     with pytest.raises(TrackingError, match="artifact folder .* is not writable"):
-        TrackingStore(uri).preflight()
+        MlflowStore(uri).preflight()
 
 
-def test_experiment_gets_an_explicit_artifact_location(store: TrackingStore,
+def test_experiment_gets_an_explicit_artifact_location(store: MlflowStore,
                                                        tmp_path: Path) -> None:
     exp_id = store.experiment_id("my study/1")
     assert store.experiment_id("my study/1") == exp_id
@@ -49,7 +50,7 @@ def test_experiment_gets_an_explicit_artifact_location(store: TrackingStore,
     assert location == (tmp_path / "mlartifacts" / "my-study-1").as_uri()
 
 
-def test_parent_run_is_created_once_and_reopened(store: TrackingStore) -> None:
+def test_parent_run_is_created_once_and_reopened(store: MlflowStore) -> None:
     plan = tiny_plan()
     study = plan.studies[0]
     first = store.parent_run(study, plan_json=plan.to_json(), spec_text="study {}")
@@ -62,7 +63,7 @@ def test_parent_run_is_created_once_and_reopened(store: TrackingStore) -> None:
     assert names == {schema.ARTIFACT_PLAN, schema.ARTIFACT_SPEC}
 
 
-def test_runs_are_found_by_kdspec_id_in_any_experiment(store: TrackingStore) -> None:
+def test_runs_are_found_by_kdspec_id_in_any_experiment(store: MlflowStore) -> None:
     plan = tiny_plan()
     study = plan.studies[0]
     parent = store.parent_run(study, plan_json=plan.to_json(), spec_text=None)

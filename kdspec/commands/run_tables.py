@@ -36,9 +36,10 @@ def dry_run_table(prep: Preparation, *, shard: str) -> str:
     for rid, reason in prep.blocked.items():
         rows.append([rid, "distilled", "", "", "", f"skip: {reason}"])
     counts = Counter(a.kind for a in prep.actions)
+    elsewhere = (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else "")
     footer = (f"shard {shard}: {len(prep.actions) + len(prep.blocked)} runs: "
               f"{counts['train']} to train, {counts['resume']} to resume, "
-              f"{counts['reuse']} to reuse, {len(prep.blocked)} blocked\n")
+              f"{counts['reuse']} to reuse{elsewhere}, {len(prep.blocked)} blocked\n")
     return _table(["run", "role", "arch", "seed", "T", "action"], rows) + footer
 
 
@@ -52,7 +53,8 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
         rows.append([o.run.id, o.run.role, str(o.run.seed), _temperature(o.run), o.status, acc,
                      o.mlflow_id, detail])
     counts = Counter(o.status for o in outcomes)
-    footer = (f"{counts['finished']} finished, {counts['reused']} reused, "
+    elsewhere = (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else "")
+    footer = (f"{counts['finished']} finished, {counts['reused']} reused{elsewhere}, "
               f"{counts['failed']} failed, {counts['skipped']} skipped\n")
     header = ["run", "role", "seed", "T", "status", "test_acc", "mlflow_run", "detail"]
     return _table(header, rows) + footer

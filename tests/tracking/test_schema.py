@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kdspec.plan import TrackingSpec
-from kdspec.tracking_schema import DEFAULT_TRACKING_URI, resolve_tracking_uri
+from kdspec.tracking.schema import DEFAULT_TRACKING_URI, resolve_tracking_uri
 from tests.factories import tiny_plan
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kdspec.commands.run_tables import dry_run_table, summary_table
 from kdspec.runtime.executor import Preparation
 from kdspec.runtime.group_runner import Outcome
 from kdspec.runtime.scheduling import Action, form_groups
-from kdspec.runtime.summary import dry_run_table, summary_table
-from kdspec.runtime.tracking import StoredRun
+from kdspec.tracking.store import StoredRun
 from tests.factories import tiny_plan
 
 

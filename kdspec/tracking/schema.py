@@ -13,7 +13,11 @@ Layout
   ``train_loss``, ``test_acc``, ``lr``; final metric ``test_acc`` and ``temperature`` (so the MLflow
   compare view can plot one against the other);
 - artifacts of a nested run: ``predictions.npz`` (keys below), ``class_accuracy.json``,
-  ``confusion.npy``, ``checkpoints/final.pt`` and ``checkpoints/last.pt`` (resumable state).
+  ``confusion.npy``, ``checkpoints/final.pt`` and ``checkpoints/last.pt`` (resumable state);
+- a RUNNING run carries a lease (``kdspec.lease.*``, see ``kdspec.tracking.leases``);
+- provenance on the parent and on every run: ``mlflow.source.git.commit`` and
+  ``kdspec.git_dirty`` (from a checkout), ``kdspec.version.*``, ``kdspec.host``, ``mlflow.user``;
+  each nested run has its dataset as an MLflow input (name, digest, source).
 """
 
 from __future__ import annotations
@@ -50,6 +54,23 @@ TAG_FAILURE = "kdspec.failure"  # reason a run FAILED (NaN loss, divergence, exc
 TAG_LAST_EPOCH = "kdspec.last_epoch"  # last epoch whose checkpoint is saved (for resume)
 TAG_TEACHER_CACHE = "kdspec.teacher_cache"  # "on" / "off": teacher logits looked up or recomputed
 TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it trained in
+# Leases of live runs (kdspec.tracking.leases)
+TAG_LEASE_OWNER = "kdspec.lease.owner"  # host:pid:token of the process training the run
+TAG_LEASE_MACHINE = "kdspec.lease.machine"  # boot id / pid namespace the owner runs in
+TAG_LEASE_CLAIMED = "kdspec.lease.claimed"  # ms since the epoch
+TAG_LEASE_HEARTBEAT = "kdspec.lease.heartbeat"  # ms since the epoch, renewed while training
+
+# Provenance (kdspec.tracking.provenance)
+TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own name: the UI shows it
+TAG_GIT_DIRTY = "kdspec.git_dirty"  # "true" when the checkout had uncommitted changes
+TAG_VERSION_PREFIX = "kdspec.version."  # kdspec, torch, torchvision, accelerate, mlflow, cuda
+TAG_HOST = "kdspec.host"
+TAG_USER = "mlflow.user"
+TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
+#: Set on every kdspec experiment so MLflow 3's UI opens it on the runs table (not traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 #: On a parent run: hash of the summary metrics the last ``kdspec report`` logged.
 TAG_REPORT_DIGEST = "kdspec.report_digest"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
@@ -72,6 +93,7 @@ ARTIFACT_CLASS_ACCURACY = "class_accuracy.json"
 ARTIFACT_CONFUSION = "confusion.npy"
 ARTIFACT_CHECKPOINT_DIR = "checkpoints"
 ARTIFACT_FINAL_CHECKPOINT = "checkpoints/final.pt"
+ARTIFACT_LAST_CHECKPOINT = "checkpoints/last.pt"
 ARTIFACT_REPORT_DIR = "report"
 
 # Keys inside predictions.npz: int64 arrays of length n_test, aligned by test-sample index.
@@ -80,3 +102,10 @@ PRED_Y_PRED = "y_pred"
 #: Every per-sample attribute of the test set is stored as "attr/<name>" (int array), so a later
 #: analysis can pick any sensitive attribute without retraining.
 PRED_ATTRIBUTE_PREFIX = "attr/"
+
+
+def temperature_param(temperature: float) -> str:
+    """A temperature as an MLflow param (a string) that sorts in numeric order: ``0002``,
+    ``0010``, ``0002.5`` (params sort as text, where '10.0' would come before '2.0')."""
+    whole, _, fraction = f"{temperature:g}".partition(".")
+    return f"{int(whole):04d}" + (f".{fraction}" if fraction else "")

@@ -1,0 +1,164 @@
+"""``kdspec status SPEC``: where a study stands, from the tracking store alone.
+
+It reads the store and nothing else: no dataset is touched, no file is written, a sqlite store
+that does not exist is not created (every run is then "not started"). So it runs on a login
+node while the sweep trains elsewhere. Per study, each run is:
+
+- **finished**: a FINISHED run exists;
+- **running**: RUNNING with a live lease (host, pid, epoch, heartbeat age);
+- **interrupted**: RUNNING with a stale lease, or KILLED: ``kdspec run`` resumes it (from its
+  last checkpoint, when it saved one);
+- **failed**: FAILED (the reason from ``kdspec.failure``);
+- **not started**: no run yet.
+
+The ETA is the time the unfinished runs would take one process at the pace of this study's
+finished runs (their wall time per epoch, by role and architecture), minus what the running ones have
+done; it is printed with how many finished runs it rests on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from kdspec.plan import Plan, Run, Study
+from kdspec.runtime.progress import format_duration
+from kdspec.runtime.scheduling import lockstep_key
+from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
+from kdspec.tracking.schema import resolve_tracking_uri
+from kdspec.tracking.store import MlflowStore, StoredRun
+
+State = Literal["finished", "running", "interrupted", "failed", "not started"]
+STATES: tuple[State, ...] = ("finished", "running", "interrupted", "failed", "not started")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help=".kdspec file or plan JSON")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI, the spec's, or "
+                             "sqlite:///mlruns.db)")
+    parser.add_argument("--lease-timeout", type=float, default=DEFAULT_LEASE_TIMEOUT_S,
+                        metavar="SECONDS", help="heartbeat age after which a RUNNING run counts "
+                        f"as interrupted (default {DEFAULT_LEASE_TIMEOUT_S:g})")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One plan run's state, with what the store says about it."""
+
+    kdspec_id: str
+    role: str
+    arch: str
+    seed: int
+    temperature: float | None
+    state: State
+    epoch: int
+    epochs: int
+    detail: str
+    mlflow_id: str
+
+
+def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: float) -> RunStatus:
+    """The state of one run from its stored runs (newest decides, FINISHED wins)."""
+    def make(state: State, s: StoredRun | None, detail: str = "") -> RunStatus:
+        return RunStatus(run.id, run.role, run.arch, run.seed, run.temperature, state,
+                         s.epochs_done if s else 0, run.recipe.epochs, detail,
+                         s.mlflow_id if s else "")
+
+    finished = [s for s in stored if s.status == "FINISHED"]
+    if finished:
+        return make("finished", finished[-1])
+    live = [s for s in stored if is_live(s.status, s.lease, at_ms=at_ms, timeout_s=timeout_s)]
+    if live:
+        s = live[-1]
+        return make("running", s, f"on {s.lease.host} (pid {s.lease.pid}), heartbeat "
+                                  f"{s.lease.age_s(at_ms):.0f} s ago")
+    if not stored:
+        return make("not started", None)
+    newest = stored[-1]
+    if newest.status == "FAILED":
+        return make("failed", newest, newest.failure or "no reason recorded")
+    since = f"resumes at epoch {newest.epochs_done + 1}" if newest.epochs_done else \
+        "restarts (no checkpoint)"
+    return make("interrupted", newest, f"{newest.status.lower()}, {since}")
+
+
+def seconds_per_epoch(stored: dict[str, list[StoredRun]], plan: Plan) -> dict[str, float]:
+    """Mean wall seconds per epoch of the finished runs, by role and architecture (a run of a
+    lockstep group measures the group's pace)."""
+    per_kind: dict[str, list[float]] = {}
+    for kid, runs in stored.items():
+        done = [s for s in runs if s.status == "FINISHED" and s.end_time > s.start_time]
+        if done:
+            run = plan.run(kid)
+            per_kind.setdefault(f"{run.role} {run.arch}", []).append(
+                (done[-1].end_time - done[-1].start_time) / 1000.0 / run.recipe.epochs)
+    return {kind: sum(v) / len(v) for kind, v in per_kind.items()}
+
+
+def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: float) -> dict:
+    """The study's runs, counts and ETA, as a JSON-ready dict."""
+    stored = store.find_runs(study.run_ids)
+    at = now_ms()
+    runs = [run_status(plan.run(rid), stored[rid], at_ms=at, timeout_s=timeout_s)
+            for rid in study.run_ids]
+    pace = seconds_per_epoch(stored, plan)
+    # The distilled students of one seed train in lockstep: a group takes as long as one run.
+    left: dict[tuple[str, ...], float] = {}
+    estimable = True
+    for r in runs:
+        if r.state == "finished":
+            continue
+        per_epoch = pace.get(f"{r.role} {r.arch}")
+        if per_epoch is None:
+            estimable = False
+            continue
+        key = lockstep_key(plan.run(r.kdspec_id)) if r.role == "distilled" else (r.kdspec_id,)
+        todo = per_epoch * (r.epochs - (r.epoch if r.state != "not started" else 0))
+        left[key] = max(left.get(key, 0.0), todo)
+    remaining = sum(left.values())
+    counts = Counter(r.state for r in runs)
+    return {"study": study.name, "experiment": study.tracking.experiment, "uri": store.uri,
+            "counts": {state: counts.get(state, 0) for state in STATES},
+            "eta_seconds": remaining if estimable else None,
+            "eta_from_finished_runs": sum(1 for r in runs if r.state == "finished"),
+            "runs": [asdict(r) for r in runs]}
+
+
+def render(status: dict) -> str:
+    counts = status["counts"]
+    eta = ("ETA unknown (no finished run of each architecture yet)" if status["eta_seconds"]
+           is None else f"ETA {format_duration(status['eta_seconds'])} for one process (from "
+           f"{status['eta_from_finished_runs']} finished runs)")
+    lines = [f"study {status['study']} ({status['uri']}): {len(status['runs'])} runs: "
+             + ", ".join(f"{counts[s]} {s}" for s in STATES) + f"; {eta}"]
+    for r in status["runs"]:
+        if r["state"] in ("running", "interrupted", "failed"):
+            t = "" if r["temperature"] is None else f" T={r['temperature']:g}"
+            lines.append(f"  {r['state']}: {r['role']} {r['arch']}{t} seed {r['seed']} "
+                         f"({r['kdspec_id']}), epoch {r['epoch']}/{r['epochs']}: {r['detail']}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdspec.dsl import load_plan
+    from kdspec.tracking.reachability import bound_http_retries
+
+    bound_http_retries()
+    plan = load_plan(args.spec)
+    stores: dict[str, MlflowStore] = {}
+    statuses = []
+    for study in plan.studies:
+        uri = resolve_tracking_uri(args.tracking_uri, study)
+        store = stores.setdefault(uri, MlflowStore(uri, read_only=True))
+        statuses.append(study_status(plan, study, store, timeout_s=args.lease_timeout))
+    if args.json:
+        sys.stdout.write(json.dumps({"studies": statuses}, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(render(s) for s in statuses))
+    return 0

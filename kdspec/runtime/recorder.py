@@ -1,0 +1,325 @@
+"""The one place a training group talks to tracking: a :class:`RunRecorder` (writes) and an
+:class:`ArtifactSource` (the teacher's and the resumed runs' checkpoints).
+
+The group runner is the training loop plus calls to these; it never sees MLflow. Three forms:
+:class:`StoreRecorder` writes the layout of :mod:`kdspec.tracking.schema` to any
+:class:`~kdspec.tracking.store.RunStore` (MLflow, or the tests' in-memory store) and holds the
+runs' leases; :class:`NullRecorder` writes nothing, for the processes of a data-parallel run
+that only train; :class:`StoreSource` reads checkpoints from a store.
+
+What a group's runs get, in order:
+- ``open``: resumed runs are reopened, the others created with params, tags, provenance and
+  the dataset as an input; each is claimed (a lease) and the claims checked after a settle
+  time: a run another process holds raises :class:`ClaimLost` before anything trains;
+- ``epoch``: ``checkpoints/last.pt``, then one request with the epoch's metrics, the
+  ``kdspec.last_epoch`` tag and the heartbeat (a run killed before it resumes at the previous
+  epoch without a duplicate metric step); the lease is checked each epoch;
+- ``alive``: a heartbeat within a long epoch, at most every ``HEARTBEAT_INTERVAL_S``;
+- ``finish``: ``predictions.npz``, ``class_accuracy.json``, ``confusion.npy``,
+  ``checkpoints/final.pt``, status FINISHED, older FINISHED runs of a ``--force`` retraining
+  retired; ``fail``: the reason in ``kdspec.failure``, status FAILED.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from kdspec.plan import Plan, Run, Study
+from kdspec.runtime import checkpoints
+from kdspec.runtime.evaluation import Evaluation
+from kdspec.runtime.scheduling import Action, Group
+from kdspec.runtime.training import Trainee
+from kdspec.tracking import schema
+from kdspec.tracking.leases import (
+    CLAIM_SETTLE_S,
+    DEFAULT_LEASE_TIMEOUT_S,
+    HEARTBEAT_INTERVAL_S,
+    Lease,
+    claim_tags,
+    heartbeat_tags,
+    is_live,
+    now_ms,
+)
+from kdspec.tracking.store import DatasetRecord, RunStore, StoredRun
+
+
+class ClaimLost(Exception):
+    """Another process holds (or just took) a lease on one of the group's runs."""
+
+
+class RunRecorder(Protocol):
+    """Everything a group writes about its runs."""
+
+    def open(self, group: Group, trainees: Sequence[Trainee]) -> None: ...
+    def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
+    def note(self, run: Run, tags: Mapping[str, str]) -> None: ...
+    def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
+    def alive(self) -> None: ...
+    def fail(self, run: Run, reason: str, *, epoch: int | None = None,
+             metrics: Mapping[str, float] | None = None) -> None: ...
+    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
+               ) -> None: ...
+    def mlflow_id(self, run: Run) -> str: ...
+
+
+class ArtifactSource(Protocol):
+    """Checkpoints a group reads: its teacher's trained model and its resumed runs' states."""
+
+    def teacher(self, teacher_id: str, *, device: torch.device) -> torch.nn.Module: ...
+    def resume_state(self, action: Action) -> dict[str, Any]: ...
+
+
+class NullRecorder:
+    """A recorder that writes nothing (processes of a data-parallel run other than the first)."""
+
+    def open(self, group: Group, trainees: Sequence[Trainee]) -> None:
+        pass
+
+    def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def note(self, run: Run, tags: Mapping[str, str]) -> None:
+        pass
+
+    def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def alive(self) -> None:
+        pass
+
+    def fail(self, run: Run, reason: str, *, epoch: int | None = None,
+             metrics: Mapping[str, float] | None = None) -> None:
+        pass
+
+    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
+               ) -> None:
+        pass
+
+    def mlflow_id(self, run: Run) -> str:
+        return ""
+
+
+@dataclass
+class StoreSource:
+    """Checkpoints read from a store: ``final.pt`` of the teacher's newest FINISHED run (found
+    across the whole store), ``last.pt`` of a resumed run."""
+
+    store: RunStore
+    teacher_store: RunStore
+    workdir: Path
+
+    def teacher(self, teacher_id: str, *, device: torch.device) -> torch.nn.Module:
+        found = [r for r in self.teacher_store.find_runs([teacher_id])[teacher_id]
+                 if r.status == "FINISHED"]
+        if not found:
+            raise RuntimeError(f"teacher {teacher_id} has no FINISHED run in "
+                               f"{self.teacher_store.uri}")
+        path = self.teacher_store.download(found[-1].mlflow_id, schema.ARTIFACT_FINAL_CHECKPOINT,
+                                           self.workdir / "teachers" / teacher_id)
+        return checkpoints.load_model(path, device=device)
+
+    def resume_state(self, action: Action) -> dict[str, Any]:
+        assert action.stored is not None, "only a resumed run has a checkpoint"
+        path = self.store.download(action.stored.mlflow_id, schema.ARTIFACT_LAST_CHECKPOINT,
+                                   self.workdir / "resume" / action.run.id)
+        return checkpoints.load(path)
+
+
+def run_params(run: Run, study: Study) -> dict[str, object]:
+    """The params of a nested run: the recipe, flattened, plus what the compare view groups by
+    (the temperature written so that it sorts in numeric order)."""
+    recipe = run.recipe
+    params: dict[str, object] = {
+        "role": run.role, "arch": run.arch, "seed": run.seed, "dataset": study.dataset.name,
+        "epochs": recipe.epochs, "batch_size": recipe.batch_size, "optimizer": recipe.optimizer,
+        "lr": recipe.lr, "momentum": recipe.momentum, "nesterov": recipe.nesterov,
+        "weight_decay": recipe.weight_decay, "schedule": recipe.schedule.kind,
+        "schedule.milestones": ",".join(str(m) for m in recipe.schedule.milestones),
+        "schedule.gamma": recipe.schedule.gamma,
+        "schedule.warmup_epochs": recipe.schedule.warmup_epochs,
+        "precision": study.runtime.precision, "augment": study.dataset.augment,
+    }
+    if run.role == "distilled" and run.loss is not None and run.temperature is not None:
+        params.update({"temperature": schema.temperature_param(run.temperature),
+                       "hard_weight": run.loss.hard_weight, "soft_weight": run.loss.soft_weight,
+                       "t_squared": run.loss.t_squared, "teacher_run_id": run.teacher_id})
+    return params
+
+
+def run_tags(run: Run, study: Study) -> dict[str, str]:
+    return {
+        schema.TAG_RUN_ID: run.id, schema.TAG_ROLE: run.role, schema.TAG_SEED: str(run.seed),
+        schema.TAG_TEMPERATURE: "" if run.temperature is None else f"{run.temperature:g}",
+        schema.TAG_TEACHER_RUN_ID: run.teacher_id or "", schema.TAG_STUDY: study.name,
+        schema.TAG_LAST_EPOCH: "0",
+    }
+
+
+def run_name(run: Run, study: Study | None = None) -> str:
+    """The name shown in the MLflow UI, unique within a study's experiment:
+    ``<study>.distilled-lenet5-T4-s0`` (``distilled-lenet5-T4-s0`` without a study)."""
+    temp = f"-T{run.temperature:g}" if run.temperature is not None else ""
+    base = f"{run.role}-{run.arch}{temp}-s{run.seed}"
+    return base if study is None else f"{study.name}.{base}"
+
+
+@dataclass
+class StoreRecorder:
+    """The :class:`RunRecorder` over a :class:`RunStore`, holding the group's leases."""
+
+    plan: Plan
+    study: Study
+    store: RunStore
+    parent_id: str
+    workdir: Path
+    owner: str
+    dataset: DatasetRecord | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kdspec.run"))
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
+    settle_s: float = CLAIM_SETTLE_S
+    heartbeat_s: float = HEARTBEAT_INTERVAL_S
+    mlflow_ids: dict[str, str] = field(default_factory=dict)
+    _created: set[str] = field(default_factory=set)
+    _superseded: dict[str, tuple[StoredRun, ...]] = field(default_factory=dict)
+    _last_heartbeat: float = 0.0
+
+    def mlflow_id(self, run: Run) -> str:
+        return self.mlflow_ids.get(run.id, "")
+
+    # -- opening and claiming -----------------------------------------------------------------
+    def open(self, group: Group, trainees: Sequence[Trainee]) -> None:
+        """Reopen resumed runs, create the others, retire stale unfinished runs, claim every
+        member and check the claims; on a lost claim, undo what was created and raise."""
+        lockstep = "solo" if len(trainees) == 1 else str(len(trainees))
+        at = now_ms()
+        for action, trainee in zip(group.actions, trainees, strict=True):
+            run = action.run
+            self._superseded[run.id] = action.superseded
+            stale = list(action.stale)
+            resumed = action.kind == "resume" and action.stored is not None
+            if resumed and trainee.epochs_done == 0:
+                assert action.stored is not None
+                stale.append(action.stored)  # its checkpoint could not be read
+                resumed = False
+            for old in stale:
+                if old.status == "RUNNING":  # killed mid-run; FAILED ones keep their reason
+                    self.store.finish(old.mlflow_id, "KILLED")
+            claim = {**claim_tags(self.owner, at), schema.TAG_LOCKSTEP: lockstep}
+            if resumed:
+                assert action.stored is not None
+                self.store.reopen(action.stored.mlflow_id)
+                self.store.set_tags(action.stored.mlflow_id, claim)
+                self.mlflow_ids[run.id] = action.stored.mlflow_id
+                continue
+            mlflow_id = self.store.create_run(
+                experiment=self.study.tracking.experiment, parent_id=self.parent_id,
+                run_name=run_name(run, self.study), tags={**run_tags(run, self.study), **claim})
+            self.mlflow_ids[run.id] = mlflow_id
+            self._created.add(run.id)
+            self.store.log_params(mlflow_id, run_params(run, self.study))
+            if self.dataset is not None:
+                self.store.log_input(mlflow_id, self.dataset)
+            if run.temperature is not None:
+                self.store.log_metrics(mlflow_id, {schema.METRIC_TEMPERATURE: run.temperature},
+                                       step=0)
+        self._check_claims(group)
+        self._last_heartbeat = time.monotonic()
+
+    def _check_claims(self, group: Group) -> None:
+        """After the settle time, every member's claim must be the one that holds."""
+        if self.settle_s > 0:
+            time.sleep(self.settle_s)
+        stored = self.store.find_runs([r.id for r in group.runs])
+        at = now_ms()
+        lost = []
+        for run in group.runs:
+            mine = self.mlflow_ids[run.id]
+            live = [s for s in stored[run.id]
+                    if is_live(s.status, s.lease, at_ms=at, timeout_s=self.lease_timeout_s)]
+            holder = min(live, key=lambda s: (s.lease.claimed_ms, s.mlflow_id), default=None)
+            if holder is None or holder.mlflow_id != mine or holder.lease.owner != self.owner:
+                lost.append((run, holder))
+        if not lost:
+            return
+        for run in group.runs:
+            if run.id in self._created:
+                self.store.delete_run(self.mlflow_ids[run.id])
+        run, holder = lost[0]
+        who = holder.lease.owner if holder is not None else "another process"
+        raise ClaimLost(f"{run.id} is being trained by {who}")
+
+    # -- while training -----------------------------------------------------------------------
+    def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
+        """A checkpoint one epoch ahead of its tag: log the epoch it carries (see
+        ``group_runner.restore``)."""
+        self.store.log_metrics(self.mlflow_ids[run.id], dict(metrics), step=epoch,
+                               tags={schema.TAG_LAST_EPOCH: epoch})
+
+    def note(self, run: Run, tags: Mapping[str, str]) -> None:
+        self.store.set_tags(self.mlflow_ids[run.id], tags)
+
+    def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None:
+        """``last.pt``, then the epoch's metrics, ``kdspec.last_epoch`` and the heartbeat in one
+        request; raises ClaimLost when another process has taken the run over meanwhile."""
+        run = trainee.run
+        mlflow_id = self.mlflow_ids[run.id]
+        finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        if Lease.from_tags(self.store.tags(mlflow_id)).owner != self.owner:
+            raise ClaimLost(f"{run.id} was taken over by another process")
+        path = checkpoints.save(checkpoints.resume_state(trainee, finite),
+                                self.workdir / "last" / run.id / "last.pt")
+        self.store.log_file(mlflow_id, path, schema.ARTIFACT_CHECKPOINT_DIR)
+        self.store.log_metrics(mlflow_id, finite, step=epoch,
+                               tags={schema.TAG_LAST_EPOCH: epoch, **heartbeat_tags(now_ms())})
+        self._last_heartbeat = time.monotonic()
+
+    def alive(self) -> None:
+        """Renew the heartbeat of every open run, at most every ``heartbeat_s`` seconds."""
+        if time.monotonic() - self._last_heartbeat < self.heartbeat_s:
+            return
+        self._last_heartbeat = time.monotonic()
+        tags = heartbeat_tags(now_ms())
+        for mlflow_id in self.mlflow_ids.values():
+            self.store.set_tags(mlflow_id, tags)
+
+    # -- ending -------------------------------------------------------------------------------
+    def fail(self, run: Run, reason: str, *, epoch: int | None = None,
+             metrics: Mapping[str, float] | None = None) -> None:
+        mlflow_id = self.mlflow_ids.get(run.id)
+        if mlflow_id is None:
+            return
+        if metrics and epoch is not None:
+            finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+            self.store.log_metrics(mlflow_id, finite, step=epoch)
+        self.store.fail(mlflow_id, reason)
+
+    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
+               ) -> None:
+        """Final evaluation artifacts, ``final.pt``, FINISHED, superseded runs retired."""
+        run = trainee.run
+        mlflow_id = self.mlflow_ids[run.id]
+        store = self.store
+        store.log_bytes(mlflow_id, schema.ARTIFACT_PREDICTIONS, evaluation.predictions_npz())
+        store.log_bytes(mlflow_id, schema.ARTIFACT_CLASS_ACCURACY,
+                        evaluation.class_accuracy_json(self.study.dataset.class_names).encode())
+        buffer = io.BytesIO()
+        np.save(buffer, evaluation.confusion)
+        store.log_bytes(mlflow_id, schema.ARTIFACT_CONFUSION, buffer.getvalue())
+        final = checkpoints.save(final_state, self.workdir / "final" / run.id / "final.pt")
+        store.log_file(mlflow_id, final, schema.ARTIFACT_CHECKPOINT_DIR)
+        store.finish(mlflow_id)  # kdspec.last_epoch already says the last epoch
+        # --force: the older FINISHED runs become KILLED, so the store keeps one FINISHED run
+        # per kdspec id (kdspec.superseded_by names the new one).
+        for old in self._superseded.get(run.id, ()):
+            store.set_tags(old.mlflow_id, {schema.TAG_SUPERSEDED_BY: mlflow_id})
+            store.finish(old.mlflow_id, "KILLED")

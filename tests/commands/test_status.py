@@ -1,0 +1,101 @@
+"""`kdspec status`: each run's state from the store alone; a killed run turns from running to
+interrupted once its lease expires; nothing is read but the store, nothing is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kdspec.cli import main
+from kdspec.commands.status import run_status
+from kdspec.tracking.leases import Lease, now_ms
+from kdspec.tracking.store import StoredRun
+from tests.factories import tiny_recipe
+from tests.runtime.run_helpers import (
+    fresh_store,
+    kdspec_command,
+    small_plan,
+    sqlite_states,
+    subprocess_env,
+    write_plan,
+)
+
+
+def _stored(status: str, *, epochs: int = 0, heartbeat_age_s: float | None = None,
+            failure: str = "") -> StoredRun:
+    at = now_ms()
+    lease = Lease() if heartbeat_age_s is None else Lease(
+        "host:42:t", at - int(heartbeat_age_s * 1000), at - int(heartbeat_age_s * 1000))
+    return StoredRun("m1", "k", status, epochs, at - 1000, "0", failure, lease)
+
+
+def test_each_state_is_named_with_its_detail() -> None:
+    run = small_plan().runs[0]
+    def state(*stored: StoredRun) -> tuple[str, str]:
+        s = run_status(run, list(stored), at_ms=now_ms(), timeout_s=60)
+        return s.state, s.detail
+
+    assert state() == ("not started", "")
+    assert state(_stored("FAILED", failure="NaN loss"))[0] == "failed"
+    assert state(_stored("FAILED", failure="NaN loss"))[1] == "NaN loss"
+    running = state(_stored("RUNNING", epochs=2, heartbeat_age_s=5))
+    assert running[0] == "running" and running[1].startswith("on host (pid 42), heartbeat 5")
+    assert state(_stored("RUNNING", epochs=2, heartbeat_age_s=600)) == (
+        "interrupted", "running, resumes at epoch 3")
+    assert state(_stored("KILLED")) == ("interrupted", "killed, restarts (no checkpoint)")
+    assert state(_stored("KILLED"), _stored("FINISHED"))[0] == "finished"
+
+
+def test_status_of_a_store_that_does_not_exist_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = small_plan()
+    path = write_plan(plan, tmp_path)
+    before = set(tmp_path.iterdir())
+    assert main(["status", str(path), "--tracking-uri", f"sqlite:///{tmp_path / 'none.db'}",
+                 "--json"]) == 0
+    [study] = json.loads(capsys.readouterr().out)["studies"]
+    assert study["counts"]["not started"] == len(plan.runs)
+    assert set(tmp_path.iterdir()) == before
+
+
+@pytest.mark.integration
+def test_status_during_and_after_a_run_and_after_a_kill(
+        blank_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = small_plan(seeds=(0,), temperatures=(2.0,),
+                      student_recipe=tiny_recipe(epochs=30, batch_size=128))
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    proc = subprocess.Popen(kdspec_command(str(path), "--tracking-uri", uri, "--quiet",
+                                           "--log-dir", str(tmp_path / "logs")),
+                            cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(s[0] == "RUNNING" and s[2] >= 1 for s in sqlite_states(
+                tmp_path / "mlruns.db")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert main(["status", str(path), "--tracking-uri", uri]) == 0
+        during = capsys.readouterr().out
+        assert "1 running" in during and "running: " in during and "heartbeat" in during
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    # Killed: still RUNNING in the store, but its heartbeat ages past a short lease timeout.
+    time.sleep(2.5)
+    assert main(["status", str(path), "--tracking-uri", uri, "--lease-timeout", "2"]) == 0
+    after_kill = capsys.readouterr().out
+    assert "0 running" in after_kill and "1 interrupted" in after_kill
+    assert "resumes at epoch" in after_kill
+    # The same command finishes the plan; status then says so, with no ETA left.
+    assert main(["run", str(path), "--tracking-uri", uri, "--quiet", "--lease-timeout", "2",
+                 "--log-dir", str(tmp_path / "logs")]) == 0
+    capsys.readouterr()
+    assert main(["status", str(path), "--tracking-uri", uri, "--json"]) == 0
+    [study] = json.loads(capsys.readouterr().out)["studies"]
+    assert study["counts"]["finished"] == len(plan.runs) and study["eta_seconds"] == 0.0

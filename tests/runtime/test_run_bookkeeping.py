@@ -1,0 +1,236 @@
+"""The run bookkeeping through the recorder, on an in-memory store (fast suite): what is
+trained, reused, resumed at epoch k, failed, deferred to another process, and what each run
+records. Tiny real trainings (digits, LeNet-5, a second or two)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdspec.plan import Plan
+from kdspec.runtime import group_runner
+from kdspec.runtime.executor import Executor
+from kdspec.runtime.recorder import ClaimLost, StoreRecorder, StoreSource
+from kdspec.runtime.run_options import RunOptions
+from kdspec.runtime.scheduling import Group, decide_action, form_groups
+from kdspec.tracking import schema
+from kdspec.tracking.leases import claim_tags, now_ms
+from tests.factories import dataset_spec, tiny_plan, tiny_recipe
+from tests.runtime.memory_store import MemoryStore
+
+LOGGER = logging.getLogger("kdspec.test")
+
+
+def _plan(epochs: int = 2, lr: float = 0.05, seeds: tuple[int, ...] = (0,)) -> Plan:
+    return tiny_plan(dataset=dataset_spec("digits", train_subset=256, test_subset=96),
+                     teacher_arch="lenet5", student_arch="lenet5", seeds=seeds,
+                     temperatures=(2.0, 4.0),
+                     teacher_recipe=tiny_recipe(epochs=epochs, batch_size=64, lr=lr),
+                     student_recipe=tiny_recipe(epochs=epochs, batch_size=64, lr=lr))
+
+
+def _executor(plan: Plan, store: MemoryStore, tmp_path: Path, **options: object) -> Executor:
+    fields: dict[str, object] = dict(tracking_uri=store.uri, quiet=True, settle_seconds=0.0,
+                                     poll_seconds=0.01, log_dir=tmp_path / "logs")
+    fields.update(options)
+    return Executor(plan, RunOptions(**fields), LOGGER,  # type: ignore[arg-type]
+                    open_store=lambda uri, read_only=False: store)
+
+
+def _run(plan: Plan, store: MemoryStore, tmp_path: Path, **options: object) -> dict[str, str]:
+    executor = _executor(plan, store, tmp_path, **options)
+    prep = executor.prepare(executor.my_runs())
+    return {o.run.id: o.status for o in executor.execute(prep, spec_text=None)}
+
+
+def test_a_plan_is_trained_then_reused_and_each_run_records_its_layout(tmp_path: Path) -> None:
+    plan = _plan()
+    store = MemoryStore()
+    assert set(_run(plan, store, tmp_path).values()) == {"finished"}
+    for run in plan.runs:
+        [stored] = store.nested(run.id)
+        assert stored.status == "FINISHED"
+        assert store.steps(stored.mlflow_id, schema.METRIC_TRAIN_LOSS) == [1, 2]
+        assert stored.tags[schema.TAG_LAST_EPOCH] == "2"
+        assert {schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_FINAL_CHECKPOINT,
+                schema.ARTIFACT_LAST_CHECKPOINT} <= set(stored.artifacts)
+        assert stored.tags[schema.TAG_LEASE_OWNER] and stored.inputs[0].name == "digits"
+        assert stored.name.startswith(f"{plan.studies[0].name}.")
+        if run.temperature is not None:
+            assert stored.params["temperature"] == schema.temperature_param(run.temperature)
+            assert stored.tags[schema.TAG_LOCKSTEP] == "2"  # both T trained together
+    # The same plan again: everything reused, nothing created.
+    created = store.calls.count("create_run")
+    assert set(_run(plan, store, tmp_path).values()) == {"reused"}
+    assert store.calls.count("create_run") == created
+
+
+def test_an_interrupted_run_resumes_at_its_epoch_and_equals_straight_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = _plan(epochs=3)
+    teacher = plan.runs_of(plan.studies[0], "teacher")[0]
+    only_teacher = ("teacher",)
+    straight = MemoryStore()
+    _run(plan, straight, tmp_path, only=only_teacher)
+    # Interrupted after epoch 1: the run stays RUNNING with a stale lease and last.pt.
+    store = MemoryStore()
+    real_epoch = StoreRecorder.epoch
+
+    def die_after_first(self: StoreRecorder, trainee, *, epoch: int, metrics) -> None:  # type: ignore[no-untyped-def]
+        real_epoch(self, trainee, epoch=epoch, metrics=metrics)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StoreRecorder, "epoch", die_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        _run(plan, store, tmp_path, only=only_teacher)
+    monkeypatch.undo()
+    [half] = store.nested(teacher.id)
+    assert half.status == "RUNNING" and half.tags[schema.TAG_LAST_EPOCH] == "1"
+    half.tags[schema.TAG_LEASE_HEARTBEAT] = "1"  # its process died long ago
+    assert decide_action(teacher, store.find_runs([teacher.id])[teacher.id],
+                         force=False).describe() == "resume at epoch 2"
+    assert _run(plan, store, tmp_path, only=only_teacher) == {teacher.id: "finished"}
+    [resumed] = store.nested(teacher.id)
+    assert resumed.mlflow_id == half.mlflow_id  # the same MLflow run, continued
+    assert store.steps(resumed.mlflow_id, schema.METRIC_TRAIN_LOSS) == [1, 2, 3]
+    weights = [torch.load(_artifact(s, teacher.id, tmp_path), weights_only=True)["model"]
+               for s in (straight, store)]
+    assert all(torch.equal(a, b) for a, b in zip(weights[0].values(), weights[1].values(),
+                                                 strict=True))
+
+
+def _artifact(store: MemoryStore, kdspec_id: str, tmp_path: Path) -> Path:
+    [run] = [r for r in store.nested(kdspec_id) if r.status == "FINISHED"]
+    path = tmp_path / f"{run.mlflow_id}.pt"
+    path.write_bytes(run.artifacts[schema.ARTIFACT_FINAL_CHECKPOINT])
+    return path
+
+
+def test_a_diverging_run_is_failed_with_its_reason_and_its_students_skipped(
+        tmp_path: Path) -> None:
+    plan = _plan(lr=1e10)
+    store = MemoryStore()
+    statuses = _run(plan, store, tmp_path)
+    teacher = plan.runs_of(plan.studies[0], "teacher")[0]
+    assert statuses[teacher.id] == "failed"
+    [stored] = store.nested(teacher.id)
+    assert stored.status == "FAILED" and "loss" in stored.tags[schema.TAG_FAILURE]
+    for run in plan.runs_of(plan.studies[0], "distilled"):
+        assert statuses[run.id] == "skipped" and not store.nested(run.id)
+    parent = next(r for r in store.live() if r.tags.get(schema.TAG_KIND) == schema.KIND_PLAN)
+    assert parent.status == "FAILED" and "did not finish" in parent.tags[schema.TAG_FAILURE]
+
+
+def test_a_run_live_in_another_process_is_left_to_it(tmp_path: Path) -> None:
+    plan = _plan(epochs=1)
+    study = plan.studies[0]
+    store = MemoryStore()
+    teacher = plan.runs_of(study, "teacher")[0]
+    other = store.create_run(experiment="e", parent_id="", run_name="other", tags={
+        schema.TAG_RUN_ID: teacher.id, **claim_tags(f"elsewhere:{os.getpid()}:x", now_ms())})
+    actions = [decide_action(r, store.find_runs([r.id])[r.id], force=False) for r in plan.runs]
+    assert actions[0].kind == "elsewhere" and f"running elsewhere (elsewhere pid {os.getpid()}" \
+        in actions[0].describe()
+    # Its students wait for it; here the other process finishes it while they wait.
+    executor = _executor(plan, store, tmp_path)
+    prep = executor.prepare(executor.my_runs())
+    calls = {"n": 0}
+    real_find = store.find_runs
+
+    def finishing_find(ids):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:  # after a first look, the other process is done
+            store.runs[other].status = "FINISHED"
+            store.runs[other].artifacts[schema.ARTIFACT_FINAL_CHECKPOINT] = _trained_teacher(
+                plan, tmp_path)
+        return real_find(ids)
+
+    store.find_runs = finishing_find  # type: ignore[method-assign]
+    statuses = {o.run.id: o.status for o in executor.execute(prep, spec_text=None)}
+    assert statuses[teacher.id] == "elsewhere"
+    assert all(statuses[r.id] == "finished" for r in plan.runs_of(study, "distilled"))
+    assert len(store.nested(teacher.id)) == 1  # never trained here
+
+
+def _trained_teacher(plan: Plan, tmp_path: Path) -> bytes:
+    """final.pt of the plan's teacher, trained in a scratch store."""
+    scratch = MemoryStore()
+    _run(plan, scratch, tmp_path, only=("teacher",))
+    [run] = scratch.nested(plan.runs_of(plan.studies[0], "teacher")[0].id)
+    return run.artifacts[schema.ARTIFACT_FINAL_CHECKPOINT]
+
+
+def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
+    plan = _plan(epochs=1)
+    study = plan.studies[0]
+    store = MemoryStore()
+    [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
+                                            for r in plan.runs]) if len(g.runs) == 2]
+    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
+                             workdir=tmp_path, owner="me:1:a", settle_s=0.0)
+    # Between this process's look and its claim, another one claimed the T=4 student first.
+    rival = group.runs[1]
+    store.create_run(experiment="e", parent_id="", run_name="rival", tags={
+        schema.TAG_RUN_ID: rival.id, **claim_tags(f"rival:{os.getpid()}:b", now_ms() - 1000)})
+    with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival:{os.getpid()}:b"):
+        recorder.open(group, [_trainee(r) for r in group.runs])
+    assert [r.name for r in store.nested()] == ["rival"]  # its own two runs were deleted
+
+
+def _trainee(run):  # type: ignore[no-untyped-def]
+    from kdspec.runtime.training import new_trainee
+
+    return new_trainee(run, in_channels=1, image_size=8, num_classes=10,
+                       device=torch.device("cpu"))
+
+
+def test_a_group_is_the_training_loop_plus_recorder_calls(tmp_path: Path) -> None:
+    """train_group alone, with its recorder and artifact source: K students in lockstep."""
+    plan = _plan(epochs=2)
+    study = plan.studies[0]
+    store = MemoryStore()
+    _run(plan, store, tmp_path, only=("teacher",))
+    distilled = [decide_action(r, [], force=False) for r in plan.runs_of(study, "distilled")]
+    [group] = form_groups(plan, distilled)
+    assert isinstance(group, Group) and len(group.runs) == 2
+    from kdspec.runtime.data import load_dataset
+    from kdspec.runtime.progress import GroupProgress, PlanClock
+
+    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
+                             workdir=tmp_path, owner="me:1:a", settle_s=0.0)
+    outcomes = group_runner.train_group(
+        group, study=study, dataset=load_dataset(study.dataset, device=torch.device("cpu")),
+        recorder=recorder, source=StoreSource(store, store, tmp_path),
+        settings=group_runner.GroupSettings(device=torch.device("cpu")),
+        progress=GroupProgress(label=group.label, study=study.name, place="", mode="quiet",
+                               logger=LOGGER, clock=PlanClock(total=1.0), epoch_cost={},
+                               batches_per_epoch=4),
+        logger=LOGGER)
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    for outcome in outcomes:
+        [stored] = store.nested(outcome.run.id)
+        assert stored.tags[schema.TAG_TEACHER_CACHE] in ("on", "off")
+        assert outcome.mlflow_id == stored.mlflow_id and outcome.test_acc is not None
+
+
+def test_a_lease_whose_owner_died_on_this_machine_is_not_live() -> None:
+    """kill -9, or a stop for a lost server: the pid is gone, so the next run on this machine
+    resumes at once instead of waiting out the lease timeout."""
+    from kdspec.tracking.leases import Lease, is_live
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    tags = claim_tags(f"host:{dead}:t", now_ms())
+    assert not is_live("RUNNING", Lease.from_tags(tags), at_ms=now_ms(), timeout_s=600)
+    alive = claim_tags(f"host:{os.getpid()}:t", now_ms())
+    assert is_live("RUNNING", Lease.from_tags(alive), at_ms=now_ms(), timeout_s=600)
+    # On another machine a pid means nothing here: only the heartbeat's age counts.
+    elsewhere = {**tags, schema.TAG_LEASE_MACHINE: "another-boot/pid:[1]"}
+    assert is_live("RUNNING", Lease.from_tags(elsewhere), at_ms=now_ms(), timeout_s=600)
