@@ -51,6 +51,7 @@ report: install
 	$(BIN)/kdspec report $(SPEC) --tracking-uri $(TRACKING_URI)
 
 ui: install
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments (each kdspec experiment opens on its runs table)"
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
 
 bench: install

@@ -236,18 +236,25 @@ class StoreRecorder:
         self._last_heartbeat = time.monotonic()
 
     def _check_claims(self, group: Group) -> None:
-        """After the settle time, every member's claim must be the one that holds."""
+        """After the settle time, every member's claim must be the one that holds: no other
+        process finished the run meanwhile (a FINISHED run this group did not know of when it
+        decided), and of the live runs of its id, this process's claim is the oldest."""
         if self.settle_s > 0:
             time.sleep(self.settle_s)
         stored = self.store.find_runs([r.id for r in group.runs])
         at = now_ms()
-        lost = []
+        lost: list[tuple[Run, StoredRun | None]] = []
         for run in group.runs:
             mine = self.mlflow_ids[run.id]
+            known = {s.mlflow_id for s in self._superseded.get(run.id, ())}
+            done = [s for s in stored[run.id] if s.status == "FINISHED"
+                    and s.mlflow_id not in known]
             live = [s for s in stored[run.id]
                     if is_live(s.status, s.lease, at_ms=at, timeout_s=self.lease_timeout_s)]
             holder = min(live, key=lambda s: (s.lease.claimed_ms, s.mlflow_id), default=None)
-            if holder is None or holder.mlflow_id != mine or holder.lease.owner != self.owner:
+            if done:
+                lost.append((run, done[-1]))
+            elif holder is None or holder.mlflow_id != mine or holder.lease.owner != self.owner:
                 lost.append((run, holder))
         if not lost:
             return
@@ -255,6 +262,8 @@ class StoreRecorder:
             if run.id in self._created:
                 self.store.delete_run(self.mlflow_ids[run.id])
         run, holder = lost[0]
+        if holder is not None and holder.status == "FINISHED":
+            raise ClaimLost(f"{run.id} was just finished by another process")
         who = holder.lease.owner if holder is not None else "another process"
         raise ClaimLost(f"{run.id} is being trained by {who}")
 

@@ -155,6 +155,9 @@ class MlflowStore:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             exp_id = str(experiment.experiment_id)
+            if experiment.tags.get(schema.EXPERIMENT_KIND_TAG) is None:  # made before the tag
+                self.client.set_experiment_tag(exp_id, schema.EXPERIMENT_KIND_TAG,
+                                               schema.EXPERIMENT_KIND)
         else:
             root = local_artifact_root(self.uri)
             location = None if root is None else (root / experiment_folder(name)).as_uri()

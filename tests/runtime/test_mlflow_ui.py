@@ -1,0 +1,72 @@
+"""The MLflow UI on a store kdspec wrote, in headless Chromium: an experiment opens on its runs
+table (not MLflow 3's traces page), and a run's page shows its commit, versions and dataset."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from kdspec.cli import main
+from kdspec.tracking import schema
+from tests.mlflow_server import start_server
+from tests.runtime.run_helpers import fresh_store, nested_runs, small_plan, write_plan
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed "
+                       "(apt-get install chromium, or `make install` as root)"),
+]
+
+
+def _rendered(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran (virtual time waits for pending fetches)."""
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+        "--window-size=1600,1200", "--dump-dom", url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_ui_shows_the_runs_table_and_each_runs_provenance(blank_store: Path,
+                                                              tmp_path: Path) -> None:
+    plan = small_plan(seeds=(0,), temperatures=(2.0,))
+    study = plan.studies[0]
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path / "store")
+    assert main(["run", str(path), "--tracking-uri", uri, "--quiet",
+                 "--log-dir", str(tmp_path / "logs")]) == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(study.tracking.experiment)
+    assert experiment is not None
+    assert experiment.tags[schema.EXPERIMENT_KIND_TAG] == schema.EXPERIMENT_KIND
+    teacher = next(r for r in nested_runs(uri) if r.data.tags[schema.TAG_ROLE] == "teacher")
+    tags = teacher.data.tags
+    assert tags[f"{schema.TAG_VERSION_PREFIX}torch"] and tags[schema.TAG_HOST]
+    [dataset] = teacher.inputs.dataset_inputs
+    assert dataset.dataset.name == "digits" and len(dataset.dataset.digest) == 16
+
+    # A server on the same database (its artifact locations are the store's own folders).
+    (tmp_path / "server").mkdir()
+    shutil.copy(tmp_path / "store" / "mlruns.db", tmp_path / "server" / "server.db")
+    server = start_server(tmp_path / "server")
+    try:
+        runs_page = _rendered(f"{server.url}/#/experiments/{experiment.experiment_id}",
+                              tmp_path / "profile-1")
+        run_page = _rendered(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/"
+                             f"{teacher.info.run_id}", tmp_path / "profile-2")
+    finally:
+        server.stop()
+    for run in nested_runs(uri):
+        assert run.info.run_name in runs_page, run.info.run_name  # the runs table
+    assert tags[f"{schema.TAG_VERSION_PREFIX}torch"] in run_page
+    assert dataset.dataset.digest in run_page and "digits" in run_page
+    if schema.TAG_GIT_COMMIT in tags:
+        assert tags[schema.TAG_GIT_COMMIT][:7] in run_page
