@@ -40,6 +40,16 @@ def is_server_uri(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "databricks"))
 
 
+#: MLflow 3's UI opens experiments on its GenAI overview unless told the workflow is model training
+#: (a URL parameter it then keeps; the ``mlflow.experimentKind`` tag alone does not switch it).
+UI_WORKFLOW_QUERY = "workflowType=machine_learning"
+
+
+def experiment_url(server_url: str, experiment_id: str) -> str:
+    """The page of an experiment's runs table in the MLflow UI served at ``server_url``."""
+    return f"{server_url.rstrip('/')}/#/experiments/{experiment_id}?{UI_WORKFLOW_QUERY}"
+
+
 def local_artifact_root(uri: str) -> Path | None:
     """Where experiments of a non-server store keep artifacts: ``mlartifacts/`` next to a sqlite
     file, or in the working folder for other databases; None for a server."""

@@ -61,6 +61,8 @@ def provenance_tags() -> dict[str, str]:
         tags[schema.TAG_USER] = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)
         tags[schema.TAG_USER] = "unknown"
+    tags[schema.TAG_SOURCE_NAME] = "kdspec"
+    tags[schema.TAG_SOURCE_TYPE] = "LOCAL"
     state = git_state(Path(__file__).resolve().parent)
     if state is not None:
         tags[schema.TAG_GIT_COMMIT] = state[0]

@@ -61,13 +61,16 @@ TAG_LEASE_CLAIMED = "kdspec.lease.claimed"  # ms since the epoch
 TAG_LEASE_HEARTBEAT = "kdspec.lease.heartbeat"  # ms since the epoch, renewed while training
 
 # Provenance (kdspec.tracking.provenance)
-TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own name: the UI shows it
+TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own name: the UI shows it beside the source
+TAG_SOURCE_NAME = "mlflow.source.name"  # "kdspec": the UI's "Source" (with the commit) needs one
+TAG_SOURCE_TYPE = "mlflow.source.type"
 TAG_GIT_DIRTY = "kdspec.git_dirty"  # "true" when the checkout had uncommitted changes
 TAG_VERSION_PREFIX = "kdspec.version."  # kdspec, torch, torchvision, accelerate, mlflow, cuda
 TAG_HOST = "kdspec.host"
 TAG_USER = "mlflow.user"
 TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
-#: Set on every kdspec experiment so MLflow 3's UI opens it on the runs table (not traces).
+#: Set on every kdspec experiment: it is model training, not GenAI (MLflow 3.17's UI still needs
+#: ``?workflowType=machine_learning`` in the URL to open the runs table; see tracking.client).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 

@@ -1,8 +1,10 @@
-"""The MLflow UI on a store kdspec wrote, in headless Chromium: an experiment opens on its runs
-table (not MLflow 3's traces page), and a run's page shows its commit, versions and dataset."""
+"""The MLflow UI on a store kdspec wrote, in headless Chromium: the experiment URL kdspec prints
+(with MLflow 3's `workflowType=machine_learning`) opens on the runs table, not the GenAI overview,
+and a run's page shows its commit, versions and dataset."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +14,7 @@ from mlflow import MlflowClient
 
 from kdspec.cli import main
 from kdspec.tracking import schema
+from kdspec.tracking.client import UI_WORKFLOW_QUERY, experiment_url
 from tests.mlflow_server import start_server
 from tests.runtime.run_helpers import fresh_store, nested_runs, small_plan, write_plan
 
@@ -36,6 +39,12 @@ def _rendered(url: str, profile: Path) -> str:
     return done.stdout
 
 
+def _text(page: str) -> str:
+    """The page's visible words, one space apart (numbers and words sit in separate elements)."""
+    page = re.sub(r"<(style|script)\b.*?</\1>", " ", page, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
 def test_the_ui_shows_the_runs_table_and_each_runs_provenance(blank_store: Path,
                                                               tmp_path: Path) -> None:
     plan = small_plan(seeds=(0,), temperatures=(2.0,))
@@ -58,15 +67,20 @@ def test_the_ui_shows_the_runs_table_and_each_runs_provenance(blank_store: Path,
     shutil.copy(tmp_path / "store" / "mlruns.db", tmp_path / "server" / "server.db")
     server = start_server(tmp_path / "server")
     try:
-        runs_page = _rendered(f"{server.url}/#/experiments/{experiment.experiment_id}",
+        runs_page = _rendered(experiment_url(server.url, experiment.experiment_id),
                               tmp_path / "profile-1")
         run_page = _rendered(f"{server.url}/#/experiments/{experiment.experiment_id}/runs/"
-                             f"{teacher.info.run_id}", tmp_path / "profile-2")
+                             f"{teacher.info.run_id}?{UI_WORKFLOW_QUERY}", tmp_path / "profile-2")
     finally:
         server.stop()
-    for run in nested_runs(uri):
-        assert run.info.run_name in runs_page, run.info.run_name  # the runs table
+    # The runs table: the study's parent run, its children folded under it (counted).
+    children = nested_runs(uri)
+    parents = {run.data.tags["mlflow.parentRunId"] for run in children}
+    [parent_id] = parents
+    assert client.get_run(parent_id).info.run_name in runs_page
+    assert f"{len(children) + 1} matching runs" in _text(runs_page)
+    assert "No data available for the selected time range" not in runs_page  # not the overview
     assert tags[f"{schema.TAG_VERSION_PREFIX}torch"] in run_page
     assert dataset.dataset.digest in run_page and "digits" in run_page
-    if schema.TAG_GIT_COMMIT in tags:
-        assert tags[schema.TAG_GIT_COMMIT][:7] in run_page
+    if schema.TAG_GIT_COMMIT in tags:  # "Source: kdspec <commit>"
+        assert f"kdspec {tags[schema.TAG_GIT_COMMIT][:7]}" in _text(run_page)
