@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 
 import torch
+from fused_students import FusedStudents, fused_distillation_step
 from torch import nn
 
 from kdspec.plan import KDLoss
-from kdspec.runtime.fused_students import FusedStudents, fused_distillation_step
 from kdspec.runtime.losses import distillation_loss
 from kdspec.runtime.models import build_model
 

@@ -1,5 +1,9 @@
 """K students of one architecture trained as one fused model (``torch.func`` stacking + vmap).
 
+Kept in bench/, not in the runtime: ``kdspec run`` does not use it (it loses on a CPU, below,
+and has not been measured on a GPU). ``bench/bench_fusion.py`` measures it and
+``tests/bench/test_fused_students.py`` checks it against K separate models.
+
 The distilled students of one seed (one per temperature) see identical batches in lockstep, so
 their K forward and backward passes can run as one: the K models' parameters and buffers are
 stacked along a new leading dimension (``torch.func.stack_module_state``), one stateless copy of
@@ -10,7 +14,7 @@ statistics and temperature; the result equals K separately trained models up to 
 
 Where it pays: on a GPU, where small models are launch-bound, one fused step replaces K launches
 of every kernel. On a CPU it loses (BRIEF section 7; ``bench/bench_fusion.py`` measures it here),
-so the runtime keeps K separate steps over the shared batch unless told otherwise.
+so the runtime keeps K separate steps over the shared batch.
 
 Why the sum of the K losses: the students share no parameter, so ``d(sum_k L_k)/d theta_k =
 dL_k/d theta_k`` and one backward gives every student exactly its own gradient; element-wise

@@ -1,6 +1,6 @@
 """The typed seams inside the runtime: what data sources hand the training loop, and how the loop
 gets a teacher's logits. Data (``runtime/data``), training (``runtime/training``) and the speed
-work (teacher-logit cache, fused students) meet only here.
+work (the teacher-logit cache) meet only here.
 """
 
 from __future__ import annotations

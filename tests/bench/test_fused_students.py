@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from kdspec.plan import KDLoss
-from kdspec.runtime.fused_students import (
+from bench.fused_students import (
     ERR_MIXED_ARCHS,
     FusedStudents,
     fused_distillation_losses,
     fused_distillation_step,
 )
+from kdspec.plan import KDLoss
 from kdspec.runtime.losses import distillation_loss
 from kdspec.runtime.models import build_model
 
