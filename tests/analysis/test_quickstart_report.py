@@ -39,5 +39,9 @@ def test_each_study_of_the_quickstart_gets_its_own_report(
     text = (out / fairness_study.name / "report.md").read_text()
     attribute = fairness_study.fairness.sensitive[0]  # type: ignore[union-attr]
     assert f"Over '{attribute}'" in text
-    assert "one-vs-rest per class, aggregated by max" in text
+    assert "one-vs-rest per class, aggregated by mean over classes" in text
+    for study in plan.studies:  # the spec's note opens each report: a demonstration
+        report = (out / study.name / "report.md").read_text()
+        assert f"About this study (the spec's note): {study.note}" in report
+        assert "Pipeline demonstration" in report.split("## Runs")[0]
     assert f"Per-class one-vs-rest DPD_c / EOD_c (%) over '{attribute}'" in text
