@@ -40,7 +40,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check kdspec tests bench
+	$(BIN)/ruff check kdspec tests bench examples
 	$(BIN)/mypy
 
 run: install
@@ -51,7 +51,7 @@ report: install
 	$(BIN)/kdspec report $(SPEC) --tracking-uri $(TRACKING_URI)
 
 ui: install
-	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments (each kdspec experiment opens on its runs table)"
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning ('Model training' in the header: the runs tables)"
 	$(BIN)/mlflow ui --backend-store-uri $(TRACKING_URI) --host 127.0.0.1 --port 5000
 
 bench: install

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "run": "train the plan's runs with MLflow tracking; resumes and reuses finished runs",
     "status": "where each study stands, read from the tracking store only (writes nothing)",
     "report": "write the significance, disagreement and fairness report from MLflow",
+    "list": "the architectures and datasets a spec can name, including plugins' and timm's",
 }
 
 

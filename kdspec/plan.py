@@ -25,9 +25,6 @@ RUN_SEMANTICS_VERSION = 1
 PLAN_FORMAT_VERSION: Final = 1
 
 Role = Literal["teacher", "student", "distilled"]
-DatasetName = Literal[
-    "cifar10", "cifar100", "svhn", "fashion_mnist", "imagenet", "celeba", "trifeature", "digits"
-]
 AugmentPreset = Literal["none", "flip", "crop", "crop_flip", "imagenet"]
 Precision = Literal["fp32", "bf16", "fp16"]
 Normalization = Literal["ratio", "difference"]
@@ -75,7 +72,8 @@ class Frozen(BaseModel):
 class DatasetSpec(Frozen):
     """The data a study trains and tests on, with every default already resolved."""
 
-    name: DatasetName
+    #: A registered dataset (kdspec.registry: kdspec's own or a plugin's).
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
     root: str | None = None  # None: the dataset's default location (see docs/datasets.md)
     download: bool = False
     train_subset: PositiveInt | None = None  # first-n after a seeded shuffle; None = all
@@ -128,7 +126,9 @@ class Recipe(Frozen):
 class ModelSpec(Frozen):
     """An architecture and the recipe that trains it."""
 
-    arch: str
+    #: A registered architecture, or ``torchvision:NAME`` / ``timm:NAME``.
+    arch: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z0-9_.-]+)?$",
+                               max_length=200)]
     recipe: Recipe
 
 
@@ -235,6 +235,8 @@ class Study(Frozen):
     analysis: AnalysisSpec = AnalysisSpec()
     runtime: RuntimeSpec = RuntimeSpec()
     tracking: TrackingSpec
+    #: What the study is for (the spec's ``note``), printed at the top of its report.
+    note: Annotated[str, Field(max_length=2_000)] = ""
     run_ids: tuple[str, ...]
     #: A variant of a study block with ``vary``: the block's name, and the settings that make
     #: this variant (``("student.lr", "0.001")``, ...) in the order the spec wrote them.

@@ -2,23 +2,24 @@
 architectures. The compiler checks the same with spans; a plan JSON (written by hand, or by
 another version) gets these checks, worded as the compiler words them, before anything runs.
 
-Imports only ``kdspec.plan`` and ``kdspec.catalog``, so the runtime can use it.
+Imports only ``kdspec.plan``, ``kdspec.catalog`` and ``kdspec.registry``, so the runtime can
+use it.
 """
 
 from __future__ import annotations
 
-from kdspec.catalog import (
-    ARCHITECTURES,
-    DATASETS,
-    TRIFEATURE_BALANCED_MULTIPLE,
-    TRIFEATURE_DEFAULT_COMBINATIONS,
-)
+from kdspec.catalog import TRIFEATURE_BALANCED_MULTIPLE, TRIFEATURE_DEFAULT_COMBINATIONS
 from kdspec.plan import DatasetSpec, Plan, Study
+from kdspec.registry import ArchitectureError, architecture, datasets
 
 
 def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
     """The catalogue's facts a dataset spec contradicts."""
-    facts = DATASETS[data.name]
+    entry = datasets().get(data.name)
+    if entry is None:
+        return [f"{where}.name: unknown dataset '{data.name}' (known: "
+                f"{', '.join(sorted(datasets()))})"]
+    facts = entry.facts
     out = []
     if data.channels != facts.channels:
         out.append(f"{where}.channels: {data.name} images have {facts.channels} channels, "
@@ -62,11 +63,12 @@ def study_problems(index: int, study: Study) -> list[str]:
     out = dataset_problems(f"{where}.dataset", study.dataset)
     for role in ("teacher", "student"):
         arch = getattr(study, role).arch
-        facts = ARCHITECTURES.get(arch)
-        if facts is None:
-            out.append(f"{where}.{role}.arch: unknown architecture '{arch}' (known: "
-                       f"{', '.join(sorted(ARCHITECTURES))})")
-        elif study.dataset.image_size < facts.min_size:
+        try:
+            facts = architecture(arch).facts
+        except ArchitectureError as err:
+            out.append(f"{where}.{role}.arch: {err.message} ({err.help})")
+            continue
+        if study.dataset.image_size < facts.min_size:
             out.append(f"{where}.{role}.arch: {arch} needs images of at least "
                        f"{facts.min_size}x{facts.min_size}; {study.dataset.name} images here "
                        f"are {study.dataset.image_size}x{study.dataset.image_size}")

@@ -15,8 +15,8 @@ STUDY_SPECS = sorted(SPECS.glob("*.kdspec"))
 
 def test_the_paper_specs_and_the_quickstart_are_shipped() -> None:
     names = {p.stem for p in STUDY_SPECS}
-    assert {"quickstart", "cifar10", "svhn", "cifar100", "imagenet", "celeba",
-            "trifeature"} <= names
+    assert {"quickstart", "cifar10", "svhn", "cifar100", "imagenet", "imagenet_vit",
+            "tiny_imagenet", "celeba", "trifeature"} <= names
 
 
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: str(p.relative_to(SPECS)))
@@ -46,13 +46,31 @@ def test_cifar10_follows_the_paper() -> None:
         == (200, 128, 0.1, 0.9, 5e-4)
 
 
+def test_the_imagenet_pairs_of_table_1_and_table_6() -> None:
+    [vit] = load_plan(SPECS / "imagenet_vit.kdspec").studies
+    assert (vit.teacher.arch, vit.student.arch) == ("timm:vit_base_patch16_224",
+                                                    "timm:tiny_vit_5m_224")
+    assert vit.temperatures == tuple(float(t) for t in range(2, 11))
+    assert (vit.dataset.name, vit.dataset.image_size, vit.dataset.num_classes) == (
+        "imagenet", 224, 1000)
+    recipe = vit.teacher.recipe  # DeiT: AdamW, lr 5e-4 x 1024 / 512, wd 0.05, 300 epochs
+    assert (recipe.optimizer, recipe.lr, recipe.batch_size, recipe.weight_decay,
+            recipe.epochs, recipe.schedule.warmup_epochs) == ("adamw", 1e-3, 1024, 0.05, 300, 5)
+    [tiny] = load_plan(SPECS / "tiny_imagenet.kdspec").studies
+    assert (tiny.teacher.arch, tiny.student.arch) == ("resnet50", "resnet18")
+    assert (tiny.dataset.name, tiny.dataset.image_size, tiny.dataset.num_classes) == (
+        "tiny_imagenet", 64, 200)
+    assert tiny.temperatures == tuple(float(t) for t in range(2, 11))
+
+
 def test_cifar100_has_both_pairs_of_the_paper() -> None:
     plan = load_plan(SPECS / "cifar100.kdspec")
     pairs = {(s.teacher.arch, s.student.arch) for s in plan.studies}
     assert pairs == {("resnet56", "resnet20"), ("densenet169", "densenet121")}
 
 
-PAPER_SPECS = ("cifar10", "svhn", "cifar100", "imagenet", "celeba", "trifeature")
+PAPER_SPECS = ("cifar10", "svhn", "cifar100", "imagenet", "imagenet_vit", "tiny_imagenet",
+               "celeba", "trifeature")
 
 
 @pytest.mark.parametrize("name", PAPER_SPECS)
@@ -93,7 +111,11 @@ def test_quickstart_is_small_and_offline() -> None:
     assert trifeature.dataset.image_size == 32
     assert trifeature.dataset.generated_train_size == 4000
     assert trifeature.fairness is not None
-    assert trifeature.fairness.multiclass_aggregate == "max"
+    assert trifeature.fairness.multiclass_aggregate == "mean"
+    assert trifeature.dataset.generated_combinations == "balanced"
+    for study in plan.studies:  # it says plainly that it demonstrates, not reproduces
+        assert "Pipeline demonstration" in study.note and "docs/reproduction.md" in study.note
+        assert (study.loss.hard_weight, study.loss.soft_weight) == (0.2, 0.8)
     for study in plan.studies:
         assert study.seeds == (0, 1, 2) and study.temperatures == (1.0, 2.0, 4.0, 8.0)
         assert study.teacher.recipe.epochs <= 4 and study.student.recipe.epochs <= 6

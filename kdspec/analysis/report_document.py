@@ -107,7 +107,8 @@ def setup_section(analysis: StudyAnalysis) -> Section:
         f"MLflow: {records.tracking_uri}; study parent run "
         f"{records.parent_run_id or 'not found (report not logged to MLflow)'}.",
     )
-    return Section("Setup", bullets=bullets)
+    about = (f"About this study (the spec's note): {study.note}",) if study.note else ()
+    return Section("Setup", paragraphs=about, bullets=bullets)
 
 
 def data_section(analysis: StudyAnalysis) -> Section:

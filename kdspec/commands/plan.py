@@ -16,8 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdspec.catalog import DATASETS, forward_flops
+from kdspec.catalog import forward_flops
 from kdspec.plan import Plan, Run, Study
+from kdspec.registry import dataset_facts, study_facts
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -31,21 +32,24 @@ def train_samples(study: Study) -> int | None:
     """Training images per epoch, when known without reading the data."""
     data = study.dataset
     known = [n for n in (data.train_subset, data.generated_train_size,
-                         DATASETS[data.name].train_size) if n is not None]
+                         dataset_facts(data.name).train_size) if n is not None]
     return min(known) if known else None
 
 
-def run_work(study: Study, run: Run) -> tuple[int, float] | None:
-    """(samples seen, forward FLOPs) of one run of ``study``; None when the size is unknown."""
+def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
+    """(samples seen, forward FLOPs) of one run of ``study``; None when the size is unknown,
+    FLOPs None when an architecture's cost is (a plugin's without one)."""
     per_epoch = train_samples(study)
     if per_epoch is None:
         return None
     samples = run.recipe.epochs * per_epoch
-    size = study.dataset.image_size
-    flops = samples * forward_flops(run.arch, size)
-    if run.role == "distilled":
-        flops += samples * forward_flops(study.teacher.arch, size)
-    return samples, flops
+    data, size = study.dataset, study.dataset.image_size
+    own = forward_flops(study_facts(run.arch, data), size)
+    teacher = (forward_flops(study_facts(study.teacher.arch, data), size)
+               if run.role == "distilled" else 0.0)
+    if own is None or teacher is None:
+        return samples, None
+    return samples, samples * (own + teacher)
 
 
 def format_flops(flops: float) -> str:
@@ -72,7 +76,7 @@ def study_table(plan: Plan, study: Study) -> str:
             "-" if run.temperature is None else f"{run.temperature:g}",
             run.id, ", ".join(run.depends_on) or "-",
             f"{run.recipe.epochs} x {'?' if per_epoch is None else f'{per_epoch:,}'}",
-            "?" if work is None else format_flops(work[1]),
+            "?" if work is None or work[1] is None else format_flops(work[1]),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -101,14 +105,17 @@ def variants_table(plan: Plan, block: str, members: tuple[Study, ...]) -> str:
 
 def plan_total(plan: Plan) -> str:
     """Totals over the plan's unique runs (a shared teacher counts once)."""
-    samples, flops, unknown = 0, 0.0, 0
+    samples, flops, unknown, uncosted = 0, 0.0, 0, 0
     for run in plan.runs:
         work = run_work(plan.study_of(run.id), run)
         if work is None:
             unknown += 1
             continue
         samples += work[0]
-        flops += work[1]
+        if work[1] is None:
+            uncosted += 1
+        else:
+            flops += work[1]
     if unknown == len(plan.runs):
         return (f"total: {len(plan.runs)} runs; work unknown until the dataset is read "
                 "(its size depends on the files)\n")
@@ -116,6 +123,8 @@ def plan_total(plan: Plan) -> str:
             f"{format_flops(flops)} forward (a training step is ~3x its forward)")
     if unknown:
         line += f"; {unknown} runs of unknown dataset size not counted"
+    if uncosted:
+        line += f"; {uncosted} runs of models without a known cost not in the FLOPs"
     return line + "\n"
 
 

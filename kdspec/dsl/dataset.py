@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from kdspec.catalog import (
-    DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
     DatasetFacts,
@@ -41,6 +40,7 @@ from kdspec.plan import (
     MulticlassAggregate,
     TrifeatureCombinations,
 )
+from kdspec.registry import dataset_facts, datasets
 
 DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
@@ -50,8 +50,9 @@ DATASET_KEYS: dict[str, Key] = {
 }
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
                                                       "aggregate")}
-_FAIRNESS_DATASETS = "fairness needs a dataset with attributes: " + ", ".join(
-    n for n, f in DATASETS.items() if f.fairness_dataset)
+def _fairness_datasets() -> str:
+    return "fairness needs a dataset with attributes: " + ", ".join(
+        n for n, e in datasets().items() if e.facts.fairness_dataset)
 AUGMENT_PRESETS: tuple[str, ...] = get_args(AugmentPreset)
 FAIRNESS_METRICS: tuple[str, ...] = get_args(FairnessMetric)
 AGGREGATES: tuple[str, ...] = get_args(MulticlassAggregate)
@@ -80,15 +81,15 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     if section.label is None:
         diags.add(MissingField(section.key_span, "dataset has no name",
                                help="write `dataset cifar10 { ... }`; known datasets: "
-                                    + ", ".join(sorted(DATASETS))))
+                                    + ", ".join(sorted(datasets()))))
         return None
     name = section.label.value
     reader = SectionReader(f"dataset {name}", section.entries, DATASET_KEYS, diags)
-    if name not in DATASETS:
+    if name not in datasets():
         diags.add(UnknownName(section.label.span, f"unknown dataset '{name}'",
-                              help=did_you_mean(name, DATASETS, "known datasets")))
+                              help=did_you_mean(name, datasets(), "known datasets")))
         return None
-    facts = DATASETS[name]
+    facts = dataset_facts(name)
     fields: dict[str, Any] = {"name": name, "channels": facts.channels,
                               "image_size": facts.image_size, "augment": facts.default_augment}
     spans: dict[str, Span] = {}
@@ -234,7 +235,7 @@ def _add_sensitive(draft: DatasetDraft, attr: str, span: Span, diags: Diagnostic
     facts = draft.facts
     if not facts.attributes:
         diags.add(InconsistentStudy(span, f"{facts.name} has no sensitive attributes",
-                                    help=_FAIRNESS_DATASETS))
+                                    help=_fairness_datasets()))
         return False
     if attr not in facts.attributes:
         diags.add(UnknownName(span, f"{facts.name} has no attribute '{attr}'",
@@ -256,7 +257,7 @@ def read_fairness(section: Section, draft: DatasetDraft, diags: Diagnostics) -> 
     if not draft.facts.attributes:
         diags.add(InconsistentStudy(section.key_span,
                                     f"{draft.facts.name} has no sensitive attributes",
-                                    help=_FAIRNESS_DATASETS))
+                                    help=_fairness_datasets()))
         return None
     named = reader.names("sensitive")
     sensitive: list[str] = []

@@ -12,12 +12,13 @@ Rendered form (one block per problem, sorted by file and position)::
 
 from __future__ import annotations
 
-import difflib
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kdspec.errors import Diagnostic, Span, SpecError
+from kdspec.suggestions import did_you_mean, edit_distance
+
+__all__ = ["did_you_mean", "edit_distance"]
 
 
 @dataclass(frozen=True)
@@ -81,37 +82,6 @@ class Diagnostics:
         """Raise one SpecError with everything collected so far, if anything was."""
         if self.items:
             raise SpecError(list(self.items), sources)
-
-
-def did_you_mean(word: str, candidates: Iterable[str], what: str) -> str:
-    """A help line: the closest candidate if one is close, else the list of known ``what``."""
-    options = sorted(set(candidates))
-    by_lower = {c.lower(): c for c in options}
-    if word.lower() in by_lower:
-        return f"did you mean '{by_lower[word.lower()]}'?"
-    close = difflib.get_close_matches(word, options, n=5, cutoff=0.6) or [
-        by_lower[c] for c in difflib.get_close_matches(word.lower(), list(by_lower), n=5,
-                                                       cutoff=0.6)
-    ]
-    if close:
-        # difflib ties often (resnet2O is as "close" to resnet32 as to resnet20): fewest edits wins.
-        best = min(close, key=lambda c: edit_distance(word.lower(), c.lower()))
-        return f"did you mean '{best}'?"
-    if not options:
-        return f"there are no {what} here"
-    return f"{what}: " + ", ".join(options)
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance: the fewest single-character insertions, deletions, substitutions."""
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def source_lines(text: str) -> list[str]:

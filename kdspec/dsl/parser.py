@@ -39,6 +39,7 @@ LARGEST_NUMBER = 10**15
 
 _TERMINAL_WORDS = {
     "NAME": "a name",
+    "QUALIFIED_NAME": "a library model name",
     "INT": "an integer",
     "FLOAT": "a number",
     "STRING": "a string",
@@ -113,7 +114,13 @@ class _NodeBuilder:
         if kind == "number":
             return self.number(item)
         if kind == "string":
-            return self.string(_tok(item.children[0]))
+            tokens = [_tok(c) for c in item.children]
+            if len(tokens) == 1:
+                return self.string(tokens[0])
+            first, last = self.span(tokens[0]), self.span(tokens[-1])
+            return String("".join(_decode_string(str(t)) for t in tokens),
+                          Span(first.line, first.column, last.end_line, last.end_column,
+                               self.path))
         if kind == "name":
             return Name(str(item.children[0]), self.span(item))
         if kind == "range":
@@ -203,7 +210,7 @@ def _describe_terminal(name: str) -> str:
 def _describe_token(token: Token) -> str:
     if token.type == "$END":
         return "end of the file"
-    if token.type in ("NAME", "INT", "FLOAT", "STRING"):
+    if token.type in ("NAME", "QUALIFIED_NAME", "INT", "FLOAT", "STRING"):
         return f"{_TERMINAL_WORDS[token.type].split()[-1]} '{token}'"
     return f"'{token}'"
 

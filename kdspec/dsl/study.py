@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from kdspec.catalog import ARCHITECTURES
 from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
 from kdspec.dsl.diagnostics import (
     Diagnostics,
@@ -19,7 +18,6 @@ from kdspec.dsl.diagnostics import (
     MissingField,
     UnknownName,
     WrongType,
-    did_you_mean,
 )
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader
 from kdspec.dsl.recipes import RecipeBook, read_layer
@@ -46,6 +44,7 @@ from kdspec.plan import (
     TrackingSpec,
     expand_runs,
 )
+from kdspec.registry import ArchitectureError, architecture, is_external, probe_external, registry
 
 #: The paper trains every role over 5 seeds; a study without ``seeds`` gets 0..4.
 DEFAULT_SEED_COUNT = 5
@@ -55,8 +54,10 @@ MOST_RUNS = 10_000
 STUDY_KEYS: dict[str, Key] = {
     "dataset": Key("section"), "teacher": Key("section"), "student": Key("section"),
     "distill": Key("section"), "fairness": Key("section"), "analysis": Key("section"),
-    "runtime": Key("section"), "tracking": Key("section"), "seeds": Key(),
+    "runtime": Key("section"), "tracking": Key("section"), "seeds": Key(), "note": Key(),
 }
+#: Longest ``note`` (a paragraph, not a document).
+LONGEST_NOTE = 2_000
 DISTILL_KEYS: dict[str, Key] = {"temperatures": Key(), "loss": Key(), "t_squared": Key()}
 LOSS_FORM = "`loss = 0.1 * hard + 0.9 * soft`"
 DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
@@ -99,6 +100,7 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
     runtime = _options(study.section("runtime"), RuntimeSpec, RUNTIME_KEYS, "runtime", {
         "precision": get_args(Precision), "teacher_cache": ("auto", "on", "off")}, {}, diags)
     tracking = _tracking(study.section("tracking"), name, diags)
+    note = _note(study, diags)
     if (analysis is not None and analysis.figure_temperature is not None and temperatures
             and analysis.figure_temperature not in temperatures):
         diags.add(InconsistentStudy(
@@ -125,7 +127,7 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
                        precision=runtime.precision)
     fields = dict(name=name, dataset=dataset, teacher=teacher, student=student,
                   temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
-                  analysis=analysis, runtime=runtime, tracking=tracking,
+                  analysis=analysis, runtime=runtime, tracking=tracking, note=note,
                   run_ids=tuple(r.id for r in runs),
                   variant_of=None if variant is None else variant[0],
                   variant=() if variant is None else variant[1])
@@ -145,20 +147,29 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
         return None
     arch = section.label.value
     recipe = recipes.build(layer, section.label.span, role)
-    if arch not in ARCHITECTURES:
-        diags.add(UnknownName(section.label.span, f"unknown architecture '{arch}'",
-                              help=did_you_mean(arch, ARCHITECTURES, "known architectures")))
+    try:
+        facts = architecture(arch).facts
+    except ArchitectureError as err:
+        diags.add(UnknownName(section.label.span, err.message, help=err.help))
         return None
-    facts = ARCHITECTURES[arch]
     if draft is not None and draft.fields["image_size"] < facts.min_size:
         size = draft.fields["image_size"]
         fix = (f"set image_size >= {facts.min_size} in the dataset" if draft.facts.resizable
                else "choose an architecture for small images: " + ", ".join(
-                   a for a, f in ARCHITECTURES.items() if f.min_size <= size))
+                   a for a, e in registry().architectures.items() if e.facts.min_size <= size))
         diags.add(InconsistentStudy(section.label.span, f"{arch} needs images of at least "
                                     f"{facts.min_size}x{facts.min_size}; {draft.facts.name} "
                                     f"images here are {size}x{size}", help=fix))
         return None
+    if draft is not None and is_external(arch) and "?" not in draft.fields["class_names"]:
+        problem = probe_external(arch, in_channels=draft.fields["channels"],
+                                 image_size=draft.fields["image_size"],
+                                 num_classes=draft.num_classes).problem
+        if problem is not None:
+            diags.add(InconsistentStudy(section.label.span, problem,
+                                        help="choose another image_size (resizable datasets) "
+                                             "or another model"))
+            return None
     return None if recipe is None else ModelSpec(arch=arch, recipe=recipe)
 
 
@@ -232,6 +243,23 @@ def _loss(reader: SectionReader, section: Section, t_squared: bool,
                   f"CE(z_s, y), soft weights {kl}(softmax(z_t/T) || softmax(z_s/T))")
     return KDLoss(hard_weight=weights["hard"], soft_weight=weights["soft"], t_squared=t_squared,
                   convention=convention)
+
+
+def _note(study: SectionReader, diags: Diagnostics) -> str:
+    """``note = "..."``: what the study is for, printed at the top of its report."""
+    text = study.string("note")
+    if text is None:
+        return ""
+    text = " ".join(text.split())
+    if not text:
+        diags.add(InvalidValue(study.span("note"), "note is empty",
+                               help="write what the study is for, or remove note"))
+    elif len(text) > LONGEST_NOTE:
+        diags.add(InvalidValue(study.span("note"), f"note is {len(text):,} characters (at "
+                               f"most {LONGEST_NOTE:,})", help="keep the details in the "
+                               "spec's comments or the docs"))
+        return ""
+    return text
 
 
 def _seeds(study: SectionReader, where: Span,

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from kdspec.catalog import ARCHITECTURES, forward_flops
-from kdspec.plan import Plan, Run
+from kdspec.catalog import forward_flops
+from kdspec.plan import DatasetSpec, Plan, Run
+from kdspec.registry import ArchitectureError, study_facts
 from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
 from kdspec.tracking.store import StoredRun
 
@@ -149,15 +150,21 @@ def run_cost(plan: Plan, run: Run) -> float:
     """Rough training cost of a run in forward FLOPs of one image: ``epochs x (3 x F_arch +
     F_teacher)``, a training step being about three forwards and a distilled step adding the
     teacher's forward. Only the relative sizes matter (for balancing shards)."""
-    size = plan.study_of(run.id).dataset.image_size
-    cost = 3.0 * _flops(run.arch, size)
+    data = plan.study_of(run.id).dataset
+    cost = 3.0 * _flops(run.arch, data)
     if run.teacher_id is not None:
-        cost += _flops(plan.run(run.teacher_id).arch, size)
+        cost += _flops(plan.run(run.teacher_id).arch, data)
     return run.recipe.epochs * cost
 
 
-def _flops(arch: str, size: int) -> float:
-    return forward_flops(arch, size) if arch in ARCHITECTURES else 1.0
+def _flops(arch: str, data: DatasetSpec) -> float:
+    """A forward's FLOPs (1 where unknown: a plugin's without a cost, or a model that cannot
+    be probed: only the relative sizes matter)."""
+    try:
+        flops = forward_flops(study_facts(arch, data), data.image_size)
+    except ArchitectureError:
+        return 1.0
+    return 1.0 if flops is None else flops
 
 
 def assign_units(plan: Plan, count: int) -> list[list[Run]]:

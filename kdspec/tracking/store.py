@@ -337,7 +337,8 @@ def parent_description(study: Study) -> str:
             f"{len(study.seeds)} seeds{variant}. The report (significance, disagreement, "
             f"fairness) is written by `kdspec report SPEC` to reports/{study.name}/report.html "
             f"and logged here under the artifacts `{schema.ARTIFACT_REPORT_DIR}/`; "
-            f"`{schema.ARTIFACT_SPEC}` is the spec that made this run.")
+            f"`{schema.ARTIFACT_SPEC}` is the spec that made this run."
+            + (f"\n\n{study.note}" if study.note else ""))
 
 
 def experiment_folder(name: str) -> str:

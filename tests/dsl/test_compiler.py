@@ -216,3 +216,21 @@ def test_a_recipe_library_compiles_to_an_empty_plan() -> None:
 def test_semantic_errors(old: str, new: str, message: str) -> None:
     assert old in CIFAR_STUDY
     assert message in messages(CIFAR_STUDY.replace(old, new, 1))
+
+
+def test_note_is_kept_as_one_paragraph_and_leaves_run_ids_alone() -> None:
+    plain = compile_text(CIFAR_STUDY)
+    noted = compile_text(CIFAR_STUDY.replace("  seeds = 2\n", '  seeds = 2\n  note = "A demo: "\n'
+                                             '    "too   small to reproduce."\n'))
+    assert noted.studies[0].note == "A demo: too small to reproduce."
+    assert plain.studies[0].note == ""
+    assert [r.id for r in noted.runs] == [r.id for r in plain.runs]
+    assert noted.studies[0].study_hash == plain.studies[0].study_hash
+
+
+def test_empty_or_overlong_note_is_an_error() -> None:
+    assert messages(CIFAR_STUDY.replace("  seeds = 2\n", '  seeds = 2\n  note = "  "\n')) == [
+        "note is empty"]
+    long = "x " * 1500
+    assert messages(CIFAR_STUDY.replace("  seeds = 2\n", f'  seeds = 2\n  note = "{long}"\n')) \
+        == ["note is 2,999 characters (at most 2,000)"]

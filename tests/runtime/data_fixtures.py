@@ -133,3 +133,33 @@ def write_image_folder(root: Path, classes: tuple[str, ...], per_class: int,
         for k in range(per_class):
             pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{k}.png")
+
+
+def write_tiny_imagenet(root: Path, classes: int = 200, train_per_class: int = 1,
+                        val: int = 6, seed: int = 0) -> list[str]:
+    """The unpacked ``tiny-imagenet-200`` layout with ``classes`` wnid folders of 64x64 JPEGs
+    (``train/<wnid>/images/<wnid>_<k>.JPEG``, ``<wnid>_boxes.txt``), ``val/images`` and
+    ``val/val_annotations.txt``; the wnids, sorted (class c is the c-th)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "tiny-imagenet-200"
+    wnids = [f"n{1_000_000 + 7 * i:08d}" for i in range(classes)]
+    for wnid in wnids:
+        images = folder / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        lines = []
+        for k in range(train_per_class):
+            pixels = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(images / f"{wnid}_{k}.JPEG", format="JPEG")
+            lines.append(f"{wnid}_{k}.JPEG\t0\t0\t63\t63")
+        (folder / "train" / wnid / f"{wnid}_boxes.txt").write_text("\n".join(lines) + "\n")
+    (folder / "val" / "images").mkdir(parents=True)
+    annotations = []
+    for k in range(val):
+        wnid = wnids[(k * 37) % classes]
+        Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(
+            folder / "val" / "images" / f"val_{k}.JPEG", format="JPEG")
+        annotations.append(f"val_{k}.JPEG\t{wnid}\t1\t2\t60\t61")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
+    (folder / "test" / "images").mkdir(parents=True)  # unlabelled in the official zip
+    (folder / "wnids.txt").write_text("\n".join(reversed(wnids)) + "\n")
+    return sorted(wnids)

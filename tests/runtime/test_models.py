@@ -100,5 +100,7 @@ def test_cifar_resnet_shortcut_is_parameter_free_option_a() -> None:
 
 
 def test_unknown_architecture_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown architecture 'resnet99'.*resnet20.*lenet5"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'resnet99' \(did you mean"):
         build_model("resnet99", in_channels=3, image_size=32, num_classes=10)
+    with pytest.raises(ValueError, match="unknown architecture 'zzz'.*lenet5.*resnet20.*timm:"):
+        build_model("zzz", in_channels=3, image_size=32, num_classes=10)

@@ -15,6 +15,7 @@ import torch
 
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
+from kdspec.registry import datasets, import_callable
 from kdspec.runtime.data.augment import make_augmenter
 from kdspec.runtime.data.celeba import read_celeba
 from kdspec.runtime.data.classification_readers import (
@@ -31,6 +32,7 @@ from kdspec.runtime.data.in_memory import (
     subset_indices,
 )
 from kdspec.runtime.data.locations import check_files, locate_fashion_mnist
+from kdspec.runtime.data.tiny_imagenet import read_tiny_imagenet
 from kdspec.runtime.data.trifeature import read_trifeature
 from kdspec.runtime.interfaces import LoadedDataset
 
@@ -64,7 +66,46 @@ def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         return read_trifeature(spec, cache_dir)
     if spec.name == "celeba":
         return read_celeba(spec, cache_dir)
-    raise DataError(f"{spec.name}: no in-memory reader")
+    if spec.name == "tiny_imagenet":
+        return read_tiny_imagenet(spec, cache_dir)
+    entry = datasets().get(spec.name)
+    if entry is None or not entry.read:
+        raise DataError(f"{spec.name}: no reader (not a kdspec dataset, and no installed plugin "
+                        "registers it; `kdspec list datasets`)")
+    try:
+        reader = import_callable(entry.read)
+    except Exception as err:
+        raise DataError(f"{spec.name}: the reader {entry.read} of {entry.source} cannot be "
+                        f"imported ({type(err).__name__}: {err})") from err
+    arrays = reader(spec, cache_dir)
+    problem = _arrays_problem(arrays)
+    if problem is not None:
+        raise DataError(f"{spec.name}: the reader {entry.read} of {entry.source} returned "
+                        f"{problem}")
+    return arrays
+
+
+def _arrays_problem(arrays: object) -> str | None:
+    """What is wrong with a plugin reader's result, in its terms; None when nothing is (the
+    shapes, classes and attributes are then checked against the plan like every dataset's)."""
+    if not isinstance(arrays, ArraySplits):
+        return f"a {type(arrays).__name__}, not an ArraySplits"
+    for split in ("train", "test"):
+        images = np.asarray(getattr(arrays, f"{split}_images"))
+        labels = np.asarray(getattr(arrays, f"{split}_labels"))
+        if images.dtype != np.uint8 or images.ndim != 4:
+            return (f"{split}_images of dtype {images.dtype} and shape {images.shape}, not "
+                    "uint8 [N, C, H, W]")
+        if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+            return (f"{split}_labels of dtype {labels.dtype} and shape {labels.shape}, not "
+                    f"{len(images)} integers")
+        if len(labels) and int(labels.min()) < 0:
+            return f"a negative {split} label ({int(labels.min())})"
+    for name, values in arrays.test_attributes.items():
+        if np.asarray(values).shape != (len(arrays.test_labels),):
+            return (f"test attribute '{name}' of shape {np.asarray(values).shape}, not one "
+                    f"value per test image ({len(arrays.test_labels)})")
+    return None
 
 
 def load_dataset(

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from kdspec.plan import AugmentPreset
+from kdspec.registry import datasets
 
 #: Per-channel mean and std of each dataset's training images in [0, 1] (the usual published
 #: values; Trifeature and digits computed from their generators / sklearn's data).
@@ -35,7 +36,20 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "celeba": ((0.5063, 0.4258, 0.3832), (0.3107, 0.2904, 0.2897)),
     "trifeature": ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
     "digits": ((0.3053,), (0.3759,)),
+    "tiny_imagenet": ((0.480, 0.448, 0.398), (0.277, 0.269, 0.282)),
 }
+#: For a dataset that names none (a plugin's without ``mean``/``std``): pixels to about [-2, 2].
+DEFAULT_NORMALIZATION = ((0.5,), (0.25,))
+
+
+def normalization(dataset: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a dataset: kdspec's own, a plugin's, or the default."""
+    if dataset in NORMALIZATION:
+        return NORMALIZATION[dataset]
+    facts = datasets().get(dataset)
+    if facts is not None and facts.facts.mean and facts.facts.std:
+        return facts.facts.mean, facts.facts.std
+    return DEFAULT_NORMALIZATION
 
 
 def crop_padding(image_size: int) -> int:
@@ -118,7 +132,7 @@ def make_augmenter(
     """The augmenter for a dataset's normalisation; ``imagenet`` is not a view preset."""
     if preset == "imagenet":
         raise ValueError("the imagenet preset (random resized crop) has no discrete views")
-    mean, std = NORMALIZATION[dataset]
+    mean, std = normalization(dataset)
     if len(mean) != channels:
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
     shape = (1, channels, 1, 1)

@@ -23,9 +23,10 @@ from PIL import Image
 from torchvision import datasets as tv_datasets
 
 from kdspec.catalog import CELEBA_ATTRIBUTES
+from kdspec.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
-from kdspec.runtime.data.classification_readers import ArraySplits, torchvision_read_error
+from kdspec.runtime.data.classification_readers import torchvision_read_error
 from kdspec.runtime.data.locations import cache_root, data_root
 
 #: Seed of the undersampling of the larger target class (train split only).

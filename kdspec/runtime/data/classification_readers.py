@@ -9,12 +9,12 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torchvision import datasets as tv_datasets
 
+from kdspec.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
 from kdspec.runtime.data.locations import (
@@ -27,21 +27,6 @@ from kdspec.runtime.data.locations import (
 #: Seed of the fixed 80/20 split of scikit-learn's 1797 digits (1437 train, 360 test).
 DIGITS_SPLIT_SEED = 1_797
 DIGITS_TEST_SIZE = 360
-
-
-@dataclass(frozen=True)
-class ArraySplits:
-    """Both splits of an in-memory dataset, before subsetting.
-
-    Images uint8 ``[N, C, H, W]``; labels int64 ``[N]``; attributes int64 ``[N]`` per name.
-    """
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    source: str  # where it was read from, for the one-line description
-    test_attributes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def torchvision_read_error(spec: DatasetSpec, root: Path, error: Exception) -> DataError:

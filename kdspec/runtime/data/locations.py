@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdspec.catalog import DATASETS
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
+from kdspec.registry import dataset_facts
 
 DEFAULT_CACHE_DIR = Path("~/.cache/kdspec")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -26,6 +26,7 @@ FASHION_MNIST_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )
+TINY_IMAGENET_FOLDER = "tiny-imagenet-200"
 #: Datasets whose torchvision class can download them when the spec says ``download = true``.
 DOWNLOADABLE = frozenset({"cifar10", "cifar100", "svhn", "fashion_mnist", "celeba"})
 
@@ -44,7 +45,7 @@ def data_root(spec: DatasetSpec, cache_dir: Path | None) -> Path:
 
 def missing_data_error(spec: DatasetSpec, path: Path, detail: str = "") -> DataError:
     """The one message for absent data: what was looked for, where, and how to get it."""
-    how = DATASETS[spec.name].how_to_get
+    how = dataset_facts(spec.name).how_to_get
     allow = ""
     if spec.name in DOWNLOADABLE and not spec.download and "download = true" not in how:
         allow = " (or allow torchvision to download it: `download = true` in the dataset section)"
@@ -97,6 +98,10 @@ def required_files(spec: DatasetSpec, cache_dir: Path | None) -> list[Path]:
                 folder / "list_bbox_celeba.txt", folder / "list_landmarks_align_celeba.txt"]
     if spec.name == "imagenet":
         return [root / "train", root / "val"]
+    if spec.name == "tiny_imagenet":
+        folder = root / TINY_IMAGENET_FOLDER
+        return [folder / "train", folder / "val" / "images", folder / "val" /
+                "val_annotations.txt"]
     return []
 
 

@@ -40,9 +40,9 @@ from kdspec.catalog import (
     TRIFEATURE_SHAPES,
     TRIFEATURE_TEXTURES,
 )
+from kdspec.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, TrifeatureCombinations, stable_hash
-from kdspec.runtime.data.classification_readers import ArraySplits
 from kdspec.runtime.data.locations import cache_root
 from kdspec.runtime.data.trifeature_drawing import (
     CANVAS,

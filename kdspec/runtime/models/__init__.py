@@ -1,8 +1,10 @@
-"""Architectures by catalogue name: ``build_model(arch, in_channels=, image_size=, num_classes=)``.
+"""Architectures by name: ``build_model(arch, in_channels=, image_size=, num_classes=)``.
 
-Every name in ``kdspec.catalog.ARCHITECTURES`` builds here, untrained and without downloads:
-CIFAR ResNets (option-A shortcuts), LeNet-5, torchvision ResNets and DenseNets. The compiler
-rejects unknown names first; the ``ValueError`` here is a second line of defence.
+kdspec's own architectures (``kdspec.catalog.ARCHITECTURES``) build here by family, untrained
+and without downloads: CIFAR ResNets (option-A shortcuts), LeNet-5, torchvision ResNets and
+DenseNets with small-input stems. ``torchvision:NAME`` and ``timm:NAME`` build in
+:mod:`kdspec.external_models`; a plugin's with the builder its registry entry names. The
+compiler rejects unknown names first; the ``ValueError`` here is a second line of defence.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from kdspec.catalog import ARCHITECTURES
+from kdspec.registry import ArchitectureError, architecture, import_callable, is_external
 from kdspec.runtime.models.cifar_resnet import CifarResNet
 from kdspec.runtime.models.lenet import LeNet5
 from kdspec.runtime.models.torchvision_models import (
@@ -29,9 +32,18 @@ def build_model(arch: str, *, in_channels: int, image_size: int, num_classes: in
     """
     facts = ARCHITECTURES.get(arch)
     if facts is None:
-        raise ValueError(
-            f"unknown architecture {arch!r}; known architectures: {', '.join(ARCHITECTURES)}"
-        )
+        try:
+            entry = architecture(arch)
+        except ArchitectureError as err:
+            raise ValueError(f"{err.message} ({err.help})") from err
+        build = import_callable(entry.build)
+        if is_external(arch):
+            model: nn.Module = build(arch, in_channels=in_channels, image_size=image_size,
+                                     num_classes=num_classes)
+        else:
+            model = build(in_channels=in_channels, image_size=image_size,
+                          num_classes=num_classes)
+        return model
     if facts.family == "cifar_resnet":
         depth = int(arch.removeprefix("resnet"))
         return CifarResNet(depth, in_channels=in_channels, num_classes=num_classes)

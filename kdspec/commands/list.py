@@ -1,0 +1,82 @@
+"""``kdspec list [architectures|datasets]``: what a spec can name, and where each came from.
+
+Architectures: kdspec's own and every installed plugin's (name, source, parameters, forward
+cost, smallest input), then the torchvision classification models (``torchvision:NAME``) and,
+with timm installed, the count of timm models (``timm:NAME``; ``--all`` lists them). Datasets:
+name, source, channels, size, classes, attributes and how to get the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from kdspec.registry import MSG_NO_TIMM, registry, timm_models, torchvision_models
+
+KINDS = ("architectures", "datasets")
+#: timm names shown without ``--all``.
+TIMM_SHOWN = 20
+#: Width of the wrapped model lists.
+WIDTH = 100
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", nargs="?", choices=KINDS, default=None,
+                        help="architectures or datasets (default: both)")
+    parser.add_argument("--all", action="store_true", help="list every timm model too")
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
+
+
+def _wrapped(text: str) -> str:
+    return textwrap.fill(text, width=WIDTH, initial_indent="  ", subsequent_indent="  ",
+                         break_on_hyphens=False)
+
+
+def architectures_text(*, everything: bool) -> str:
+    rows: list[tuple[str, ...]] = [("name", "source", "params (M)", "forward MFLOP", "at px",
+                                    "min px")]
+    for name, entry in sorted(registry().architectures.items()):
+        f = entry.facts
+        rows.append((name, entry.source, f"{f.params_millions:g}", f"{f.forward_mflops:g}",
+                     str(f.ref_size), str(f.min_size)))
+    lines = ["architectures:", *_table(rows)]
+    tv = torchvision_models()
+    lines += [f"torchvision: {len(tv)} classification models, as torchvision:NAME:",
+              _wrapped(", ".join(tv))]
+    timm = timm_models()
+    if timm is None:
+        lines.append(f"timm: not installed; {MSG_NO_TIMM}")
+    else:
+        shown = timm if everything else timm[:TIMM_SHOWN]
+        more = "" if everything or len(timm) <= TIMM_SHOWN else ", ... (--all lists them)"
+        lines += [f"timm: {len(timm)} models, as timm:NAME:", _wrapped(", ".join(shown) + more)]
+    return "\n".join(lines) + "\n"
+
+
+def datasets_text() -> str:
+    rows: list[tuple[str, ...]] = [("name", "source", "channels", "px", "classes", "attributes",
+                                    "how to get it")]
+    for name, entry in sorted(registry().datasets.items()):
+        f = entry.facts
+        classes = str(len(f.class_names)) if f.class_names else "by target"
+        rows.append((name, entry.source, str(f.channels),
+                     f"{f.image_size}{' (resizable)' if f.resizable else ''}", classes,
+                     ", ".join(f.attributes[:4]) + (", ..." if len(f.attributes) > 4 else "")
+                     or "-", f.how_to_get))
+    return "\n".join(["datasets:", *_table(rows)]) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    parts = []
+    if args.kind in (None, "architectures"):
+        parts.append(architectures_text(everything=args.all))
+    if args.kind in (None, "datasets"):
+        parts.append(datasets_text())
+    sys.stdout.write("\n".join(parts))
+    return 0

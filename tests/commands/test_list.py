@@ -1,0 +1,31 @@
+"""``kdspec list``: built-in, torchvision and timm architectures; datasets with how to get them."""
+
+from __future__ import annotations
+
+import pytest
+
+from kdspec.cli import main
+
+
+def test_list_shows_every_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")
+            and len(line.split()) > 2}
+    assert "built-in" in rows["resnet56"] and "built-in" in rows["tiny_imagenet"]
+    assert "apt-get install dataset-fashion-mnist" in rows["fashion_mnist"]
+    assert "torchvision: " in out and "vit_b_16" in out and "mobilenet_v3_small" in out
+    timm = pytest.importorskip("timm")
+    assert f"timm: {len(timm.list_models())} models, as timm:NAME:" in out
+    assert "(--all lists them)" in out
+
+
+def test_list_kinds_and_all(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "datasets"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("datasets:") and "architectures:" not in out
+    pytest.importorskip("timm")
+    assert main(["list", "architectures", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny_vit_5m_224" in out and "vit_base_patch16_224" in out
+    assert "--all lists them" not in out
