@@ -30,10 +30,11 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from kdspec.errors import KdspecError, TrackingError
-from kdspec.plan import Plan, Precision, Run, Study
+from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupSettings, Outcome, train_group
-from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset
+from kdspec.runtime.interfaces import LoadedDataset
+from kdspec.runtime.precision import accelerator_mode, autocast_factory
 from kdspec.runtime.progress import GroupProgress, PlanClock, console_mode
 from kdspec.runtime.recorder import (
     ClaimLost,
@@ -52,13 +53,11 @@ from kdspec.runtime.scheduling import (
     run_cost,
     runs_of_share,
 )
-from kdspec.runtime.teacher_cache import autocast_for
 from kdspec.tracking.leases import new_owner
 from kdspec.tracking.reachability import is_unreachable
 from kdspec.tracking.schema import resolve_tracking_uri
 from kdspec.tracking.store import DatasetRecord, MlflowStore, RunStore, StoredRun
 
-MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 T = TypeVar("T")
 
 
@@ -69,8 +68,7 @@ def make_accelerator(plan: Plan) -> Accelerator:
     (several plans in one Python process, as in tests), reuse it; :func:`autocast_factory` then
     falls back to ``torch.autocast`` for the studies it does not match.
     """
-    precisions = {s.runtime.precision for s in plan.studies}
-    wanted = MIXED_PRECISION[precisions.pop()] if len(precisions) == 1 else "no"
+    wanted = accelerator_mode(s.runtime.precision for s in plan.studies)
     # Without an accelerator, cpu=True is what lets Accelerate see the processes of
     # `accelerate launch --multi_gpu` / torchrun (it then uses gloo); otherwise every process
     # believes it is alone.
@@ -79,14 +77,6 @@ def make_accelerator(plan: Plan) -> Accelerator:
         return Accelerator(mixed_precision=wanted, cpu=cpu)
     except ValueError:
         return Accelerator(cpu=cpu)
-
-
-def autocast_factory(accelerator: Accelerator,
-                     precision: Precision) -> AutocastFactory:
-    """The autocast context for a study: the accelerator's when its precision matches."""
-    if accelerator.mixed_precision == MIXED_PRECISION[precision]:
-        return accelerator.autocast
-    return lambda: autocast_for(accelerator.device, precision)
 
 
 def use_data_parallel(plan: Plan, options: RunOptions, num_processes: int) -> bool:

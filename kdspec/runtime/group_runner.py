@@ -26,6 +26,7 @@ from kdspec.plan import Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
+from kdspec.runtime.precision import needs_grad_scaler
 from kdspec.runtime.progress import GroupProgress, MemberEpoch
 from kdspec.runtime.recorder import ArtifactSource, ClaimLost, RunRecorder, run_name
 from kdspec.runtime.scheduling import Group
@@ -114,8 +115,8 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     (the store stopped answering: the plan must stop)."""
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
                             num_classes=dataset.num_classes, device=settings.device,
-                            fp16_scaler=study.runtime.precision == "fp16"
-                            and settings.device.type == "cuda")
+                            fp16_scaler=needs_grad_scaler(study.runtime.precision,
+                                                          settings.device))
                 for run in group.runs]
     outcomes = {run.id: Outcome(run, "finished") for run in group.runs}
     try:

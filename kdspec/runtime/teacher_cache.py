@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ from torch import nn
 
 from kdspec.plan import Precision, TeacherCacheMode
 from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
+from kdspec.runtime.precision import autocast_for
 
 #: Forward batch size when filling the table: large batches amortise per-call overhead; 1024
 #: images of 3x32x32 through a CIFAR ResNet stay well under 1 GB of activations without grad.
@@ -101,14 +101,6 @@ def default_memory_budget(device: torch.device) -> int:
         return int(free * DEFAULT_MEMORY_FRACTION)
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return min(int(physical * DEFAULT_MEMORY_FRACTION), CPU_BUDGET_CAP_BYTES)
-
-
-def autocast_for(device: torch.device, precision: Precision) -> AbstractContextManager[object]:
-    """The autocast context of a run's precision (a no-op for fp32)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()

@@ -32,6 +32,7 @@ from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, Tra
 from kdspec.runtime.losses import distillation_loss, hard_label_loss
 from kdspec.runtime.models import build_model
 from kdspec.runtime.optimization import build_optimizer, build_scheduler, current_lr
+from kdspec.runtime.precision import to_training_layout
 
 #: A run whose epoch-mean loss exceeds this multiple of its very first batch's loss is diverging
 #: (a healthy run's loss falls below its first value within an epoch; 1000x is far past noise).
@@ -87,9 +88,7 @@ def new_trainee(
         torch.manual_seed(run.seed)
         model = build_model(run.arch, in_channels=in_channels, image_size=image_size,
                             num_classes=num_classes)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = to_training_layout(model, device)
     optimizer = build_optimizer(model, run.recipe)
     scheduler = build_scheduler(optimizer, run.recipe)
     scaler = torch.amp.GradScaler(device.type) if fp16_scaler else None
