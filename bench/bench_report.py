@@ -32,15 +32,18 @@ from kdspec.plan import (  # noqa: E402
     TrackingSpec,
     expand_runs,
 )
+from kdspec.registry import dataset_facts  # noqa: E402
 from tests.analysis.mlflow_store import log_study, open_client  # noqa: E402
 from tests.analysis.synthetic import synthetic_predictions  # noqa: E402
 
 
 def imagenet_sized_plan(num_classes: int, seeds: int) -> Plan:
     """ResNet-50 -> ResNet-18 on an ImageNet-shaped dataset, T = 2..10."""
+    names = dataset_facts("imagenet").class_names  # a plan must match the catalogue's classes
+    if num_classes != len(names):
+        raise SystemExit(f"--classes must be {len(names)} (ImageNet's), not {num_classes}")
     dataset = DatasetSpec(name="imagenet", image_size=224, channels=3, num_classes=num_classes,
-                          class_names=tuple(f"c{i}" for i in range(num_classes)),
-                          augment="imagenet")
+                          class_names=names, augment="imagenet")
     recipe = Recipe(epochs=90, batch_size=256, lr=0.1)
     teacher, student = ModelSpec(arch="resnet50", recipe=recipe), ModelSpec(arch="resnet18",
                                                                             recipe=recipe)

@@ -37,9 +37,11 @@ def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
         if data.target is not None:
             out.append(f"{where}.target: {data.name} has no target attributes")
         if data.class_names != facts.class_names:
+            found = ", ".join(data.class_names[:5]) + (", ..." if len(data.class_names) > 5
+                                                        else "")
             out.append(f"{where}.class_names: {data.name} has {len(facts.class_names)} "
                        f"classes ({', '.join(facts.class_names[:5])}, ...), found "
-                       f"{len(data.class_names)}")
+                       f"{len(data.class_names)} ({found})")
     for attribute in data.sensitive:
         if attribute not in facts.attributes:
             out.append(f"{where}.sensitive: {data.name} has no attribute '{attribute}'")
