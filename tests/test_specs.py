@@ -107,7 +107,7 @@ def test_quickstart_is_small_and_offline() -> None:
     plan = load_plan(SPECS / "quickstart.kdspec")
     fashion, trifeature = plan.studies
     assert fashion.dataset.name == "fashion_mnist" and fashion.dataset.download is False
-    assert fashion.dataset.train_subset == 6000 and fashion.dataset.test_subset == 2000
+    assert fashion.dataset.train_subset == 4000 and fashion.dataset.test_subset == 2000
     assert trifeature.dataset.image_size == 32
     assert trifeature.dataset.generated_train_size == 4000
     assert trifeature.fairness is not None
@@ -118,4 +118,4 @@ def test_quickstart_is_small_and_offline() -> None:
         assert (study.loss.hard_weight, study.loss.soft_weight) == (0.2, 0.8)
     for study in plan.studies:
         assert study.seeds == (0, 1, 2) and study.temperatures == (1.0, 2.0, 4.0, 8.0)
-        assert study.teacher.recipe.epochs <= 4 and study.student.recipe.epochs <= 6
+        assert study.teacher.recipe.epochs <= 3 and study.student.recipe.epochs <= 6

@@ -246,14 +246,13 @@ class Executor:
         return sorted(outcomes.values(), key=lambda o: order[o.run.id])
 
     def _places(self, prep: Preparation) -> dict[str, str]:
-        """Each group's place in this process's plan: ``runs 7-10/60``."""
+        """Each group's place in this process's plan, numbered in the order the groups train
+        (so the log counts up, after the runs already done): ``runs 7-10/60``."""
         total = len(prep.actions) + len(prep.blocked)
-        index = {a.run.id: i + 1 for i, a in enumerate(prep.actions)}
-        places = {}
+        places, done = {}, max(0, total - sum(len(g.runs) for g in prep.groups))
         for group in prep.groups:
-            numbers = [index[r.id] for r in group.runs]
-            span = (f"run {numbers[0]}" if len(numbers) == 1
-                    else f"runs {min(numbers)}-{max(numbers)}")
+            first, done = done + 1, done + len(group.runs)
+            span = f"run {first}" if first == done else f"runs {first}-{done}"
             places[group.label] = f"{span}/{total}"
         return places
 

@@ -234,3 +234,27 @@ def test_a_lease_whose_owner_died_on_this_machine_is_not_live() -> None:
     # On another machine a pid means nothing here: only the heartbeat's age counts.
     elsewhere = {**tags, schema.TAG_LEASE_MACHINE: "another-boot/pid:[1]"}
     assert is_live("RUNNING", Lease.from_tags(elsewhere), at_ms=now_ms(), timeout_s=600)
+
+
+def test_log_places_count_up_in_training_order_after_the_runs_already_done(
+        tmp_path: Path) -> None:
+    plan = _plan(seeds=(0, 1))  # per seed: teacher, student, 2 distilled = 8 runs
+    store = MemoryStore()
+    executor = _executor(plan, store, tmp_path)
+    prep = executor.prepare(executor.my_runs())
+    places = [executor._places(prep)[g.label] for g in prep.groups]
+    sizes = [len(g.runs) for g in prep.groups]
+    expected, first = [], 1
+    for size in sizes:
+        last = first + size - 1
+        expected.append(f"run {first}/8" if size == 1 else f"runs {first}-{last}/8")
+        first = last + 1
+    assert places == expected and first == 9
+
+    # Seed 0 done: a rerun of the plan counts seed 1's runs as 5-8 of 8.
+    _run(plan.model_copy(update={"runs": tuple(r for r in plan.runs if r.seed == 0)}),
+         store, tmp_path)
+    executor = _executor(plan, store, tmp_path)
+    prep = executor.prepare(executor.my_runs())
+    places = [executor._places(prep)[g.label] for g in prep.groups]
+    assert places[0].startswith("run 5/") and places[-1].endswith("-8/8")
