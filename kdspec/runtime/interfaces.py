@@ -45,8 +45,11 @@ class TrainSource(Protocol):
     #: none), or None when the augmentation is continuous (random resized crop).
     num_views: int | None
 
-    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
-        """The batches of one epoch: a seeded shuffle and seeded augmentation."""
+    def epoch(self, *, seed: int, epoch: int, batch_size: int,
+              share: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        """The batches of one epoch: a seeded shuffle and seeded augmentation. ``share = (k, n)``
+        (data-parallel training): only this process's batches, see :func:`shard_batches`;
+        the others are never built."""
         ...
 
     def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
@@ -96,3 +99,15 @@ class TeacherSignal(Protocol):
     def logits(self, batch: Batch) -> torch.Tensor:
         """Teacher logits ``[B, num_classes]`` float32 for ``batch``, without gradient."""
         ...
+
+
+def shard_batches(num_samples: int, batch_size: int, share: tuple[int, int]) -> range:
+    """The batch numbers of process ``k`` of ``n`` in one epoch of ``num_samples``: batches
+    ``i`` with ``i % n == k`` among the first ``n * floor(batches / n)``, so every process takes
+    the same number of steps and the shards are disjoint. Their union is the epoch minus at most
+    ``n - 1`` trailing batches (all of it when the batch count divides by ``n``)."""
+    index, count = share
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"share must be (k, n) with 0 <= k < n, got {share}")
+    batches = -(-num_samples // batch_size)
+    return range(index, (batches // count) * count, count)

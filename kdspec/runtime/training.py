@@ -158,17 +158,14 @@ def train_lockstep(
     ``teacher`` is required iff the members are distilled. ``on_epoch_end`` gets one result per
     member still training that epoch (evaluation, logging and checkpoints live there); a member
     whose loss is NaN or diverges gets ``failure`` set and trains no further, the others go on.
-    ``batch_share = (k, n)`` (data-parallel training) keeps batches ``i`` with ``i % n == k``
-    among the first ``n * floor(batches / n)``, so every process takes the same number of steps.
+    ``batch_share = (k, n)`` (data-parallel training): the source builds only this process's
+    batches (:func:`kdspec.runtime.interfaces.shard_batches`), the same number in every process.
     """
     if not trainees:
         return
     start = trainees[0].epochs_done
     if any(t.epochs_done != start for t in trainees):
         raise ValueError("lockstep members must resume from the same epoch")
-    share_index, share_count = batch_share
-    total_batches = math.ceil(train.num_samples / batch_size)
-    usable_batches = (total_batches // share_count) * share_count
     for epoch in range(start, epochs):
         active = [t for t in trainees if t.failure is None]
         if not active:
@@ -176,9 +173,8 @@ def train_lockstep(
         device = next(active[0].model.parameters()).device
         loss_sums = [torch.zeros((), device=device) for _ in active]
         seen = 0
-        for i, batch in enumerate(train.epoch(seed=seed, epoch=epoch, batch_size=batch_size)):
-            if i >= usable_batches or i % share_count != share_index:
-                continue
+        for batch in train.epoch(seed=seed, epoch=epoch, batch_size=batch_size,
+                                 share=batch_share):
             teacher_logits = teacher.logits(batch) if teacher is not None else None
             n = batch.labels.shape[0]
             for member, loss_sum in zip(active, loss_sums, strict=True):

@@ -172,3 +172,45 @@ def test_plan_mismatches_are_data_errors() -> None:
     with pytest.raises(DataError, match="label 9 found but the plan has 5 classes"):
         load_dataset(dataset_spec("digits", num_classes=5, class_names=tuple("abcde")),
                      device=CPU)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "processes"), [(50, 16, 2), (50, 8, 3), (64, 16, 2)])
+def test_shards_are_the_epochs_own_batches_and_only_those_are_rendered(
+        n: int, batch_size: int, processes: int) -> None:
+    source = random_train_source(n=n)
+    whole = list(source.epoch(seed=5, epoch=3, batch_size=batch_size))
+    rendered: list[int] = []
+
+    class CountingAugmenter:  # the source's augmenter, recording what it renders
+        def __init__(self, inner):  # type: ignore[no-untyped-def]
+            self.inner, self.num_views = inner, inner.num_views
+
+        def render(self, images: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+            rendered.append(images.shape[0])
+            return self.inner.render(images, view)
+
+    source.augmenter = CountingAugmenter(source.augmenter)  # type: ignore[assignment]
+    usable = (len(whole) // processes) * processes
+    seen: list[int] = []
+    for k in range(processes):
+        rendered.clear()
+        shard = list(source.epoch(seed=5, epoch=3, batch_size=batch_size, share=(k, processes)))
+        assert len(shard) == usable // processes  # the same step count in every process
+        assert len(rendered) == len(shard)  # the other processes' batches were never built
+        for j, batch in enumerate(shard):
+            reference = whole[k + j * processes]
+            assert torch.equal(batch.index, reference.index)
+            assert torch.equal(batch.images, reference.images)
+            seen += batch.index.tolist()
+    # The union is the epoch (less at most processes - 1 trailing batches), each sample once.
+    expected = torch.cat([b.index for b in whole[:usable]]).tolist()
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+
+
+def test_a_share_outside_the_processes_is_refused() -> None:
+    from kdspec.runtime.interfaces import shard_batches
+
+    assert list(shard_batches(50, 16, (1, 2))) == [1, 3]
+    for bad in ((2, 2), (-1, 2), (0, 0)):
+        with pytest.raises(ValueError, match="share must be"):
+            shard_batches(50, 16, bad)

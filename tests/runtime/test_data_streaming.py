@@ -150,3 +150,34 @@ def test_image_folder_class_count_must_match_the_plan(image_folder_root: Path) -
     spec = dataset_spec("imagenet", root=str(image_folder_root), image_size=32)
     with pytest.raises(DataError, match="3 class folders but the plan expects 1000"):
         load_dataset(spec, device=CPU)
+
+
+class CountingFolder(torch.utils.data.Dataset):
+    """A dataset that records which samples were loaded."""
+
+    def __init__(self, base) -> None:  # type: ignore[no-untyped-def]
+        self.base, self.loaded = base, []
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
+        self.loaded.append(index)
+        return self.base[index]
+
+
+def test_a_shard_loads_only_its_own_batches(image_folder_root: Path) -> None:
+    data = load_imagenet(imagenet_spec(image_folder_root), device=CPU, num_workers=0)
+    whole = list(data.train.epoch(seed=2, epoch=1, batch_size=3))  # 12 samples: 4 batches
+    counting = CountingFolder(data.train.base)
+    data.train.base = counting
+    seen = []
+    for k in range(2):
+        counting.loaded.clear()
+        shard = list(data.train.epoch(seed=2, epoch=1, batch_size=3, share=(k, 2)))
+        assert len(shard) == 2 and len(counting.loaded) == 6  # half the epoch decoded
+        for j, batch in enumerate(shard):
+            assert torch.equal(batch.index, whole[k + 2 * j].index)
+            assert torch.equal(batch.images, whole[k + 2 * j].images)
+            seen += batch.index.tolist()
+    assert sorted(seen) == list(range(12))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from kdspec.plan import TeacherCacheMode
-from kdspec.runtime.interfaces import Batch, TeacherSignal
+from kdspec.runtime.interfaces import Batch, TeacherSignal, shard_batches
 from kdspec.runtime.teacher_cache import (
     ERR_BATCH_WITHOUT_VIEW,
     ERR_NO_VIEWS,
@@ -49,12 +49,14 @@ class CropFlipSource:
         out[flip] = out[flip].flip(-1)
         return (out - 0.5) / 0.25
 
-    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
+    def epoch(self, *, seed: int, epoch: int, batch_size: int,
+              share: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
         order = torch.randperm(self.num_samples, generator=gen)
         assert self.num_views is not None
         views = torch.randint(self.num_views, (self.num_samples,), generator=gen)
-        for start in range(0, self.num_samples, batch_size):
+        for number in shard_batches(self.num_samples, batch_size, share):
+            start = number * batch_size
             index = order[start:start + batch_size]
             view = views[start:start + batch_size]
             yield Batch(self.render(index, view), self.labels[index], index, view)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from kdspec.runtime.data.augment import ViewAugmenter
-from kdspec.runtime.interfaces import Batch
+from kdspec.runtime.interfaces import Batch, shard_batches
 
 #: Seed of the permutation whose first n indices make a ``train_subset`` / ``test_subset``: a
 #: fixed constant, so a subset is the same for every run, seed and machine.
@@ -69,15 +69,18 @@ class InMemoryTrainSource:
         self.num_samples = int(self.images.shape[0])
         self.num_views: int | None = augmenter.num_views
 
-    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
+    def epoch(self, *, seed: int, epoch: int, batch_size: int,
+              share: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
         """Batches of a seeded shuffle; each image gets a uniformly drawn view. The last,
-        partial batch is kept."""
+        partial batch is kept. The shuffle and views are drawn whole in every process, so a
+        shard's batches are exactly the unsharded epoch's batches of its numbers."""
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = torch.randperm(self.num_samples, generator=generator)
         views = torch.randint(0, self.augmenter.num_views, (self.num_samples,),
                               generator=generator)
         order, views = order.to(self.device), views.to(self.device)
-        for start in range(0, self.num_samples, batch_size):
+        for number in shard_batches(self.num_samples, batch_size, share):
+            start = number * batch_size
             index = order[start:start + batch_size]
             view = views[start:start + batch_size]
             yield Batch(images=self.render(index, view), labels=self.labels[index],

@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from kdspec.plan import AugmentPreset
 from kdspec.runtime.data.augment import crop_padding
 from kdspec.runtime.data.in_memory import derived_seed, epoch_seed
-from kdspec.runtime.interfaces import Batch
+from kdspec.runtime.interfaces import Batch, shard_batches
 
 #: ImageNet evaluation: resize the shorter side to 256/224 of the crop, then centre-crop.
 EVAL_RESIZE_RATIO = 256 / 224
@@ -91,13 +91,17 @@ def seed_worker(worker_id: int) -> None:
 
 
 def _stream(dataset: SeededTransformDataset, *, batch_size: int, num_workers: int,
-            device: torch.device, generator: torch.Generator | None = None) -> Iterator[Batch]:
-    """Batches of ``dataset`` through a DataLoader, moved to ``device``; shuffled when a
-    ``generator`` is given, else in index order. The last partial batch is kept."""
+            device: torch.device, batches: list[list[int]] | None = None) -> Iterator[Batch]:
+    """Batches of ``dataset`` through a DataLoader, moved to ``device``: the given ``batches``
+    (lists of positions), else all samples in index order. The last partial batch is kept."""
     cuda = device.type == "cuda"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None,
-                        num_workers=num_workers, generator=generator,
-                        worker_init_fn=seed_worker, pin_memory=cuda)
+    loader: DataLoader[tuple[torch.Tensor, int, int]]
+    if batches is None:
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                            worker_init_fn=seed_worker, pin_memory=cuda)
+    else:
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
+                            worker_init_fn=seed_worker, pin_memory=cuda)
     for images, labels, index in loader:
         yield Batch(images=images.to(device, non_blocking=cuda),
                     labels=labels.to(device, dtype=torch.int64, non_blocking=cuda),
@@ -118,12 +122,19 @@ class StreamingTrainSource:
         self.num_workers = num_workers
         self.num_samples = len(indices)
 
-    def epoch(self, *, seed: int, epoch: int, batch_size: int) -> Iterator[Batch]:
-        """One shuffled epoch; the last partial batch is kept."""
+    def epoch(self, *, seed: int, epoch: int, batch_size: int,
+              share: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        """One shuffled epoch; the last partial batch is kept. The shuffle is drawn whole in
+        every process; a shard loads and transforms only its own batches (for ImageNet, each
+        of P processes decodes 1/P of the epoch)."""
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        order = torch.randperm(len(self.indices), generator=generator).tolist()
+        batches = [order[i * batch_size:(i + 1) * batch_size]
+                   for i in shard_batches(len(self.indices), batch_size, share)]
         return _stream(
             SeededTransformDataset(self.base, self.indices, self.transform, (seed, epoch)),
             batch_size=batch_size, num_workers=self.num_workers, device=self.device,
-            generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)),
+            batches=batches,
         )
 
     def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
