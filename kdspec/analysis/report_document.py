@@ -368,7 +368,8 @@ def claims_section(analysis: StudyAnalysis) -> Section:
     counts = {v: sum(c.verdict == v for c in claims)
               for v in ("supported", "not supported", "inconclusive")}
     finding = (f"Of the paper's {len(claims)} claims this study can be asked, "
-               f"{counts['supported']} are supported, {counts['not supported']} not supported "
+               f"{counts['supported']} {'is' if counts['supported'] == 1 else 'are'} "
+               f"supported, {counts['not supported']} not supported "
                f"and {counts['inconclusive']} inconclusive at alpha = "
                f"{analysis.significance.alpha:g}.")
     table = Table(("claim (poster)", "test", "result", "p", "verdict"), rows,
