@@ -50,7 +50,8 @@ from kdspec.runtime.scheduling import (
     Group,
     decide_action,
     form_groups,
-    run_cost,
+    group_epoch_costs,
+    group_remaining_cost,
     runs_of_share,
 )
 from kdspec.tracking.leases import new_owner
@@ -214,8 +215,7 @@ class Executor:
             elif action.kind == "elsewhere":
                 outcomes[action.run.id] = Outcome(action.run, "elsewhere", action.describe())
         parents = self._parent_runs(prep)
-        clock = PlanClock(total=sum(run_cost(self.plan, r) for g in prep.groups
-                                    for r in g.runs))
+        clock = PlanClock(total=sum(group_remaining_cost(self.plan, g) for g in prep.groups))
         places = self._places(prep)
         try:
             with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
@@ -360,7 +360,7 @@ class Executor:
         return GroupProgress(
             label=group.label, study=study.name, place=place, mode=mode, logger=self.logger,
             clock=clock,
-            epoch_cost={r.id: run_cost(self.plan, r) / r.recipe.epochs for r in group.runs},
+            epoch_cost=group_epoch_costs(self.plan, group),
             batches_per_epoch=batches // (self.processes if self.data_parallel else 1),
             names={r.id: run_name(r) for r in group.runs})
 

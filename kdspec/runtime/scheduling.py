@@ -157,6 +157,29 @@ def run_cost(plan: Plan, run: Run) -> float:
     return run.recipe.epochs * cost
 
 
+def group_epoch_costs(plan: Plan, group: Group) -> dict[str, float]:
+    """Each member's cost of one epoch trained in ``group`` (the units of :func:`run_cost`):
+    ``3 x F_arch`` plus its share of the teacher's forward, which a lockstep group of K
+    distilled runs computes once per batch for all K. The plan's ETA is measured in these."""
+    distilled = [r for r in group.runs if r.teacher_id is not None]
+    costs = {}
+    for run in group.runs:
+        data = plan.study_of(run.id).dataset
+        cost = 3.0 * _flops(run.arch, data)
+        if run.teacher_id is not None:
+            cost += _flops(plan.run(run.teacher_id).arch, data) / len(distilled)
+        costs[run.id] = cost
+    return costs
+
+
+def group_remaining_cost(plan: Plan, group: Group) -> float:
+    """What is left of ``group``: its epochs from where it starts (resumed groups count only
+    the epochs still to train)."""
+    per_epoch = group_epoch_costs(plan, group)
+    return sum(per_epoch[r.id] * max(r.recipe.epochs - group.start_epoch, 0)
+               for r in group.runs)
+
+
 def _flops(arch: str, data: DatasetSpec) -> float:
     """A forward's FLOPs (1 where unknown: a plugin's without a cost, or a model that cannot
     be probed: only the relative sizes matter)."""

@@ -10,6 +10,9 @@ from kdspec.runtime.scheduling import (
     assign_units,
     decide_action,
     form_groups,
+    group_epoch_costs,
+    group_remaining_cost,
+    run_cost,
     runs_of_share,
     work_units,
 )
@@ -116,3 +119,28 @@ def test_two_shards_balance_three_seeds_by_cost(plan: Plan) -> None:
     # non-distilled students on the other.
     teachers = [sum(1 for r in share if r.role == "teacher") for share in (first, second)]
     assert sorted(teachers) == [1, 2]
+
+
+def test_a_lockstep_group_pays_for_one_teacher_forward_per_batch(plan: Plan) -> None:
+    """The ETA's units: a group of K distilled runs costs K student steps plus one teacher
+    forward per sample (resnet20 teacher, lenet5 students at 32 px, by hand from run_cost)."""
+    actions = [decide_action(r, [], force=False) for r in plan.runs]
+    groups = form_groups(plan, actions)
+    teacher = next(r for r in plan.runs if r.role == "teacher")
+    student = next(r for r in plan.runs if r.role == "student")
+    teacher_forward = run_cost(plan, teacher) / (3 * teacher.recipe.epochs)
+    student_step = run_cost(plan, student) / student.recipe.epochs
+    group = groups[6]  # the 3 temperatures of seed 0
+    costs = group_epoch_costs(plan, group)
+    assert sum(costs.values()) == pytest.approx(3 * student_step + teacher_forward)
+    assert group_remaining_cost(plan, group) == pytest.approx(5 * sum(costs.values()))
+    solo = groups[0]
+    assert group_remaining_cost(plan, solo) == pytest.approx(run_cost(plan, solo.runs[0]))
+
+
+def test_a_resumed_group_counts_only_the_epochs_left(plan: Plan) -> None:
+    d0 = [r for r in plan.runs_of(plan.studies[0], "distilled") if r.seed == 0]
+    actions = [Action(r, "resume", start_epoch=2, stored=_stored(r.id, "RUNNING", 2)) for r in d0]
+    (group,) = form_groups(plan, actions)
+    per_epoch = sum(group_epoch_costs(plan, group).values())
+    assert group_remaining_cost(plan, group) == pytest.approx(3 * per_epoch)  # epochs 3..5
