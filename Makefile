@@ -9,7 +9,7 @@ TRACKING_URI ?= sqlite:///mlruns.db
 PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: all install test test-fast lint run report ui bench bench-data bench-report clean
+.PHONY: all install test test-fast lint run report ui bench bench-gpu bench-data bench-report clean
 
 all: lint test
 
@@ -56,6 +56,11 @@ ui: install
 
 bench: install
 	$(BIN)/python bench/bench_distillation.py
+
+# The paper-shaped study (synthetic CIFAR-shaped data, ResNet-56 -> ResNet-20) on CUDA; on a
+# machine without a GPU: make bench-gpu BENCH_ARGS="--device cpu --quick" (its smoke test).
+bench-gpu: install
+	$(BIN)/python bench/bench_distillation.py --paper-shaped --device cuda --workers 8 $(BENCH_ARGS)
 
 bench-data: install
 	$(BIN)/python bench/bench_data.py

@@ -12,6 +12,8 @@ teachers already trained; the whole study is the wall time of everything, proces
 
     .venv/bin/python bench/bench_distillation.py             # default study, a few minutes here
     .venv/bin/python bench/bench_distillation.py --quick     # smoke test, well under a minute
+    .venv/bin/python bench/bench_distillation.py --paper-shaped --device cuda   # make bench-gpu
+    .venv/bin/python bench/bench_distillation.py --paper-shaped --device cpu --quick  # its smoke test
     .venv/bin/python bench/bench_distillation.py --device cuda --dataset cifar10 \\
         --data-root ~/data --teacher resnet56 --student resnet20 --epochs 30 --json gpu.json
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import torch
 from baseline_kd import BaselineResult, run_baseline
 
+from kdspec.catalog import DATASETS
 from kdspec.dsl import load_plan
 from kdspec.plan import Plan, Study
 from kdspec.tracking import schema
@@ -52,6 +55,8 @@ class StudySize:
     temperatures: tuple[float, ...]
     augment: str | None  # None: the dataset's default preset
     teacher_cache: str
+    precision: str = "fp32"  # kdspec's side only: the baseline is the plain fp32 loop
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,12 @@ class KdspecRun:
 
 def spec_text(size: StudySize) -> str:
     """The benchmark study as a .kdspec."""
-    dataset_lines = [f"train_subset = {size.train_subset}", f"test_subset = {size.test_subset}"]
+    if DATASETS[size.dataset].default_generated_sizes is not None:  # generate just what is used
+        dataset_lines = [f"generated_train = {size.train_subset}",
+                         f"generated_test = {size.test_subset}"]
+    else:
+        dataset_lines = [f"train_subset = {size.train_subset}",
+                         f"test_subset = {size.test_subset}"]
     if size.data_root:
         dataset_lines.append(f'root = "{size.data_root}"')
     if size.augment:
@@ -90,7 +100,8 @@ def spec_text(size: StudySize) -> str:
         "    loss = 0.1 * hard + 0.9 * soft",
         "  }",
         f"  seeds = {size.seeds}",
-        f"  runtime {{ teacher_cache = {size.teacher_cache} }}",
+        f"  runtime {{ teacher_cache = {size.teacher_cache}  precision = {size.precision}"
+        f"  compile = {'true' if size.compile else 'false'} }}",
         '  tracking { experiment = "kdspec-bench" }',
         "}",
         "",
@@ -198,8 +209,11 @@ def report(size: StudySize, plan: Plan, study: Study, baseline: BaselineResult,
     print(f"\nkdspec benchmark: {size.dataset} ({n} train / {size.test_subset} test), teacher "
           f"{size.teacher}, student {size.student}, {size.epochs} epochs, {size.seeds} seeds, "
           f"T = {', '.join(f'{t:g}' for t in size.temperatures)}; {len(plan.runs)} runs")
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f} at the end")
+    card = (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda")
+            and torch.cuda.is_available() else "")
+    print(f"device {device}{card}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f} at the end; kdspec in {size.precision}"
+          f"{' with torch.compile' if size.compile else ''}, the baseline in fp32")
     print(f"\n{'':<34}{'baseline':>12}{'kdspec run':>12}{'ratio':>9}")
     print(f"{'whole study (s)':<34}{baseline_wall:>12.1f}{kdspec_wall:>12.1f}"
           f"{ratio_whole:>8.2f}x")
@@ -259,7 +273,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
     parser.add_argument("--workdir", type=Path, help="keep the spec, store and logs here")
     parser.add_argument("--json", dest="json_out", type=Path, help="write every figure here")
-    return parser.parse_args(argv)
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="kdspec's precision (the baseline stays the plain fp32 loop)")
+    parser.add_argument("--compile", action="store_true", help="kdspec with torch.compile")
+    parser.add_argument("--paper-shaped", action="store_true",
+                        help="`make bench-gpu`'s study: synthetic CIFAR-shaped data (50,000 / "
+                             "10,000, crop + flip), ResNet-56 -> ResNet-20, 3 epochs, 2 seeds, "
+                             "T = 2, 4, 6, 8; kdspec in bf16 with torch.compile on CUDA")
+    args = parser.parse_args(argv)
+    if args.paper_shaped:
+        args.dataset, args.teacher, args.student = "synthetic", "resnet56", "resnet20"
+        # --quick: a smoke test of this path on a CPU (ResNet-56 trains at ~100 img/s there).
+        args.train_subset = args.train_subset or (128 if args.quick else 50_000)
+        args.test_subset = args.test_subset or (64 if args.quick else 10_000)
+        if args.quick:
+            args.temperatures = args.temperatures[:1]
+        args.precision = "bf16" if args.precision == "fp32" else args.precision
+        args.compile = args.compile or args.device.startswith("cuda")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         test_subset=args.test_subset or (256 if quick else 2000),
         epochs=args.epochs or (1 if quick else 3), seeds=args.seeds,
         temperatures=tuple(args.temperatures[:2] if quick else args.temperatures),
-        augment=args.augment, teacher_cache=args.teacher_cache)
+        augment=args.augment, teacher_cache=args.teacher_cache, precision=args.precision,
+        compile=args.compile)
     with tempfile.TemporaryDirectory(prefix="kdspec-bench-") as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,11 @@ use it.
 
 from __future__ import annotations
 
-from kdspec.catalog import TRIFEATURE_BALANCED_MULTIPLE, TRIFEATURE_DEFAULT_COMBINATIONS
+from kdspec.catalog import (
+    COMBINATION_DATASETS,
+    TRIFEATURE_BALANCED_MULTIPLE,
+    TRIFEATURE_DEFAULT_COMBINATIONS,
+)
 from kdspec.plan import DatasetSpec, Plan, Study
 from kdspec.registry import ArchitectureError, architecture, datasets
 
@@ -49,9 +53,12 @@ def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
                  data.generated_combinations)
     if facts.default_generated_sizes is None and any(v is not None for v in generated):
         out.append(f"{where}: {data.name} is not generated (generated_* fields apply only to "
-                   "trifeature)")
+                   "generated datasets)")
+    if data.name not in COMBINATION_DATASETS and data.generated_combinations is not None:
+        out.append(f"{where}.generated_combinations: {data.name} has no feature combinations")
     combinations = data.generated_combinations or TRIFEATURE_DEFAULT_COMBINATIONS
-    if (facts.default_generated_sizes is not None and combinations == "balanced"
+    if (facts.default_generated_sizes is not None and data.name in COMBINATION_DATASETS
+            and combinations == "balanced"
             and (data.generated_test_size or facts.default_generated_sizes[1])
             % TRIFEATURE_BALANCED_MULTIPLE):
         out.append(f"{where}.generated_test_size: a balanced test split needs a multiple of "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from kdspec.catalog import (
+    COMBINATION_DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
     DatasetFacts,
@@ -148,13 +149,19 @@ def _read_generated_sizes(reader: SectionReader, draft: DatasetDraft,
             size = None
         if size is not None and defaults is None:
             diags.add(InconsistentStudy(reader.span(key), f"{draft.facts.name} is not generated",
-                                        help=f"{key} applies only to trifeature"))
+                                        help=f"{key} applies only to generated datasets "
+                                             "(trifeature, synthetic)"))
         elif defaults is not None:
             draft.fields[field] = default if size is None else size
             if size is not None:
                 draft.spans[field] = reader.span(key)
     combinations = reader.choice("combinations", COMBINATIONS)
-    if combinations is not None and defaults is None:
+    if defaults is not None and draft.facts.name not in COMBINATION_DATASETS:
+        if combinations is not None:
+            diags.add(InconsistentStudy(reader.span("combinations"),
+                                        f"{draft.facts.name} has no feature combinations",
+                                        help="combinations applies only to trifeature"))
+    elif combinations is not None and defaults is None:
         diags.add(InconsistentStudy(reader.span("combinations"),
                                     f"{draft.facts.name} is not generated",
                                     help="combinations applies only to trifeature"))

@@ -32,6 +32,7 @@ from kdspec.runtime.data.in_memory import (
     subset_indices,
 )
 from kdspec.runtime.data.locations import check_files, locate_fashion_mnist
+from kdspec.runtime.data.synthetic import read_synthetic
 from kdspec.runtime.data.tiny_imagenet import read_tiny_imagenet
 from kdspec.runtime.data.trifeature import read_trifeature
 from kdspec.runtime.interfaces import LoadedDataset
@@ -44,7 +45,7 @@ def check_dataset_available(spec: DatasetSpec, *, cache_dir: Path | None = None)
     """Raise DataError if ``spec``'s files are absent; cheap (only looks at paths, reads nothing).
 
     Datasets that torchvision may download (``download = true``) and generated ones
-    (Trifeature, digits) always pass.
+    (Trifeature, synthetic, digits) always pass.
     """
     if spec.name == "fashion_mnist":
         locate_fashion_mnist(spec, cache_dir)
@@ -64,6 +65,8 @@ def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         return read_digits()
     if spec.name == "trifeature":
         return read_trifeature(spec, cache_dir)
+    if spec.name == "synthetic":
+        return read_synthetic(spec)
     if spec.name == "celeba":
         return read_celeba(spec, cache_dir)
     if spec.name == "tiny_imagenet":
