@@ -302,10 +302,10 @@ class Executor:
             return True
         if fresh is None:
             return False
-        self.logger.info("training %s%s", fresh.label,
+        study = self.plan.study_of(fresh.runs[0].id)
+        self.logger.info("%s: training %s%s", study.name, fresh.label,
                          f" (resuming at epoch {fresh.start_epoch + 1})"
                          if fresh.start_epoch else "")
-        study = self.plan.study_of(fresh.runs[0].id)
         try:
             results = train_group(
                 fresh, study=study, dataset=self._dataset(study),
