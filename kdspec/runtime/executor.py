@@ -253,7 +253,7 @@ class Executor:
         for group in prep.groups:
             first, done = done + 1, done + len(group.runs)
             span = f"run {first}" if first == done else f"runs {first}-{done}"
-            places[group.label] = f"{span}/{total}"
+            places[group.runs[0].id] = f"{span}/{total}"  # labels repeat across studies
         return places
 
     def _refresh(self, group: Group) -> tuple[Group | None, str]:
@@ -312,7 +312,7 @@ class Executor:
                 recorder=self._recorder(study, parents, workdir),
                 source=self._source(fresh.runs[0], workdir),
                 settings=self._settings(study), logger=self.logger,
-                progress=self._progress(fresh, study, clock, places.get(group.label, "")))
+                progress=self._progress(fresh, study, clock, places.get(group.runs[0].id, "")))
         except ClaimLost as lost:
             self.logger.info("%s: %s; trying again later", fresh.label, lost)
             for run in fresh.runs:

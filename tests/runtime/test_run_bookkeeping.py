@@ -242,7 +242,7 @@ def test_log_places_count_up_in_training_order_after_the_runs_already_done(
     store = MemoryStore()
     executor = _executor(plan, store, tmp_path)
     prep = executor.prepare(executor.my_runs())
-    places = [executor._places(prep)[g.label] for g in prep.groups]
+    places = [executor._places(prep)[g.runs[0].id] for g in prep.groups]
     sizes = [len(g.runs) for g in prep.groups]
     expected, first = [], 1
     for size in sizes:
@@ -256,5 +256,22 @@ def test_log_places_count_up_in_training_order_after_the_runs_already_done(
          store, tmp_path)
     executor = _executor(plan, store, tmp_path)
     prep = executor.prepare(executor.my_runs())
-    places = [executor._places(prep)[g.label] for g in prep.groups]
+    places = [executor._places(prep)[g.runs[0].id] for g in prep.groups]
     assert places[0].startswith("run 5/") and places[-1].endswith("-8/8")
+
+
+def test_log_places_of_two_studies_with_the_same_group_labels_count_up(tmp_path: Path) -> None:
+    """Both studies have a "teacher lenet5 seed 0": each gets its own place, 1..8 over the plan."""
+    one = _plan()
+    two = tiny_plan(name="other", dataset=dataset_spec("digits", train_subset=128),
+                    teacher_arch="lenet5", student_arch="lenet5", seeds=(0,),
+                    temperatures=(2.0, 4.0), teacher_recipe=tiny_recipe(epochs=1),
+                    student_recipe=tiny_recipe(epochs=1))
+    plan = Plan(studies=one.studies + two.studies, runs=one.runs + two.runs)
+    executor = _executor(plan, MemoryStore(), tmp_path)
+    prep = executor.prepare(executor.my_runs())
+    places = executor._places(prep)
+    labels = [g.label for g in prep.groups]
+    assert len(set(labels)) < len(labels)  # the labels do repeat
+    assert [places[g.runs[0].id] for g in prep.groups] == [
+        "run 1/8", "run 2/8", "runs 3-4/8", "run 5/8", "run 6/8", "runs 7-8/8"]
