@@ -5,13 +5,12 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.chromium import dump_dom, needs_chromium
+
 #: Runs after load and records, on <body>, each image's decoded width and the table count.
 PROBE = (
     "<script>window.addEventListener('load', () => {"
@@ -21,23 +20,11 @@ PROBE = (
     "headers: [...document.querySelectorAll('th')].map(t => t.textContent)}));});</script>"
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed "
-                       "(apt-get install chromium, or `make install` as root)"),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def _dump_dom(page: Path, profile: Path) -> str:
-    command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--run-all-compositor-stages-before-draw",
-        "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return dump_dom(page.as_uri(), profile)
 
 
 def test_every_figure_loads_and_the_tables_are_there(

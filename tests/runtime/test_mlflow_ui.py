@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,28 +14,17 @@ from mlflow import MlflowClient
 from kdspec.cli import main
 from kdspec.tracking import schema
 from kdspec.tracking.client import UI_WORKFLOW_QUERY, experiment_url
+from tests.chromium import dump_dom, needs_chromium
 from tests.mlflow_server import start_server
 from tests.runtime.run_helpers import fresh_store, nested_runs, small_plan, write_plan
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed "
-                       "(apt-get install chromium, or `make install` as root)"),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 def _rendered(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran (virtual time waits for pending fetches)."""
-    command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=30000",
-        "--window-size=1600,1200", "--dump-dom", url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return dump_dom(url, profile, budget_ms=30000, timeout_s=120, window="1600,1200",
+                    compositor=False)
 
 
 def _text(page: str) -> str:
