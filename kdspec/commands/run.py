@@ -91,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     bound_http_retries(args.tracking_retries)
     plan, spec_text = load_spec(Path(args.spec))
     options = options_from_args(args, spec_text)
+    if not options.dry_run:  # a new sqlite store is migrated while torch and MLflow import
+        from kdspec.tracking.schema import resolve_tracking_uri
+        from kdspec.tracking.sqlite_store import create_in_background
+
+        for uri in sorted({resolve_tracking_uri(options.tracking_uri, s) for s in plan.studies}):
+            create_in_background(uri)
     from kdspec.commands.run_tables import dry_run_table, summary_table
     from kdspec.runtime.executor import Executor
     from kdspec.runtime.progress import close_log, open_log

@@ -11,11 +11,21 @@ refuses ("table ... already exists"). So kdspec creates a missing store itself:
    is exactly MLflow's), flushed to disk;
 3. then ``os.replace`` onto the real name: atomic, so the real path is never half a store.
 
+Step 2 runs MLflow's ~3 s of migrations once per MLflow version, into an empty template store
+in ``~/.cache/kdspec/mlflow-stores``; every later store is a copy of it whose Default experiment
+is pointed at its own artifact folder (the one value of an empty store that depends on where it
+is), so a new store costs milliseconds.
+
 A file at the real path whose schema is not MLflow's current head and that holds no runs is a
 half-created store (from before this existed, or made by plain MLflow): it is moved aside to
 ``.<name>.broken-<time>`` and created again. One that holds runs is never touched; MLflow then
 says what it needs (usually ``mlflow db upgrade``). Leftover ``.creating-*`` files of dead
 processes are removed.
+
+``kdspec run`` starts that creation in a child process (:func:`create_in_background`) as soon as
+it knows the store's URI, so MLflow's migrations (~3 s on a 2-core machine) run while the main
+process imports torch and MLflow; the main process then takes the same lock and finds the store
+made (or makes it itself, if the child could not).
 """
 
 from __future__ import annotations
@@ -23,7 +33,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,15 +121,84 @@ def _remove_dead_attempts(path: Path) -> None:
                 leftover.unlink()
 
 
-def _create(path: Path, artifact_root: str) -> None:
-    """Build the store at a temporary name with MLflow's own code, then move it into place."""
+def _build_with_mlflow(path: Path, artifact_root: str) -> None:
+    """MLflow's own creation (tables, migrations, the Default experiment) at ``path``."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+    store = SqlAlchemyStore(f"{SQLITE_PREFIX}{path.resolve()}", artifact_root)
+    store.engine.dispose()
+
+
+def template_dir() -> Path:
+    """Where the empty template stores live: ``$XDG_CACHE_HOME/kdspec/mlflow-stores``
+    (``~/.cache/kdspec/mlflow-stores``)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return base / "kdspec" / "mlflow-stores"
+
+
+def _template() -> tuple[Path, str] | None:
+    """An empty store this MLflow built (at its head revision), made once per MLflow version
+    under the same lock as any store, and the artifact root it was built with; None when the
+    cache folder cannot be used (the caller then builds with MLflow directly)."""
+    from mlflow.version import VERSION
+
+    folder = template_dir()
+    path = folder / f"empty-mlflow-{VERSION}.db"
+    root = str(folder / "template-artifacts")
+    try:
+        if is_complete(path):
+            return path, root
+        folder.mkdir(parents=True, exist_ok=True)
+        with creation_lock(path):
+            if not is_complete(path):
+                _remove_dead_attempts(path)
+                partial = path.parent / f".{path.name}.creating-{os.getpid()}"
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                _build_with_mlflow(partial, root)
+                os.replace(partial, path)
+        return path, root
+    except (OSError, sqlite3.Error):
+        return None
+
+
+def _from_template(partial: Path, artifact_root: str) -> bool:
+    """Copy the template to ``partial`` and point its Default experiment at this store's
+    artifact root (the one value MLflow writes that depends on where a store is); False, with
+    nothing left at ``partial``, when there is no usable template."""
+    template = _template()
+    if template is None:
+        return False
+    path, template_root = template
+    try:
+        shutil.copyfile(path, partial)
+        with contextlib.closing(sqlite3.connect(partial)) as db:
+            rows = db.execute("SELECT artifact_location FROM experiments "
+                              "WHERE experiment_id = 0").fetchall()
+            count = db.execute("SELECT COUNT(*) FROM experiments").fetchone()
+            if len(rows) != 1 or count != (1,) or not str(rows[0][0]).startswith(template_root):
+                raise sqlite3.DatabaseError("not the template this kdspec makes")
+            now = int(time.time() * 1000)
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                       "last_update_time = ? WHERE experiment_id = 0",
+                       (artifact_root + str(rows[0][0])[len(template_root):], now, now))
+            db.commit()
+        return True
+    except (OSError, sqlite3.Error):
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        return False
+
+
+def _create(path: Path, artifact_root: str) -> None:
+    """Build the store at a temporary name, then move it into place: a copy of the template
+    store (MLflow's migrations take ~3 s per new database; copying takes milliseconds), or,
+    without a usable template, MLflow's own creation."""
     partial = path.parent / f".{path.name}.creating-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
-    store = SqlAlchemyStore(f"{SQLITE_PREFIX}{partial.resolve()}", artifact_root)
-    store.engine.dispose()
+    if not _from_template(partial, artifact_root):
+        _build_with_mlflow(partial, artifact_root)
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, path)
@@ -147,3 +229,30 @@ def prepare_sqlite_store(uri: str, *, artifact_root: str) -> None:
             _create(path, artifact_root)
     except OSError as err:
         raise TrackingError(f"cannot create the MLflow store {path}: {err}") from err
+
+
+def create_in_background(uri: str) -> subprocess.Popen[bytes] | None:
+    """Start creating the database of a sqlite URI in a child process when no file is there
+    yet; None when there is nothing to do (not sqlite, or a file exists: the main process
+    checks it). The child goes through :func:`prepare_sqlite_store` under the same lock, so a
+    main process that gets there first simply creates the store itself and the child finds it
+    made. The child's failures are not reported: the main process's own attempt reports them."""
+    path = sqlite_path(uri)
+    if path is None or path.exists():
+        return None
+    code = ("import sys; from kdspec.tracking.sqlite_store import create_store_main; "
+            "create_store_main(sys.argv[1])")
+    try:
+        return subprocess.Popen([sys.executable, "-c", code, uri], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def create_store_main(uri: str) -> None:
+    """The child of :func:`create_in_background`."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from kdspec.tracking.client import local_artifact_root
+
+    root = local_artifact_root(uri)
+    prepare_sqlite_store(uri, artifact_root=str(root) if root else "")

@@ -145,6 +145,27 @@ def test_fashion_mnist_from_the_debian_folder(tmp_path: Path) -> None:
     assert set(np.unique(data.test.labels)) <= set(range(10))
 
 
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(),
+                    reason="Debian package dataset-fashion-mnist is not installed")
+def test_fashion_mnist_read_again_comes_from_the_cached_arrays_torchvision_read(
+        tmp_path: Path) -> None:
+    from kdspec.runtime.data.classification_readers import FASHION_ARRAYS, read_fashion_mnist
+
+    spec = dataset_spec("fashion_mnist")
+    first = read_fashion_mnist(spec, tmp_path)  # torchvision's IDX reader
+    cache = tmp_path / "fashion_mnist" / FASHION_ARRAYS
+    assert cache.is_file()
+    again = read_fashion_mnist(spec, tmp_path)
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        a, b = getattr(first, name), getattr(again, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert again.train_images.shape == (60_000, 1, 28, 28) and again.source == first.source
+    cache.write_bytes(b"not an npz")  # a damaged cache is read past, and rewritten
+    assert np.array_equal(read_fashion_mnist(spec, tmp_path).test_labels, first.test_labels)
+    with np.load(cache) as arrays:
+        assert "stamp" in arrays
+
+
 def test_missing_fashion_mnist_root_names_the_path(tmp_path: Path) -> None:
     spec = dataset_spec("fashion_mnist", root=str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match=r"nowhere.*apt-get install dataset-fashion-mnist.*download = true"):

@@ -48,8 +48,11 @@ else:  # plain MLflow, creating the database in place as it does without kdspec
 """
 
 
-def _python(code: str, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", code, *args], env=subprocess_env(),
+def _python(code: str, *args: str, cache: Path | None = None) -> subprocess.Popen[bytes]:
+    env = subprocess_env()
+    if cache is not None:  # no template store yet: the creation runs MLflow's migrations
+        env["XDG_CACHE_HOME"] = str(cache)
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -69,10 +72,12 @@ def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path: Path) -> 
 def test_a_kill_during_creation_leaves_nothing_half_made(kill_at: int, tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     uri = f"sqlite:///{db}"
-    child = _python(KILL_AT_STATEMENT, uri, str(kill_at), "kdspec")
+    child = _python(KILL_AT_STATEMENT, uri, str(kill_at), "kdspec", cache=tmp_path / "xdg")
     child.communicate(timeout=240)
     assert child.returncode == -signal.SIGKILL
     assert not db.exists()  # the half-made database only ever had a temporary name
+    # ... and so did the template store it was being built from
+    assert not list((tmp_path / "xdg").rglob("empty-mlflow-*.db"))
     store = MlflowStore(uri)
     store.preflight()
     assert is_complete(db) and not list(tmp_path.glob(".new.db.creating-*"))
@@ -94,3 +99,48 @@ def test_a_half_made_store_without_runs_is_rebuilt_one_with_runs_is_left(tmp_pat
     assert run_count(db) == 1
     MlflowStore(uri)
     assert run_count(db) == 1 and len(list(tmp_path.glob(".old.db.broken-*"))) == 1
+
+
+def test_a_store_created_in_the_background_is_the_store_the_main_process_opens(
+        tmp_path: Path) -> None:
+    """``kdspec run`` starts the creation in a child and opens the store at once: the main
+    process waits on the creation lock and finds one whole store (no broken or partial file)."""
+    from kdspec.tracking.sqlite_store import create_in_background, prepare_sqlite_store
+
+    db = tmp_path / "bg" / "mlruns.db"
+    db.parent.mkdir()
+    uri = f"sqlite:///{db}"
+    child = create_in_background(uri)
+    assert child is not None
+    prepare_sqlite_store(uri, artifact_root=str(tmp_path / "bg" / "mlartifacts"))
+    assert child.wait(timeout=120) == 0
+    assert is_complete(db) and run_count(db) == 0
+    assert sorted(p.name for p in db.parent.iterdir()) == [".mlruns.db.lock", "mlruns.db"]
+    assert create_in_background(uri) is None  # a file is there: nothing to start
+    assert create_in_background("http://127.0.0.1:5000") is None
+
+
+def test_a_store_copied_from_the_template_is_a_working_store_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second new store is a copy of the template MLflow built for the first: same schema
+    revision, its own Default experiment artifact folder, and MLflow works with it."""
+    from kdspec.tracking.sqlite_store import prepare_sqlite_store, template_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    uris = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        uri = f"sqlite:///{folder / 'mlruns.db'}"
+        prepare_sqlite_store(uri, artifact_root=str(folder / "mlartifacts"))
+        assert is_complete(folder / "mlruns.db")
+        uris.append(uri)
+    assert [p.name for p in template_dir().glob("empty-mlflow-*.db")]
+    client = MlflowClient(uris[1])
+    default = client.get_experiment("0")
+    assert default.artifact_location == str(tmp_path / "b" / "mlartifacts" / "0")
+    experiment = client.create_experiment("copied")
+    run = client.create_run(experiment)
+    client.log_metric(run.info.run_id, "m", 1.0)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.0}
+    assert MlflowClient(uris[0]).search_experiments(filter_string="name = 'copied'") == []

@@ -25,7 +25,6 @@ from kdspec.runtime.data.classification_readers import (
     read_fashion_mnist,
     read_svhn,
 )
-from kdspec.runtime.data.imagenet import load_imagenet
 from kdspec.runtime.data.in_memory import (
     InMemoryEvalSource,
     InMemoryTrainSource,
@@ -125,6 +124,8 @@ def load_dataset(
                         "streaming path, which only the imagenet dataset uses; choose none, "
                         "flip, crop or crop_flip")
     if spec.name == "imagenet":
+        from kdspec.runtime.data.imagenet import load_imagenet  # torchvision: lazily
+
         return load_imagenet(spec, device=device, cache_dir=cache_dir)
     arrays = read_arrays(spec, cache_dir)
     return assemble_in_memory(spec, arrays, device)

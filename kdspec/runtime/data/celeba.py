@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from torchvision import datasets as tv_datasets
 
 from kdspec.catalog import CELEBA_ATTRIBUTES
 from kdspec.dataset_arrays import ArraySplits
@@ -28,6 +28,9 @@ from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
 from kdspec.runtime.data.classification_readers import torchvision_read_error
 from kdspec.runtime.data.locations import cache_root, data_root
+
+if TYPE_CHECKING:
+    from torchvision import datasets as tv_datasets
 
 #: Seed of the undersampling of the larger target class (train split only).
 BALANCE_SEED = 2_015
@@ -95,6 +98,8 @@ def read_celeba(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
     target = spec.target
     if target not in CELEBA_ATTRIBUTES:
         raise DataError(f"celeba: target {target!r} is not a CelebA attribute")
+    from torchvision import datasets as tv_datasets  # lazily: ~1.8 s of start-up
+
     root = data_root(spec, cache_dir)
     splits: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
     for split in ("train", "test"):

@@ -15,10 +15,6 @@ from kdspec.catalog import ARCHITECTURES
 from kdspec.registry import ArchitectureError, architecture, import_callable, is_external
 from kdspec.runtime.models.cifar_resnet import CifarResNet
 from kdspec.runtime.models.lenet import LeNet5
-from kdspec.runtime.models.torchvision_models import (
-    build_torchvision_densenet,
-    build_torchvision_resnet,
-)
 
 __all__ = ["build_model", "CifarResNet", "LeNet5"]
 
@@ -49,6 +45,12 @@ def build_model(arch: str, *, in_channels: int, image_size: int, num_classes: in
         return CifarResNet(depth, in_channels=in_channels, num_classes=num_classes)
     if facts.family == "lenet":
         return LeNet5(in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+    if facts.family in ("torchvision_resnet", "torchvision_densenet"):
+        # torchvision only when one of its models is built (~1.8 s of start-up otherwise)
+        from kdspec.runtime.models.torchvision_models import (
+            build_torchvision_densenet,
+            build_torchvision_resnet,
+        )
     if facts.family == "torchvision_resnet":
         return build_torchvision_resnet(
             arch, in_channels=in_channels, image_size=image_size, num_classes=num_classes
