@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation
 from kdspec.runtime.scheduling import Action, Group
 from kdspec.runtime.training import Trainee
+from kdspec.runtime.write_queue import WriteQueue
 from kdspec.tracking import schema
 from kdspec.tracking.leases import (
     CLAIM_SETTLE_S,
@@ -65,6 +67,7 @@ class RunRecorder(Protocol):
     def note(self, run: Run, tags: Mapping[str, str]) -> None: ...
     def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
     def alive(self) -> None: ...
+    def close(self) -> None: ...
     def fail(self, run: Run, reason: str, *, epoch: int | None = None,
              metrics: Mapping[str, float] | None = None) -> None: ...
     def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
@@ -95,6 +98,9 @@ class NullRecorder:
         pass
 
     def alive(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def fail(self, run: Run, reason: str, *, epoch: int | None = None,
@@ -187,11 +193,22 @@ class StoreRecorder:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kdspec.run"))
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     settle_s: float = CLAIM_SETTLE_S
+    #: Check the claims once the settle time has passed while the group already trains (the
+    #: first write of an epoch's results waits for the check), instead of sleeping in
+    #: :meth:`open`. False for data-parallel runs, where every process must agree before any
+    #: of them steps.
+    defer_claim_check: bool = False
     heartbeat_s: float = HEARTBEAT_INTERVAL_S
     mlflow_ids: dict[str, str] = field(default_factory=dict)
     _created: set[str] = field(default_factory=set)
     _superseded: dict[str, tuple[StoredRun, ...]] = field(default_factory=dict)
     _last_heartbeat: float = 0.0
+    #: The group whose claims are made but not checked yet, and when they were made.
+    _unchecked: Group | None = None
+    _claimed_at: float = 0.0
+    #: The writes of the training loop (epoch results, notes, heartbeats), in order, off the
+    #: training thread; open() and the claim check stay synchronous.
+    _writes: WriteQueue = field(default_factory=WriteQueue)
 
     def mlflow_id(self, run: Run) -> str:
         return self.mlflow_ids.get(run.id, "")
@@ -232,15 +249,30 @@ class StoreRecorder:
             if run.temperature is not None:
                 self.store.log_metrics(mlflow_id, {schema.METRIC_TEMPERATURE: run.temperature},
                                        step=0)
-        self._check_claims(group)
+        self._unchecked, self._claimed_at = group, time.monotonic()
+        if not self.defer_claim_check:
+            self._settle(wait=True)
         self._last_heartbeat = time.monotonic()
+
+    def _settle(self, *, wait: bool) -> None:
+        """Check the open claims once the settle time has passed since they were made; with
+        ``wait``, sleep out what is left of it first. A no-op once checked."""
+        group = self._unchecked
+        if group is None:
+            return
+        left = self.settle_s - (time.monotonic() - self._claimed_at)
+        if left > 0:
+            if not wait:
+                return
+            time.sleep(left)
+        self._unchecked = None
+        self._check_claims(group)
 
     def _check_claims(self, group: Group) -> None:
         """After the settle time, every member's claim must be the one that holds: no other
         process finished the run meanwhile (a FINISHED run this group did not know of when it
         decided), and of the live runs of its id, this process's claim is the oldest."""
-        if self.settle_s > 0:
-            time.sleep(self.settle_s)
+        self._writes.flush()  # nothing of this group may still be on its way if it steps back
         stored = self.store.find_runs([r.id for r in group.runs])
         at = now_ms()
         lost: list[tuple[Run, StoredRun | None]] = []
@@ -271,35 +303,61 @@ class StoreRecorder:
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
         """A checkpoint one epoch ahead of its tag: log the epoch it carries (see
         ``group_runner.restore``)."""
-        self.store.log_metrics(self.mlflow_ids[run.id], dict(metrics), step=epoch,
-                               tags={schema.TAG_LAST_EPOCH: epoch})
+        self._settle(wait=True)
+        mlflow_id, values = self.mlflow_ids[run.id], dict(metrics)
+        self._writes.submit(lambda: self.store.log_metrics(
+            mlflow_id, values, step=epoch, tags={schema.TAG_LAST_EPOCH: epoch}))
 
     def note(self, run: Run, tags: Mapping[str, str]) -> None:
-        self.store.set_tags(self.mlflow_ids[run.id], tags)
+        mlflow_id, values = self.mlflow_ids[run.id], dict(tags)
+        self._writes.submit(lambda: self.store.set_tags(mlflow_id, values))
 
     def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None:
         """``last.pt``, then the epoch's metrics, ``kdspec.last_epoch`` and the heartbeat in one
-        request; raises ClaimLost when another process has taken the run over meanwhile."""
+        request; ClaimLost (at the next write or flush) when another process has taken the run
+        over meanwhile.
+
+        The checkpoint is written to a local file here (the weights change at the next step);
+        the lease check, its upload and the metrics go to the write queue. Each epoch gets its
+        own local file, removed once uploaded, so a queued upload never reads a newer one."""
+        self._settle(wait=True)
         run = trainee.run
         mlflow_id = self.mlflow_ids[run.id]
         finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-        if Lease.from_tags(self.store.tags(mlflow_id)).owner != self.owner:
-            raise ClaimLost(f"{run.id} was taken over by another process")
         path = checkpoints.save(checkpoints.resume_state(trainee, finite),
-                                self.workdir / "last" / run.id / "last.pt")
-        self.store.log_file(mlflow_id, path, schema.ARTIFACT_CHECKPOINT_DIR)
-        self.store.log_metrics(mlflow_id, finite, step=epoch,
-                               tags={schema.TAG_LAST_EPOCH: epoch, **heartbeat_tags(now_ms())})
+                                self.workdir / "last" / run.id / f"epoch-{epoch}" / "last.pt")
+
+        def write() -> None:
+            if Lease.from_tags(self.store.tags(mlflow_id)).owner != self.owner:
+                raise ClaimLost(f"{run.id} was taken over by another process")
+            self.store.log_file(mlflow_id, path, schema.ARTIFACT_CHECKPOINT_DIR)
+            self.store.log_metrics(mlflow_id, finite, step=epoch, tags={
+                schema.TAG_LAST_EPOCH: epoch, **heartbeat_tags(now_ms())})
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+        self._writes.submit(write)
         self._last_heartbeat = time.monotonic()
 
     def alive(self) -> None:
-        """Renew the heartbeat of every open run, at most every ``heartbeat_s`` seconds."""
+        """Renew the heartbeat of every open run, at most every ``heartbeat_s`` seconds (and,
+        the first time the settle time has passed, check the claims: ClaimLost if one did not
+        hold)."""
+        self._settle(wait=False)
         if time.monotonic() - self._last_heartbeat < self.heartbeat_s:
             return
         self._last_heartbeat = time.monotonic()
-        tags = heartbeat_tags(now_ms())
-        for mlflow_id in self.mlflow_ids.values():
-            self.store.set_tags(mlflow_id, tags)
+        ids = list(self.mlflow_ids.values())
+
+        def write() -> None:
+            tags = heartbeat_tags(now_ms())
+            for mlflow_id in ids:
+                self.store.set_tags(mlflow_id, tags)
+
+        self._writes.submit(write)
+
+    def close(self) -> None:
+        """Wait for the queued writes and stop their thread; raises a write's error."""
+        self._writes.close()
 
     # -- ending -------------------------------------------------------------------------------
     def fail(self, run: Run, reason: str, *, epoch: int | None = None,
@@ -307,14 +365,21 @@ class StoreRecorder:
         mlflow_id = self.mlflow_ids.get(run.id)
         if mlflow_id is None:
             return
-        if metrics and epoch is not None:
-            finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
-            self.store.log_metrics(mlflow_id, finite, step=epoch)
-        self.store.fail(mlflow_id, reason)
+        self._settle(wait=True)  # a run that is not this process's is not failed by it
+        finite = {k: v for k, v in (metrics or {}).items() if math.isfinite(v)}
+        try:
+            self._writes.flush()  # what was queued before goes first ...
+        finally:  # ... and the failure is recorded even when that raised (the caller gets it)
+            if finite and epoch is not None:
+                self.store.log_metrics(mlflow_id, finite, step=epoch)
+            self.store.fail(mlflow_id, reason)
 
     def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
                ) -> None:
-        """Final evaluation artifacts, ``final.pt``, FINISHED, superseded runs retired."""
+        """Final evaluation artifacts, ``final.pt``, FINISHED, superseded runs retired (after
+        every queued write: a run is FINISHED only with all its epochs in the store)."""
+        self._settle(wait=True)
+        self._writes.flush()
         run = trainee.run
         mlflow_id = self.mlflow_ids[run.id]
         store = self.store

@@ -13,8 +13,11 @@ machine (same boot, same pid namespace) a dead owner is known at once: its pid i
 MLflow has no compare-and-set, so a claim is made and then checked after ``CLAIM_SETTLE_S``:
 of the live runs of one kdspec id, the oldest claim wins (ties: the smaller MLflow run id);
 on one MLflow run reopened by two processes, the owner tag left after the settle time wins.
-A process that lost steps back before it trains anything. The settle time only has to exceed
-the time between a process's last look at the store and its claim (milliseconds).
+A process that lost steps back before it records anything: it trains meanwhile (the settle
+time is not spent idle), checks at its first batch after the settle time or before its first
+epoch's results go out, whichever comes first, and a loser deletes the runs it created. The
+settle time only has to exceed the time between a process's last look at the store and its
+claim (milliseconds).
 """
 
 from __future__ import annotations

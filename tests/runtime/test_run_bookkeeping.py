@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,51 @@ def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
     with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival:{os.getpid()}:b"):
         recorder.open(group, [_trainee(r) for r in group.runs])
     assert [r.name for r in store.nested()] == ["rival"]  # its own two runs were deleted
+
+
+def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: Path) -> None:
+    """With the check deferred (kdspec run's default outside data-parallel), open() returns at
+    once; the lost claim surfaces at the first batch after the settle time, and before that
+    nothing of the epoch is written: epoch() waits for the check."""
+    plan = _plan(epochs=1)
+    study = plan.studies[0]
+    store = MemoryStore()
+    [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
+                                            for r in plan.runs]) if len(g.runs) == 2]
+    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
+                             workdir=tmp_path, owner="me:1:a", settle_s=0.3,
+                             defer_claim_check=True)
+    rival = group.runs[1]
+    store.create_run(experiment="e", parent_id="", run_name="rival", tags={
+        schema.TAG_RUN_ID: rival.id, **claim_tags(f"rival:{os.getpid()}:b", now_ms() - 1000)})
+    trainees = [_trainee(r) for r in group.runs]
+    started = time.monotonic()
+    recorder.open(group, trainees)  # no sleep, no check yet
+    assert time.monotonic() - started < 0.3
+    recorder.alive()  # inside the settle time: not checked yet
+    assert len(store.nested()) == 3
+    with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival"):
+        recorder.epoch(trainees[0], epoch=1, metrics={"train_loss": 1.0})
+    assert time.monotonic() - started >= 0.3
+    assert [r.name for r in store.nested()] == ["rival"]
+
+
+def test_a_deferred_claim_check_fires_from_the_heartbeat(tmp_path: Path) -> None:
+    plan = _plan(epochs=1)
+    study = plan.studies[0]
+    store = MemoryStore()
+    [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
+                                            for r in plan.runs]) if len(g.runs) == 2]
+    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
+                             workdir=tmp_path, owner="me:1:a", settle_s=0.05,
+                             defer_claim_check=True)
+    recorder.open(group, [_trainee(r) for r in group.runs])
+    time.sleep(0.06)
+    recorder.alive()  # checked now: nobody else holds them
+    store.create_run(experiment="e", parent_id="", run_name="late", tags={
+        schema.TAG_RUN_ID: group.runs[0].id, **claim_tags("late:1:c", now_ms() - 10_000)})
+    recorder.alive()  # once checked, never again: the heartbeat stays cheap
+    assert len(store.nested()) == 3
 
 
 def _trainee(run):  # type: ignore[no-untyped-def]
