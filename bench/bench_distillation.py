@@ -55,8 +55,8 @@ class StudySize:
     temperatures: tuple[float, ...]
     augment: str | None  # None: the dataset's default preset
     teacher_cache: str
-    precision: str = "fp32"  # kdspec's side only: the baseline is the plain fp32 loop
-    compile: bool = False
+    precision: str = "auto"  # kdspec's side only: the baseline is the plain fp32 loop
+    compile: str = "auto"  # auto, true or false
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class KdspecRun:
     end: float
     teacher_cache: str
     lockstep: str
+    precision: str  # what it trained in (the kdspec.precision tag: "auto" resolved)
+    compiled: str
 
 
 def spec_text(size: StudySize) -> str:
@@ -101,7 +103,7 @@ def spec_text(size: StudySize) -> str:
         "  }",
         f"  seeds = {size.seeds}",
         f"  runtime {{ teacher_cache = {size.teacher_cache}  precision = {size.precision}"
-        f"  compile = {'true' if size.compile else 'false'} }}",
+        f"  compile = {size.compile} }}",
         '  tracking { experiment = "kdspec-bench" }',
         "}",
         "",
@@ -145,7 +147,9 @@ def read_kdspec_runs(workdir: Path) -> list[KdspecRun]:
             test_acc=float(r.data.metrics[schema.METRIC_TEST_ACC]),
             start=r.info.start_time / 1000, end=(r.info.end_time or r.info.start_time) / 1000,
             teacher_cache=tags.get(schema.TAG_TEACHER_CACHE, "-"),
-            lockstep=tags.get(schema.TAG_LOCKSTEP, "-")))
+            lockstep=tags.get(schema.TAG_LOCKSTEP, "-"),
+            precision=tags.get(schema.TAG_PRECISION, "-"),
+            compiled=tags.get(schema.TAG_COMPILE, "-")))
     return runs
 
 
@@ -157,6 +161,13 @@ def union_seconds(intervals: list[tuple[float, float]]) -> float:
             total += end - max(start, reach)
             reach = end
     return total
+
+
+def trained_as(runs: list[KdspecRun], role: str) -> str:
+    """What a role's runs trained with, from their tags: e.g. "bf16" or "fp32 compiled"."""
+    kinds = sorted({r.precision + (" compiled" if r.compiled == "true" else "")
+                    for r in runs if r.role == role})
+    return "/".join(kinds) or "-"
 
 
 def phase(runs: list[KdspecRun], *roles: str) -> float:
@@ -212,8 +223,10 @@ def report(size: StudySize, plan: Plan, study: Study, baseline: BaselineResult,
     card = (f" ({torch.cuda.get_device_name(0)})" if device.startswith("cuda")
             and torch.cuda.is_available() else "")
     print(f"device {device}{card}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.2f} at the end; kdspec in {size.precision}"
-          f"{' with torch.compile' if size.compile else ''}, the baseline in fp32")
+          f"load average {os.getloadavg()[0]:.2f} at the end; the baseline in fp32")
+    print(f"kdspec: precision = {size.precision}, compile = {size.compile} -> trained "
+          + ", ".join(f"{label} {trained_as(kdspec_runs, role)}" for role, label in
+                      (("teacher", "teachers"), ("student", "NDS"), ("distilled", "DS"))))
     print(f"\n{'':<34}{'baseline':>12}{'kdspec run':>12}{'ratio':>9}")
     print(f"{'whole study (s)':<34}{baseline_wall:>12.1f}{kdspec_wall:>12.1f}"
           f"{ratio_whole:>8.2f}x")
@@ -273,9 +286,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
     parser.add_argument("--workdir", type=Path, help="keep the spec, store and logs here")
     parser.add_argument("--json", dest="json_out", type=Path, help="write every figure here")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="kdspec's precision (the baseline stays the plain fp32 loop)")
-    parser.add_argument("--compile", action="store_true", help="kdspec with torch.compile")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="kdspec's precision (default auto: what `kdspec run` picks for a "
+                             "spec that names none; the baseline stays the plain fp32 loop)")
+    parser.add_argument("--compile", choices=("auto", "true", "false"), default="auto",
+                        help="kdspec's torch.compile setting (default auto)")
     parser.add_argument("--paper-shaped", action="store_true",
                         help="`make bench-gpu`'s study: synthetic CIFAR-shaped data (50,000 / "
                              "10,000, crop + flip), ResNet-56 -> ResNet-20, 3 epochs, 2 seeds, "
@@ -288,8 +303,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.test_subset = args.test_subset or (64 if args.quick else 10_000)
         if args.quick:
             args.temperatures = args.temperatures[:1]
-        args.precision = "bf16" if args.precision == "fp32" else args.precision
-        args.compile = args.compile or args.device.startswith("cuda")
+        args.precision = "bf16" if args.precision == "auto" else args.precision
+        if args.compile == "auto" and args.device.startswith("cuda"):
+            args.compile = "true"
     return args
 
 

@@ -51,7 +51,7 @@ def imagenet_sized_plan(num_classes: int, seeds: int) -> Plan:
     temperatures = tuple(float(t) for t in range(2, 11))
     seed_list = tuple(range(seeds))
     runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
-                       temperatures=temperatures, seeds=seed_list, loss=loss, precision="fp32")
+                       temperatures=temperatures, seeds=seed_list, loss=loss, precision="auto")
     study = Study(name="bench-imagenet", dataset=dataset, teacher=teacher, student=student,
                   temperatures=temperatures, seeds=seed_list, loss=loss,
                   tracking=TrackingSpec(experiment="kdspec-bench-imagenet"),

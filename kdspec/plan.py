@@ -27,6 +27,10 @@ PLAN_FORMAT_VERSION: Final = 1
 Role = Literal["teacher", "student", "distilled"]
 AugmentPreset = Literal["none", "flip", "crop", "crop_flip", "imagenet"]
 Precision = Literal["fp32", "bf16", "fp16"]
+#: What a spec may name: a precision, or "auto" (the runtime picks per model and hardware,
+#: see kdspec.runtime.precision; the choice is recorded in each run's tags).
+PrecisionSetting = Literal["auto", "fp32", "bf16", "fp16"]
+CompileSetting = bool | Literal["auto"]
 Normalization = Literal["ratio", "difference"]
 Correction = Literal["none", "bh", "bonferroni"]
 Comparison = Literal["nds_vs_ds", "teacher_vs_ds"]
@@ -176,10 +180,14 @@ class AnalysisSpec(Frozen):
 
 
 class RuntimeSpec(Frozen):
-    """Hints to the runtime; precision changes results, compile does not (beyond rounding)."""
+    """Hints to the runtime; precision changes results, compile does not (beyond rounding).
 
-    precision: Precision = "fp32"
-    compile: bool = False
+    "auto" (the default of both): the runtime decides per model from the hardware and the run's
+    length (:func:`kdspec.runtime.precision.resolve_speed`); the run id keeps "auto", the run's
+    ``kdspec.precision`` / ``kdspec.compile`` tags say what it trained with."""
+
+    precision: PrecisionSetting = "auto"
+    compile: CompileSetting = "auto"
     lockstep: bool = True  # train one seed's distilled students together (shared teacher pass)
     # Teacher logits cached per augmentation view: "auto" decides by cost, see runtime docs.
     teacher_cache: TeacherCacheMode = "auto"
@@ -408,7 +416,7 @@ def run_id(
     arch: str,
     seed: int,
     recipe: Recipe,
-    precision: Precision,
+    precision: PrecisionSetting,
     temperature: float | None = None,
     loss: KDLoss | None = None,
     teacher_id: str | None = None,
@@ -437,7 +445,7 @@ def expand_runs(
     temperatures: tuple[float, ...],
     seeds: tuple[int, ...],
     loss: KDLoss,
-    precision: Precision,
+    precision: PrecisionSetting,
 ) -> tuple[Run, ...]:
     """Every run a study needs, in dependency order.
 

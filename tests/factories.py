@@ -68,7 +68,8 @@ def tiny_plan(
     student = ModelSpec(arch=student_arch, recipe=student_recipe or tiny_recipe())
     loss = KDLoss(hard_weight=0.1, soft_weight=0.9,
                   convention="alpha = 0.9 weights the soft term; hard = 1 - alpha")
-    runtime = runtime or RuntimeSpec()
+    # fp32, not compiled: "auto" would pick by the CPU, and a test must hold on every CPU.
+    runtime = runtime or RuntimeSpec(precision="fp32", compile=False)
     runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
                        temperatures=temperatures, seeds=seeds, loss=loss,
                        precision=runtime.precision)

@@ -37,7 +37,7 @@ from kdspec.plan import (
     KDLoss,
     ModelSpec,
     Normalization,
-    Precision,
+    PrecisionSetting,
     Run,
     RuntimeSpec,
     Study,
@@ -98,7 +98,8 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
         "over_seeds": ("sum", "mean")}, {
         "comparisons": get_args(Comparison), "disagreement": get_args(DisagreementPair)}, diags)
     runtime = _options(study.section("runtime"), RuntimeSpec, RUNTIME_KEYS, "runtime", {
-        "precision": get_args(Precision), "teacher_cache": ("auto", "on", "off")}, {}, diags)
+        "precision": get_args(PrecisionSetting), "compile": ("auto", "true", "false"),
+        "teacher_cache": ("auto", "on", "off")}, {}, diags)
     tracking = _tracking(study.section("tracking"), name, diags)
     note = _note(study, diags)
     if (analysis is not None and analysis.figure_temperature is not None and temperatures
@@ -315,6 +316,8 @@ def _options(section: Section | None, model: Any, keys: dict[str, Key], what: st
             value = reader.integer(key)
         else:
             value = reader.boolean(key)
+        if key == "compile" and value in ("true", "false"):
+            value = value == "true"
         if value is not None:
             field = field_of.get(key, key)
             fields[field], spans[field] = value, reader.span(key)

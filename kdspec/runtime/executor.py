@@ -331,7 +331,8 @@ class Executor:
                              parent_id=parents.get(study.name, ""), workdir=workdir,
                              owner=self.owner, dataset=self._dataset_records.get(study.name),
                              logger=self.logger, lease_timeout_s=self.options.lease_timeout_s,
-                             settle_s=self.options.settle_seconds)
+                             settle_s=self.options.settle_seconds,
+                             defer_claim_check=not self.data_parallel)
 
     def _source(self, first: Run, workdir: Path) -> StoreSource:
         study = self.plan.study_of(first.id)
@@ -345,7 +346,7 @@ class Executor:
                 return self.accelerator.prepare_model(model)
         return GroupSettings(
             device=self.accelerator.device,
-            autocast=autocast_factory(self.accelerator, study.runtime.precision),
+            autocast_of=lambda precision: autocast_factory(self.accelerator, precision),
             eval_every=self.options.eval_every, evaluates=self.writes_tracking,
             batch_share=(self.process_index, self.processes) if self.data_parallel else (0, 1),
             wrap_model=wrap, store_uri=self.store_of(study).uri,

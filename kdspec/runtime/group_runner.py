@@ -22,11 +22,17 @@ from typing import Literal, cast
 import torch
 
 from kdspec.errors import TrackingError
-from kdspec.plan import Run, Study
+from kdspec.plan import Precision, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
-from kdspec.runtime.precision import needs_grad_scaler
+from kdspec.runtime.precision import (
+    autocast_for,
+    model_macs,
+    needs_grad_scaler,
+    resolve_speed,
+    to_training_layout,
+)
 from kdspec.runtime.progress import GroupProgress, MemberEpoch
 from kdspec.runtime.recorder import ArtifactSource, ClaimLost, RunRecorder, run_name
 from kdspec.runtime.scheduling import Group
@@ -62,7 +68,8 @@ class GroupSettings:
     parallel) its share of each epoch's batches and the wrapper of its models."""
 
     device: torch.device
-    autocast: AutocastFactory = contextlib.nullcontext
+    #: The autocast context of a (resolved) precision; None: ``torch.autocast`` on ``device``.
+    autocast_of: Callable[[Precision], AutocastFactory] | None = None
     eval_every: int = 1
     evaluates: bool = True  # False on processes of a data-parallel run that only train
     batch_share: tuple[int, int] = (0, 1)
@@ -70,6 +77,11 @@ class GroupSettings:
     store_uri: str = ""
     #: Data-parallel: every process takes process 0's answer (whether the claim held).
     agree: Callable[[bool], bool] = bool
+
+    def autocast(self, precision: Precision) -> AutocastFactory:
+        if self.autocast_of is not None:
+            return self.autocast_of(precision)
+        return lambda: autocast_for(self.device, precision)
 
 
 def _first_line(err: BaseException) -> str:
@@ -114,10 +126,19 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     Raises ClaimLost (another process holds a member: nothing was trained) and TrackingError
     (the store stopped answering: the plan must stop)."""
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
-                            num_classes=dataset.num_classes, device=settings.device,
-                            fp16_scaler=needs_grad_scaler(study.runtime.precision,
-                                                          settings.device))
+                            num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
+    # One choice for the group (its members share architecture, recipe and data).
+    choice = resolve_speed(
+        study.runtime, device=settings.device,
+        macs=model_macs(trainees[0].model, in_channels=dataset.channels,
+                        image_size=dataset.image_size),
+        training_images=group.runs[0].recipe.epochs * dataset.train.num_samples)
+    if needs_grad_scaler(choice.precision, settings.device):
+        for trainee in trainees:  # each run its own scaler: grouping changes nothing
+            trainee.scaler = torch.amp.GradScaler(settings.device.type)
+    autocast = settings.autocast(choice.precision)
+    logger.debug("%s: %s", group.label, choice.why)
     outcomes = {run.id: Outcome(run, "finished") for run in group.runs}
     try:
         catch_up = restore(group, trainees, source, logger)
@@ -135,19 +156,27 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                                   metrics=catch_up[trainee.run.id])
             if start > 0:
                 outcomes[trainee.run.id].note = f"resumed at epoch {start + 1}"
-            if study.runtime.compile:
+            recorder.note(trainee.run, choice.tags())
+            if choice.compile:
                 trainee.forward = cast(torch.nn.Module, torch.compile(trainee.model))
             if settings.wrap_model is not None:
                 trainee.forward = settings.wrap_model(trainee.model)
-        teacher = _teacher_signal(group, trainees, study, dataset, source, settings)
-        if teacher is not None:
+        signal = _teacher_signal(group, trainees, study, dataset, source, settings)
+        teacher = signal[0] if signal is not None else None
+        if signal is not None:
             for run in group.runs:
-                recorder.note(run, {schema.TAG_TEACHER_CACHE: teacher.mode})
-        _train(group, trainees, teacher, study, dataset, recorder, settings, progress,
-               outcomes, logger)
+                recorder.note(run, {schema.TAG_TEACHER_CACHE: signal[0].mode,
+                                    schema.TAG_TEACHER_PRECISION: signal[1]})
+        _train(group, trainees, teacher, study, dataset, recorder, settings, autocast,
+               progress, outcomes, logger)
+        recorder.close()  # the queued writes are in the store (or their error is raised here)
     except ClaimLost:
+        with contextlib.suppress(Exception):
+            recorder.close()
         raise
     except Exception as err:  # one group's crash fails its runs, the plan goes on
+        with contextlib.suppress(Exception):  # queued writes done, their thread stopped
+            recorder.close()
         if isinstance(err, TrackingError) or is_unreachable(err):  # ... unless the store is gone
             raise TrackingError(MSG_LOST_STORE.format(uri=settings.store_uri, group=group.label,
                                                       error=_first_line(err))) from err
@@ -168,20 +197,30 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
 
 
 def _teacher_signal(group: Group, trainees: list[Trainee], study: Study, dataset: LoadedDataset,
-                    source: ArtifactSource, settings: GroupSettings) -> TeacherSignal | None:
+                    source: ArtifactSource, settings: GroupSettings
+                    ) -> tuple[TeacherSignal, Precision] | None:
+    """The group's teacher signal and the precision of the teacher's forwards (its own
+    ``auto`` choice: the teacher's size decides, not the students')."""
     first = group.runs[0]
     if first.teacher_id is None:
         return None
-    teacher = source.teacher(first.teacher_id, device=settings.device)
-    return make_teacher_signal(
-        teacher, dataset.train, runtime=study.runtime,
+    teacher = to_training_layout(source.teacher(first.teacher_id, device=settings.device),
+                                 settings.device)
+    precision = resolve_speed(
+        study.runtime, device=settings.device, training_images=0,
+        macs=model_macs(teacher, in_channels=dataset.channels,
+                        image_size=dataset.image_size)).precision
+    signal = make_teacher_signal(
+        teacher, dataset.train, runtime=study.runtime, precision=precision,
         epochs=first.recipe.epochs - trainees[0].epochs_done, group_size=len(trainees),
-        num_classes=dataset.num_classes, device=settings.device, autocast=settings.autocast)
+        num_classes=dataset.num_classes, device=settings.device,
+        autocast=settings.autocast(precision))
+    return signal, precision
 
 
 def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None, study: Study,
            dataset: LoadedDataset, recorder: RunRecorder, settings: GroupSettings,
-           progress: GroupProgress, outcomes: dict[str, Outcome], logger: logging.Logger) -> None:
+           autocast: AutocastFactory, progress: GroupProgress, outcomes: dict[str, Outcome], logger: logging.Logger) -> None:
     first = group.runs[0]
     epochs = first.recipe.epochs
     last_eval: dict[str, Evaluation] = {}
@@ -196,26 +235,27 @@ def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None,
         nonlocal epoch_started
         seconds = time.monotonic() - epoch_started
         members = [_record_epoch(result, epochs, last_eval, dataset, recorder, settings,
-                                 outcomes, logger) for result in results]
+                                 autocast, outcomes, logger) for result in results]
         progress.epoch(members, seconds=seconds)
         epoch_started = time.monotonic()
 
     try:
         train_lockstep(trainees, dataset.train, teacher=teacher, seed=first.seed,
                        batch_size=first.recipe.batch_size, epochs=epochs,
-                       autocast=settings.autocast, on_batch=on_batch,
+                       autocast=autocast, on_batch=on_batch,
                        on_epoch_end=on_epoch_end, batch_share=settings.batch_share)
     finally:
         progress.close()
     for trainee in trainees:
         if trainee.failure is None:
             _finish(trainee, last_eval.get(trainee.run.id), dataset, recorder, settings,
-                    outcomes[trainee.run.id], logger, study)
+                    autocast, outcomes[trainee.run.id], logger, study)
 
 
 def _record_epoch(result: EpochResult, epochs: int, last_eval: dict[str, Evaluation],
                   dataset: LoadedDataset, recorder: RunRecorder, settings: GroupSettings,
-                  outcomes: dict[str, Outcome], logger: logging.Logger) -> MemberEpoch:
+                  autocast: AutocastFactory, outcomes: dict[str, Outcome],
+                  logger: logging.Logger) -> MemberEpoch:
     trainee = result.trainee
     run = trainee.run
     done = result.epoch + 1
@@ -224,7 +264,7 @@ def _record_epoch(result: EpochResult, epochs: int, last_eval: dict[str, Evaluat
     if result.failure is None and settings.evaluates and (done % settings.eval_every == 0
                                                           or done == epochs):
         evaluation = evaluate(trainee.model, dataset.test, num_classes=dataset.num_classes,
-                              autocast=settings.autocast)
+                              autocast=autocast)
         last_eval[run.id] = evaluation
         accuracy = evaluation.accuracy
         metrics[schema.METRIC_TEST_ACC] = accuracy
@@ -242,14 +282,14 @@ def _record_epoch(result: EpochResult, epochs: int, last_eval: dict[str, Evaluat
 
 
 def _finish(trainee: Trainee, evaluation: Evaluation | None, dataset: LoadedDataset,
-            recorder: RunRecorder, settings: GroupSettings, outcome: Outcome,
-            logger: logging.Logger, study: Study) -> None:
+            recorder: RunRecorder, settings: GroupSettings, autocast: AutocastFactory,
+            outcome: Outcome, logger: logging.Logger, study: Study) -> None:
     """Final evaluation (unless the last epoch's is at hand) and the recorded artifacts."""
     if not settings.evaluates:
         return
     if evaluation is None:
         evaluation = evaluate(trainee.model, dataset.test, num_classes=dataset.num_classes,
-                              autocast=settings.autocast)
+                              autocast=autocast)
     recorder.finish(trainee, evaluation, checkpoints.final_state(
         trainee, in_channels=dataset.channels, image_size=dataset.image_size,
         num_classes=dataset.num_classes))

@@ -10,7 +10,7 @@ import contextlib
 
 import torch
 
-from kdspec.plan import RuntimeSpec
+from kdspec.plan import Precision, RuntimeSpec
 from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
 from kdspec.runtime.teacher_cache import build_teacher_signal
 
@@ -40,6 +40,7 @@ def make_teacher_signal(
     train: TrainSource,
     *,
     runtime: RuntimeSpec,
+    precision: Precision,
     epochs: int,
     group_size: int,
     num_classes: int,
@@ -59,6 +60,6 @@ def make_teacher_signal(
         return live
     return build_teacher_signal(
         teacher, train, mode=mode, epochs=epochs, live=live, device=device,
-        num_classes=num_classes, precision=runtime.precision, group_size=group_size,
+        num_classes=num_classes, precision=precision, group_size=group_size,
         shared_forward=True, autocast=autocast,
     )

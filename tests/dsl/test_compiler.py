@@ -146,6 +146,27 @@ def test_every_problem_is_reported_at_once_and_sorted() -> None:
                                      "unknown precision 'fp8'"]
 
 
+def test_precision_and_compile_default_to_auto_and_take_named_values() -> None:
+    runtime = compile_text(CIFAR_STUDY).studies[0].runtime
+    assert (runtime.precision, runtime.compile) == ("auto", "auto")
+    for written, expected in (("compile = true", True), ("compile = false", False),
+                              ("compile = auto", "auto")):
+        text = CIFAR_STUDY.replace("seeds = 2", f"seeds = 2\n  runtime {{ {written} }}")
+        assert compile_text(text).studies[0].runtime.compile == expected
+    named = compile_text(CIFAR_STUDY.replace("seeds = 2",
+                                             "seeds = 2\n  runtime { precision = fp32 }"))
+    assert named.studies[0].runtime.precision == "fp32"
+    # what was written is the run's identity: fp32 and auto are different runs
+    assert named.runs[0].id != compile_text(CIFAR_STUDY).runs[0].id
+
+
+def test_a_compile_setting_that_is_not_a_choice_is_an_error() -> None:
+    text = CIFAR_STUDY.replace("seeds = 2", "seeds = 2\n  runtime { compile = maybe }")
+    with pytest.raises(SpecError) as caught:
+        compile_text(text, "x.kdspec")
+    assert [d.message for d in caught.value.diagnostics] == ["unknown compile 'maybe'"]
+
+
 def test_two_studies_share_an_identical_teacher_run() -> None:
     second = CIFAR_STUDY.split("study small", 1)[1].replace("resnet20", "resnet32")
     plan = compile_text(CIFAR_STUDY + "study other" + second)

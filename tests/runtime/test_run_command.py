@@ -152,6 +152,33 @@ def test_bf16_plan_trains_under_autocast_on_the_cpu(blank_store: Path, tmp_path:
     assert _run(path, uri, tmp_path, "--only", "teacher") == 0
     (run,) = nested_runs(uri)
     assert run.info.status == "FINISHED" and run.data.params["precision"] == "bf16"
+    tags = run.data.tags
+    assert (tags[schema.TAG_PRECISION], tags[schema.TAG_COMPILE]) == ("bf16", "false")
+    assert tags[schema.TAG_SPEED_CHOICE] == ("auto: bf16 (named in the spec), not compiled (640 "
+                                             "training images, 0.1 M MACs/image: compiling "
+                                             "would not pay back)")
+
+
+def test_auto_precision_is_decided_per_model_and_recorded(blank_store: Path,
+                                                          tmp_path: Path) -> None:
+    """``auto``: each run's tags say what it trained with and why; a distilled run also names
+    its teacher's precision. LeNet-5 on 8x8 digits is below the bf16 size threshold, so every
+    CPU, with native bf16 or not, resolves it to fp32."""
+    plan = small_plan(seeds=(0,), temperatures=(2.0,),
+                      runtime=RuntimeSpec(precision="auto", compile="auto"))
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    assert _run(path, uri, tmp_path) == 0
+    by_role = {r.data.tags[schema.TAG_ROLE]: r for r in nested_runs(uri)}
+    assert set(by_role) == {"teacher", "student", "distilled"}
+    for role, run in by_role.items():
+        tags = run.data.tags
+        assert run.data.params["precision"] == "auto"
+        assert tags[schema.TAG_COMPILE] == "false", role  # far too short a run to compile
+        assert tags[schema.TAG_SPEED_CHOICE].startswith("auto: "), role
+        assert tags[schema.TAG_PRECISION] == "fp32", role
+        why = tags[schema.TAG_SPEED_CHOICE]
+        assert "too small to gain from bf16" in why or "no native bf16" in why, why
+    assert by_role["distilled"].data.tags[schema.TAG_TEACHER_PRECISION] == "fp32"
 
 
 def test_a_teacher_trained_for_another_spec_is_reused(blank_store: Path, tmp_path: Path,
