@@ -28,6 +28,7 @@ from kdspec.runtime.evaluation import Evaluation, evaluate
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
 from kdspec.runtime.precision import (
     autocast_for,
+    keep_resumed_precision,
     model_macs,
     needs_grad_scaler,
     resolve_speed,
@@ -134,6 +135,8 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
         macs=model_macs(trainees[0].model, in_channels=dataset.channels,
                         image_size=dataset.image_size),
         training_images=group.runs[0].recipe.epochs * dataset.train.num_samples)
+    choice = keep_resumed_precision(choice, study.runtime, [
+        a.stored.precision for a in group.actions if a.kind == "resume" and a.stored is not None])
     if needs_grad_scaler(choice.precision, settings.device):
         for trainee in trainees:  # each run its own scaler: grouping changes nothing
             trainee.scaler = torch.amp.GradScaler(settings.device.type)

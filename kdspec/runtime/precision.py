@@ -11,7 +11,7 @@ exponent and needs none).
 ``auto`` is decided per model by :func:`resolve_speed`, from what ``bench/bench_precision.py``
 measured (docs/speed.md has the table): bf16 where the hardware computes it natively and the
 model is big enough for the cheaper maths to outweigh the casts (ResNet-20 on 28x28 trains 2.0x
-faster in bf16 on an AVX-512 BF16 CPU; LeNet-5, 0.3 M multiply-adds per image, 0.84x), and
+faster in bf16 on an AVX-512 BF16 CPU; LeNet-5, 0.4 M multiply-adds per image, 0.84x), and
 ``torch.compile`` only for runs long enough to pay back its first compile (~30-45 s per model on
 a 2-core CPU for a 1.15x step). Each run's choice goes into its ``kdspec.precision`` and
 ``kdspec.compile`` tags.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 #: Multiply-adds per image from which bf16 autocast pays on a CPU with native bf16 (measured:
-#: LeNet-5's 0.3 M lose 16%, ResNet-20's 41 M gain 2x; between them nothing was measured).
+#: LeNet-5's 0.4 M lose 16%, ResNet-20's 31 M (28x28x1) gain 2x; between them nothing was measured).
 BF16_MIN_MACS = 5_000_000
 #: ``compile = auto`` compiles a model of at least this many multiply-adds per image ...
 COMPILE_MIN_MACS = 5_000_000
@@ -148,6 +148,22 @@ def resolve_speed(runtime: RuntimeSpec, *, device: torch.device, macs: int,
         reasons.append("compiled (named in the spec)" if compiled else "not compiled (named)")
     auto = runtime.precision == "auto" or runtime.compile == "auto"
     return SpeedChoice(precision, compiled, ("auto: " if auto else "") + ", ".join(reasons))
+
+
+def keep_resumed_precision(choice: SpeedChoice, runtime: RuntimeSpec,
+                           resumed_in: Iterable[str]) -> SpeedChoice:
+    """A resumed ``auto`` run goes on in the precision its first epochs trained in (its
+    ``kdspec.precision`` tag), even where this machine would choose otherwise: one run, one
+    precision. ``resumed_in``: the tags of the group's resumed runs ("" where absent)."""
+    earlier = {p for p in resumed_in if p}
+    if runtime.precision != "auto" or len(earlier) != 1:
+        return choice
+    (precision,) = earlier
+    if precision == choice.precision or precision not in ("fp32", "bf16"):
+        return choice
+    return SpeedChoice(precision, choice.compile,  # type: ignore[arg-type]
+                       f"{choice.why}; resumed in {precision}, the precision of its first "
+                       f"epochs (here auto would pick {choice.precision})")
 
 
 def autocast_for(device: torch.device, precision: Precision) -> AbstractContextManager[object]:

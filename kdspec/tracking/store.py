@@ -59,6 +59,7 @@ class StoredRun:
     lease: Lease = Lease()
     end_time: int = 0
     study: str = ""
+    precision: str = ""  # kdspec.precision: what it trained in ("" before that tag existed)
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,8 @@ def stored_run(run: MlflowRun) -> StoredRun:
         status=run.info.status, epochs_done=int(tags.get(schema.TAG_LAST_EPOCH, "0") or 0),
         start_time=int(run.info.start_time or 0), experiment_id=str(run.info.experiment_id),
         failure=tags.get(schema.TAG_FAILURE, ""), lease=Lease.from_tags(tags),
-        end_time=int(run.info.end_time or 0), study=tags.get(schema.TAG_STUDY, ""))
+        end_time=int(run.info.end_time or 0), study=tags.get(schema.TAG_STUDY, ""),
+        precision=tags.get(schema.TAG_PRECISION, ""))
 
 
 def parent_description(study: Study) -> str:

@@ -12,6 +12,7 @@ from kdspec.runtime.models import build_model
 from kdspec.runtime.precision import (
     BF16_MIN_MACS,
     COMPILE_MIN_IMAGES,
+    keep_resumed_precision,
     model_macs,
     resolve_speed,
 )
@@ -92,3 +93,16 @@ def test_the_choice_becomes_the_run_tags() -> None:
     assert tags["kdspec.precision"] == "bf16" and tags["kdspec.compile"] == "false"
     assert tags["kdspec.speed_choice"] == choice.why
     assert "40.0 M MACs/image" in choice.why and "15,000 training images" in choice.why
+
+
+def test_a_resumed_auto_run_keeps_the_precision_it_started_in() -> None:
+    """Started in bf16 on a machine with native bf16, resumed on one without: still bf16."""
+    here = resolve_speed(AUTO, device=CPU, macs=40_000_000, training_images=0,
+                         cpu_support="none")
+    assert here.precision == "fp32"
+    kept = keep_resumed_precision(here, AUTO, ["bf16", "bf16"])
+    assert kept.precision == "bf16" and "resumed in bf16" in kept.why
+    assert keep_resumed_precision(here, AUTO, ["", ""]) is here  # runs from before the tag
+    assert keep_resumed_precision(here, AUTO, ["bf16", "fp32"]) is here  # no single answer
+    named = RuntimeSpec(precision="fp32", compile=False)
+    assert keep_resumed_precision(here, named, ["bf16"]) is here  # a named precision rules
