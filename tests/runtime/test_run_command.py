@@ -159,6 +159,20 @@ def test_bf16_plan_trains_under_autocast_on_the_cpu(blank_store: Path, tmp_path:
                                              "would not pay back)")
 
 
+def test_a_compiled_run_trains_and_says_so(blank_store: Path, tmp_path: Path) -> None:
+    """``compile = true``: the training step goes through torch.compile (the first compile of
+    a LeNet-5 takes ~10 s on a 2-core CPU); the tag says it was compiled."""
+    plan = small_plan(seeds=(0,), temperatures=(2.0,),
+                      runtime=RuntimeSpec(precision="fp32", compile=True))
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    assert _run(path, uri, tmp_path, "--only", "teacher") == 0
+    (run,) = nested_runs(uri)
+    assert run.info.status == "FINISHED"
+    assert (run.data.tags[schema.TAG_COMPILE], run.data.tags[schema.TAG_PRECISION]) == (
+        "true", "fp32")
+    assert 0.0 <= run.data.metrics[schema.METRIC_TEST_ACC] <= 1.0
+
+
 def test_auto_precision_is_decided_per_model_and_recorded(blank_store: Path,
                                                           tmp_path: Path) -> None:
     """``auto``: each run's tags say what it trained with and why; a distilled run also names
