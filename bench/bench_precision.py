@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -82,7 +83,7 @@ def make_step(arch: str, variant: Variant, *, distill: bool, images: torch.Tenso
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
         batch = images.contiguous(memory_format=torch.channels_last)
-    forward: nn.Module = torch.compile(model) if variant.compile else model  # type: ignore[assignment]
+    forward = cast(nn.Module, torch.compile(model)) if variant.compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
 
     def autocast() -> contextlib.AbstractContextManager[object]:

@@ -164,12 +164,12 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                 trainee.forward = cast(torch.nn.Module, torch.compile(trainee.model))
             if settings.wrap_model is not None:
                 trainee.forward = settings.wrap_model(trainee.model)
-        signal = _teacher_signal(group, trainees, study, dataset, source, settings)
-        teacher = signal[0] if signal is not None else None
-        if signal is not None:
+        teacher: TeacherSignal | None = None
+        if (signal := _teacher_signal(group, trainees, study, dataset, source, settings)):
+            teacher, teacher_precision = signal
             for run in group.runs:
-                recorder.note(run, {schema.TAG_TEACHER_CACHE: signal[0].mode,
-                                    schema.TAG_TEACHER_PRECISION: signal[1]})
+                recorder.note(run, {schema.TAG_TEACHER_CACHE: teacher.mode,
+                                    schema.TAG_TEACHER_PRECISION: teacher_precision})
         _train(group, trainees, teacher, study, dataset, recorder, settings, autocast,
                progress, outcomes, logger)
         recorder.close()  # the queued writes are in the store (or their error is raised here)
@@ -223,7 +223,8 @@ def _teacher_signal(group: Group, trainees: list[Trainee], study: Study, dataset
 
 def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None, study: Study,
            dataset: LoadedDataset, recorder: RunRecorder, settings: GroupSettings,
-           autocast: AutocastFactory, progress: GroupProgress, outcomes: dict[str, Outcome], logger: logging.Logger) -> None:
+           autocast: AutocastFactory, progress: GroupProgress, outcomes: dict[str, Outcome],
+           logger: logging.Logger) -> None:
     first = group.runs[0]
     epochs = first.recipe.epochs
     last_eval: dict[str, Evaluation] = {}

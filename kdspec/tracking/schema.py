@@ -57,7 +57,7 @@ TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it 
 TAG_PRECISION = "kdspec.precision"  # what the run trained in (fp32 / bf16 / fp16): "auto" decided
 TAG_COMPILE = "kdspec.compile"  # "true" / "false": whether torch.compile wrapped the model
 TAG_SPEED_CHOICE = "kdspec.speed_choice"  # why (one line): the hardware and model size it weighed
-TAG_TEACHER_PRECISION = "kdspec.teacher_precision"  # distilled: the precision of its teacher's forwards
+TAG_TEACHER_PRECISION = "kdspec.teacher_precision"  # distilled: its teacher's forwards' precision
 # Leases of live runs (kdspec.tracking.leases)
 TAG_LEASE_OWNER = "kdspec.lease.owner"  # host:pid:token of the process training the run
 TAG_LEASE_MACHINE = "kdspec.lease.machine"  # boot id / pid namespace the owner runs in

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdspec.plan import Plan
+from kdspec.plan import Plan, Run
 from kdspec.runtime import group_runner
 from kdspec.runtime.executor import Executor
 from kdspec.runtime.recorder import ClaimLost, StoreRecorder, StoreSource
@@ -168,18 +168,29 @@ def _trained_teacher(plan: Plan, tmp_path: Path) -> bytes:
     return run.artifacts[schema.ARTIFACT_FINAL_CHECKPOINT]
 
 
-def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
+def _student_pair(tmp_path: Path, **recorder: object) -> tuple[MemoryStore, Group,
+                                                                 StoreRecorder]:
+    """A fresh store, the two-student lockstep group of a 1-epoch plan, and its recorder."""
     plan = _plan(epochs=1)
-    study = plan.studies[0]
     store = MemoryStore()
     [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
                                             for r in plan.runs]) if len(g.runs) == 2]
-    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
-                             workdir=tmp_path, owner="me:1:a", settle_s=0.0)
+    return store, group, StoreRecorder(plan=plan, study=plan.studies[0], store=store,
+                                       parent_id="p", workdir=tmp_path, owner="me:1:a",
+                                       **recorder)  # type: ignore[arg-type]
+
+
+def _claim_first(store: MemoryStore, run: Run, owner: str, ago_ms: int) -> None:
+    """Another process's claim on ``run``, made ``ago_ms`` before now."""
+    store.create_run(experiment="e", parent_id="", run_name=owner.split(":")[0], tags={
+        schema.TAG_RUN_ID: run.id, **claim_tags(owner, now_ms() - ago_ms)})
+
+
+def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
+    store, group, recorder = _student_pair(tmp_path, settle_s=0.0)
     # Between this process's look and its claim, another one claimed the T=4 student first.
     rival = group.runs[1]
-    store.create_run(experiment="e", parent_id="", run_name="rival", tags={
-        schema.TAG_RUN_ID: rival.id, **claim_tags(f"rival:{os.getpid()}:b", now_ms() - 1000)})
+    _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
     with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival:{os.getpid()}:b"):
         recorder.open(group, [_trainee(r) for r in group.runs])
     assert [r.name for r in store.nested()] == ["rival"]  # its own two runs were deleted
@@ -189,17 +200,9 @@ def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: 
     """With the check deferred (kdspec run's default outside data-parallel), open() returns at
     once; the lost claim surfaces at the first batch after the settle time, and before that
     nothing of the epoch is written: epoch() waits for the check."""
-    plan = _plan(epochs=1)
-    study = plan.studies[0]
-    store = MemoryStore()
-    [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
-                                            for r in plan.runs]) if len(g.runs) == 2]
-    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
-                             workdir=tmp_path, owner="me:1:a", settle_s=0.3,
-                             defer_claim_check=True)
+    store, group, recorder = _student_pair(tmp_path, settle_s=0.3, defer_claim_check=True)
     rival = group.runs[1]
-    store.create_run(experiment="e", parent_id="", run_name="rival", tags={
-        schema.TAG_RUN_ID: rival.id, **claim_tags(f"rival:{os.getpid()}:b", now_ms() - 1000)})
+    _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
     trainees = [_trainee(r) for r in group.runs]
     started = time.monotonic()
     recorder.open(group, trainees)  # no sleep, no check yet
@@ -213,19 +216,12 @@ def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: 
 
 
 def test_a_deferred_claim_check_fires_from_the_heartbeat(tmp_path: Path) -> None:
-    plan = _plan(epochs=1)
-    study = plan.studies[0]
-    store = MemoryStore()
-    [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
-                                            for r in plan.runs]) if len(g.runs) == 2]
-    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
-                             workdir=tmp_path, owner="me:1:a", settle_s=0.05,
-                             defer_claim_check=True)
+    store, group, recorder = _student_pair(tmp_path, settle_s=0.05, defer_claim_check=True)
     recorder.open(group, [_trainee(r) for r in group.runs])
     time.sleep(0.06)
     recorder.alive()  # checked now: nobody else holds them
-    store.create_run(experiment="e", parent_id="", run_name="late", tags={
-        schema.TAG_RUN_ID: group.runs[0].id, **claim_tags("late:1:c", now_ms() - 10_000)})
+    # an older claim that would win a check (as in the test above), seen by none: checked once
+    _claim_first(store, group.runs[0], "late:1:c", 10_000)
     recorder.alive()  # once checked, never again: the heartbeat stays cheap
     assert len(store.nested()) == 3
 
