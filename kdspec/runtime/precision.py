@@ -52,7 +52,7 @@ class SpeedChoice:
 
     precision: Precision
     compile: bool
-    why: str  # one line for the log, e.g. "auto: bf16 (avx512_bf16 CPU, 41 M MACs/image)"
+    why: str  # one line, e.g. "auto: bf16 (avx512_bf16, 30.8 M MACs/image), not compiled (...)"
 
     def tags(self) -> dict[str, str]:
         from kdspec.tracking import schema

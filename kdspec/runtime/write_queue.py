@@ -29,14 +29,19 @@ class WriteQueue:
         self._queue: queue.Queue[Write | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        #: Held while a failure empties the queue and while a write is queued, so every write
+        #: is either queued before the failure (and dropped) or after its error was raised.
+        self._lock = threading.Lock()
 
     def submit(self, write: Write) -> None:
         """Queue ``write``; first raise the error of an earlier write, if one failed."""
-        self.raise_error()
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
-            self._thread.start()
-        self._queue.put(write)
+        with self._lock:
+            self.raise_error()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name=self._name,
+                                                daemon=True)
+                self._thread.start()
+            self._queue.put(write)
 
     def flush(self) -> None:
         """Wait until every queued write is done; raise the first error among them."""
@@ -61,18 +66,29 @@ class WriteQueue:
             raise error
 
     def _work(self) -> None:
-        failed = False
         while True:
             write = self._queue.get()
             try:
                 if write is None:
                     return
-                if not failed:
-                    write()
+                write()
             except BaseException as err:  # handed to the training thread, never lost
-                failed = True
-                self._error = err
+                with self._lock:
+                    self._error = err
+                    stop = self._drop_queued()
+                if stop:
+                    return
             finally:
                 self._queue.task_done()
-            if failed and self._queue.empty():
-                return  # later writes assumed this one: the caller gets the error
+
+    def _drop_queued(self) -> bool:
+        """Drop every queued write (each assumed the failed one happened); True when a stop
+        request was among them."""
+        stop = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return stop
+            stop = stop or item is None
+            self._queue.task_done()

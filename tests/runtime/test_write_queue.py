@@ -77,3 +77,20 @@ def test_close_stops_the_thread_and_a_later_submit_starts_one() -> None:
     writes.submit(lambda: done.append(1))
     writes.close()
     assert done == [1]
+
+
+def test_writes_queued_after_the_error_was_handed_over_all_happen() -> None:
+    """Once the caller has had the error, the queue is as new: nothing later is dropped."""
+    writes = WriteQueue()
+
+    def boom() -> None:
+        raise OSError("first")
+
+    writes.submit(boom)
+    with pytest.raises(OSError, match="first"):
+        writes.flush()
+    done: list[int] = []
+    for i in range(20):
+        writes.submit(lambda i=i: done.append(i))
+    writes.close()
+    assert done == list(range(20))
