@@ -27,6 +27,8 @@ from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
 from kdspec.runtime.precision import (
+    COMPILE_VERIFIED_DEVICES,
+    MSG_COMPILE_UNVERIFIED,
     autocast_for,
     keep_resumed_precision,
     model_macs,
@@ -142,6 +144,9 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
             trainee.scaler = torch.amp.GradScaler(settings.device.type)
     autocast = settings.autocast(choice.precision)
     logger.debug("%s: %s", group.label, choice.why)
+    if choice.compile and settings.device.type not in COMPILE_VERIFIED_DEVICES:
+        logger.warning("%s: %s", group.label,
+                       MSG_COMPILE_UNVERIFIED.format(device=settings.device.type))
     outcomes = {run.id: Outcome(run, "finished") for run in group.runs}
     try:
         catch_up = restore(group, trainees, source, logger)

@@ -8,10 +8,12 @@ import torch
 from torch import nn
 
 from kdspec.plan import RuntimeSpec
+from kdspec.runtime import precision
 from kdspec.runtime.models import build_model
 from kdspec.runtime.precision import (
     BF16_MIN_MACS,
     COMPILE_MIN_IMAGES,
+    COMPILE_VERIFIED_DEVICES,
     keep_resumed_precision,
     model_macs,
     resolve_speed,
@@ -74,7 +76,27 @@ def test_a_named_precision_is_kept_whatever_the_hardware() -> None:
             assert "named" in choice.why and not choice.why.startswith("auto")
 
 
-def test_auto_compile_only_for_long_runs_of_big_models() -> None:
+@pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
+def test_auto_never_compiles_where_compiled_training_is_unverified(device: str) -> None:
+    """Issue 23: compiled ResNet-56 teachers trained to 49-74 % on an H200 where eager ones
+    reached 84-95 %. Until a test shows compiled training reaches eager accuracy on a device
+    type, auto leaves compile off there, however big and long the run."""
+    assert device not in COMPILE_VERIFIED_DEVICES
+    # precision named: auto would ask the (absent) CUDA device about bf16
+    choice = resolve_speed(RuntimeSpec(precision="bf16", compile="auto"),
+                           device=torch.device(device), macs=250_000_000,
+                           training_images=10**9)
+    assert not choice.compile
+    assert f"compiled training is not verified on {device}" in choice.why
+    forced = resolve_speed(RuntimeSpec(precision="fp32", compile=True),
+                           device=torch.device(device), macs=1, training_images=1)
+    assert forced.compile and "unverified" in forced.why
+
+
+def test_auto_compile_only_for_long_runs_of_big_models_where_verified(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "COMPILE_VERIFIED_DEVICES", frozenset({"cpu"}))
+
     def compiled(macs: int, images: int) -> bool:
         return resolve_speed(AUTO, device=CPU, macs=macs, training_images=images,
                              cpu_support="avx512_bf16").compile
@@ -92,7 +114,7 @@ def test_the_choice_becomes_the_run_tags() -> None:
     tags = choice.tags()
     assert tags["kdspec.precision"] == "bf16" and tags["kdspec.compile"] == "false"
     assert tags["kdspec.speed_choice"] == choice.why
-    assert "40.0 M MACs/image" in choice.why and "15,000 training images" in choice.why
+    assert "40.0 M MACs/image" in choice.why and "not verified on cpu" in choice.why
 
 
 def test_a_resumed_auto_run_keeps_the_precision_it_started_in() -> None:
