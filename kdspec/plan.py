@@ -32,7 +32,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PrecisionSetting = Literal["auto", "fp32", "bf16", "fp16"]
 CompileSetting = bool | Literal["auto"]
 Normalization = Literal["ratio", "difference"]
-Correction = Literal["none", "bh", "bonferroni"]
+Correction = Literal["none", "bh", "bonferroni", "holm"]
 Comparison = Literal["nds_vs_ds", "teacher_vs_ds"]
 DisagreementPair = Literal["teacher_vs_nds", "teacher_vs_ds"]
 FairnessMetric = Literal["dpd", "eod"]
@@ -173,8 +173,13 @@ class AnalysisSpec(Frozen):
     comparisons: tuple[Comparison, ...] = ("nds_vs_ds", "teacher_vs_ds")
     disagreement: tuple[DisagreementPair, ...] = ("teacher_vs_nds", "teacher_vs_ds")
     disagreement_over_seeds: Literal["sum", "mean"] = "sum"
-    #: Test-set resamples behind each run's DPD/EOD interval (0: no bootstrap).
+    #: Test-set resamples behind each run's DPD/EOD bootstrap range (0: no bootstrap).
     bootstrap: Annotated[int, Field(ge=0, le=100_000)] = 1000
+    #: Random relabellings of the randomization tests of the claims (exact when fewer exist).
+    permutations: Annotated[int, Field(ge=99, le=100_000)] = 1999
+    #: Equivalence margin (percentage points of overall accuracy) of the claim "class bias
+    #: changes where overall accuracy does not": DS and NDS accuracy within +- this margin.
+    equivalence_margin: Annotated[float, Field(gt=0.0, le=50.0)] = 0.5
     #: The temperature Fig. 1 shows; None: the one with the most NDS-vs-DS significant classes.
     figure_temperature: Annotated[float, Field(gt=0.0)] | None = None
 

@@ -1,49 +1,73 @@
-"""The poster's insights as hypotheses, each tested on the study with a stated test and a verdict.
+"""The poster's insights as hypotheses, each tested on the study with a stated test, its
+assumption, a p-value after family-wise control, its power and the seeds it would need.
 
-Verdicts: **supported** (the test rejects its null at ``alpha`` in the direction the paper
-claims), **not supported** (the design can answer and the test does not reject), **inconclusive**
-(the design cannot answer: too few temperatures or seeds, or the comparison did not run). Every
-test is one-sided in the paper's direction and uses the study's ``alpha``:
+Seeds are the unit of every test: a seed's NDS and DS share initial weights and batch order and
+its DS learn from its teacher, so models of one seed are compared as pairs
+(:mod:`kdspec.analysis.seed_design`) and never treated as independent draws. The claims:
 
-1. *Distillation changes class accuracies beyond chance.* Per T, the exact binomial test of
-   ``#SC_T`` (classes at uncorrected p < alpha, NDS vs DS) against ``Binomial(m_T, alpha)``
-   with ``m_T`` testable classes, the count expected if no class were affected; the per-T
-   p-values are combined by Bonferroni (``min(1, n_T x min_T p_T)``), valid whatever the
-   dependence between temperatures (they share the NDS).
-2. *#SC rises and #TC falls with T.* Kendall's tau between T and the count, with an exact (up
-   to 7 temperatures) or 9,999-resample permutation test of the pairing; needs 3 temperatures.
-3. *Class bias changes where overall accuracy does not.* Per T: Welch's test of overall
-   accuracy DS vs NDS is not significant (two-sided) while test 1's per-T binomial test is.
-   A non-significant accuracy difference is not evidence of equal accuracy (no equivalence
-   test), which the verdict's detail says.
-4. *Distillation improves fairness, more so at higher T.* (a) Welch's test that each seed's DS
-   value, averaged over T, is below the NDS values; (b) per seed, the least-squares slope of
-   the metric against T; the mean slope over seeds, with its t interval, tested below 0
-   (one-sample t-test: seeds are the independent units, since a seed's DS share a teacher).
+1. *Distillation changes class-level accuracy beyond chance.* The DS's normalised class
+   accuracy (mean over T) against the NDS's by two tests combined by Bonferroni
+   (:mod:`kdspec.analysis.class_change`): per-class paired t-tests with Holm over the classes,
+   and the count of significant classes against every split of the models into two groups.
+   The paper's #SC count is shown beside it, with the count chance gives.
+2. *#SC rises / #TC falls with T.* Kendall's tau of the count with T, randomization test that
+   relabels each seed's DS temperatures (:mod:`kdspec.analysis.count_trend`).
+3. *Class bias changes where overall accuracy does not.* Per T, an intersection-union test: the
+   DS and NDS accuracies are equivalent within +- ``equivalence_margin`` points (two one-sided
+   paired t-tests) *and* some class changed (claim 1's test at that T); ``p_T`` = the larger of
+   the two; Bonferroni over the temperatures.
+4. *Distillation makes the DS fairer, more so at higher T*, for every sensitive attribute and
+   metric, on the **excess** over the no-group-effect reference
+   (:mod:`kdspec.analysis.fairness_reference`), so that accuracy changes alone cannot make a
+   student look fairer: (a) paired one-sided t-test of the DS excess (mean over T) minus the
+   NDS excess; (b) one-sample one-sided t-test of the per-seed least-squares slope of the excess
+   on T. A row where the DS lose accuracy or stop predicting classes says "levelling down".
+
+Family-wise control: Holm over every claim of the study that has a p-value; a claim is
+**supported** when its Holm-adjusted p is below alpha, **not supported** when the design can
+answer and it is not, **inconclusive** when the design cannot answer (too few seeds or
+temperatures, or a smallest attainable p above alpha). Power and the minimal detectable effect
+(MDE) are stated at the Holm worst case ``alpha / k`` (the level the claim faces when it is the
+family's only true one): for the paper's effect where the paper reports one
+(:mod:`kdspec.analysis.paper_results`), else the MDE; seeds needed are for the paper's effect,
+else for the effect this study observed (a pilot estimate).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 from scipy import stats
 
-from kdspec.analysis.fairness import METRIC_LABELS
-from kdspec.analysis.records import GroupKey
-from kdspec.analysis.significance import ClassTests
-from kdspec.analysis.study_analysis import StudyAnalysis
+from kdspec.analysis.accuracy import AccuracyResult
+from kdspec.analysis.class_change import combined_p, paired_class_tests, relabelled_count_test
+from kdspec.analysis.count_trend import count_trend_test, simulated_trend_power
+from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
+from kdspec.analysis.paper_results import paper_fairness
+from kdspec.analysis.power import (
+    equivalence_power,
+    equivalence_seeds_needed,
+    minimal_detectable_effect,
+    seeds_needed,
+    t_test_power,
+)
+from kdspec.analysis.records import GroupKey, StudyRecords
+from kdspec.analysis.seed_design import SeedDesign, seed_design
+from kdspec.analysis.significance import SignificanceResult, adjust_pvalues
 from kdspec.plan import Comparison, FairnessMetric
 
 Verdict = Literal["supported", "not supported", "inconclusive"]
-#: Permutation tests enumerate every pairing up to this many temperatures (7! = 5,040).
-EXACT_UP_TO = 7
-PERMUTATIONS = 9_999
-PERMUTATION_SEED = 19_111_405
 MIN_TEMPERATURES = 3
+FAMILY = "Holm over the {k} claims with a p-value (family-wise error at most alpha)"
+NO_SEEDS_FOR_COUNTS = (
+    "not defined: with more seeds every changed class becomes significant at every T, so the "
+    "counts saturate and their trend can weaken; the count trend is a statement about this "
+    "design's detection, not an effect size")
 
 
 @dataclass(frozen=True)
@@ -52,222 +76,455 @@ class ClaimTest:
 
     claim: str
     test: str
+    assumption: str
     result: str
-    p_value: float
-    verdict: Verdict
+    p_value: float  # raw; NaN when the design cannot answer
+    verdict: Verdict = "inconclusive"
+    p_adjusted: float = math.nan  # Holm over the study's claims
+    power: str = ""
+    seeds_needed: str = ""
     detail: str = ""
+    flag: str = ""  # e.g. levelling down
+    smallest_p: float = 0.0  # smallest raw p the design can reach
+    power_value: float = math.nan  # the power stated, where one is (else an MDE is)
 
 
-def _verdict(p: float, alpha: float) -> Verdict:
-    return "supported" if p < alpha else "not supported"
+@dataclass(frozen=True)
+class ClaimsResult:
+    """The study's claims after family-wise control."""
+
+    claims: tuple[ClaimTest, ...]
+    alpha: float
+    family: str
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(c.verdict == verdict for c in self.claims)
 
 
-def _ran(analysis: StudyAnalysis, comparison: Comparison) -> list[ClassTests]:
-    return [t for t in analysis.significance.tests
-            if t.comparison == comparison and not t.skipped]
+#: Given the level a claim faces: its power text, seeds-needed text and power (NaN: an MDE
+#: is stated instead).
+PowerAt = Callable[[float], tuple[str, str, float]]
 
 
-def binomial_excess(test: ClassTests) -> float:
-    """One-sided p of ``#significant >= k`` under ``Binomial(testable, alpha)``."""
-    if test.n_testable == 0:
-        return math.nan
-    return float(stats.binomtest(test.n_significant, test.n_testable, test.alpha,
-                                 alternative="greater").pvalue)
+@dataclass(frozen=True)
+class _Draft:
+    test: ClaimTest
+    power_at: PowerAt | None = None
 
 
-def beyond_chance(analysis: StudyAnalysis) -> ClaimTest:
-    """Insight 1: significant classes NDS vs DS beyond the count expected by chance."""
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (NaN entries stay NaN and are not counted)."""
+    return [float(v) for v in adjust_pvalues(np.array(pvalues, dtype=float),
+                                             correction="holm")]
+
+
+def _inconclusive(claim: str, test: str, assumption: str, result: str, why: str) -> _Draft:
+    return _Draft(ClaimTest(claim, test, assumption, result, math.nan, detail=why))
+
+
+def _points(value: float, digits: int = 2) -> str:
+    return f"{100 * value:+.{digits}f}"
+
+
+def _seeds_text(n: int | None, what: str) -> str:
+    return f"{n} seeds ({what})" if n is not None else f"more than 200 seeds ({what})"
+
+
+def _class_change(differences: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The paired part of claim 1 on ``[n, C]`` per-seed differences: (smallest Holm-adjusted
+    p, adjusted p per class, testable mask)."""
+    adjusted, testable = paired_class_tests(differences)
+    smallest = float(np.nanmin(adjusted)) if testable.any() else math.nan
+    return smallest, adjusted, testable
+
+
+def _class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> float:
+    """Median over testable classes of the MDE of a two-sided paired t at ``level / m``."""
+    m = int(testable.sum())
+    sds = differences[:, testable].std(axis=0, ddof=1)
+    n = differences.shape[0]
+    mdes = [minimal_detectable_effect(float(sd), n, alpha=level / m, alternative="two-sided")
+            for sd in sds]
+    return float(np.median(mdes)) if mdes else math.nan
+
+
+def class_change(design: SeedDesign, significance: SignificanceResult,
+                 class_names: tuple[str, ...], *, permutations: int) -> _Draft:
+    """Claim 1: the DS's class-level accuracy (mean over T) differs from the NDS's."""
     claim = "Distillation changes class-level accuracy beyond chance (NDS vs DS)."
-    test = ("Per T, exact binomial test of #SC (uncorrected p < alpha) against Binomial(testable "
-            "classes, alpha); Bonferroni over temperatures.")
-    tests = [t for t in _ran(analysis, "nds_vs_ds") if t.n_testable]
-    if not tests:
-        return ClaimTest(claim, test, "no NDS-vs-DS test ran", math.nan, "inconclusive",
-                         "needs at least 2 NDS and 2 DS runs at some temperature")
-    pvalues = [binomial_excess(t) for t in tests]
-    combined = min(1.0, len(tests) * min(pvalues))
-    observed = sum(t.n_significant for t in tests)
-    expected = sum(t.expected_by_chance for t in tests)
-    best = tests[int(np.argmin(pvalues))]
-    result = (f"#SC summed over {len(tests)} temperatures: {observed} (expected by chance "
-              f"{expected:.2g}); strongest at T = {best.temperature:g}: {best.n_significant} "
-              f"of {best.n_testable} (p = {min(pvalues):.3g})")
-    return ClaimTest(claim, test, result, combined, _verdict(combined, analysis.significance.alpha))
+    test = ("DS normalised class accuracy (mean over T) against the NDS's, two tests combined by "
+            "Bonferroni (p = 2 x the smaller): per-class paired t-tests over seeds with Holm over "
+            "the classes, and the count of classes at Welch p < alpha against every split of "
+            "the 2n models into two groups.")
+    assumption = ("Seeds independent; paired: per-seed differences roughly normal, any "
+                  "dependence between classes allowed; count: a seed's NDS and DS not "
+                  "negatively correlated (the split ignores the pairing, which is then "
+                  "conservative).")
+    if design.n < 2 or not design.temperatures:
+        return _inconclusive(claim, test, assumption,
+                             f"{design.n} complete seed(s), {len(design.temperatures)} "
+                             "temperature(s) with DS runs",
+                             "needs 2 seeds with an NDS and a DS at every T. "
+                             + design.left_out_note())
+    ds_mean = design.ds_x.mean(axis=1)
+    differences = ds_mean - design.reference_x
+    p_paired, adjusted, testable = _class_change(differences)
+    counted = relabelled_count_test(design.reference_x, ds_mean, alpha=significance.alpha,
+                                    permutations=permutations)
+    p = combined_p(p_paired, counted.p_value)
+    if not testable.any():
+        return _inconclusive(claim, test, assumption, "no class varies over seeds",
+                             "every class has the same difference in every seed")
+    changed = np.flatnonzero(np.nan_to_num(adjusted, nan=1.0) < significance.alpha)
+    means = differences.mean(axis=0)
+    order = changed[np.argsort(-np.abs(means[changed]))]
+    shown = ", ".join(f"{class_names[c]} ({means[c]:+.3f})" for c in order[:5])
+    sc = [t for t in significance.tests if t.comparison == "nds_vs_ds" and not t.skipped]
+    observed = sum(int((np.nan_to_num(t.pvalue, nan=1.0) < t.alpha).sum()) for t in sc)
+    chance = sum(t.expected_by_chance for t in sc)
+    result = (f"paired: {len(changed)} of {int(testable.sum())} classes changed after Holm"
+              + (f" ({shown})" if len(changed) else "") + f", p {p_paired:.3g}; count: "
+              f"{counted.count} classes at p < {significance.alpha:g}, p {counted.p_value:.3g} "
+              f"({counted.splits:,} {'splits, exact' if counted.exact else 'random splits'}); "
+              f"over {design.n} seeds. The paper's count, #SC (Welch per T, uncorrected), sums "
+              f"to {observed} over {len(sc)} temperatures; chance alone gives {chance:.2g} on "
+              "average (a sum of dependent counts: no test).")
+    largest = int(np.nanargmax(np.where(testable, np.abs(means), np.nan)))
+
+    def power_at(level: float) -> tuple[str, str, float]:
+        mde = _class_mde(differences, testable, level / 2)
+        sd = float(differences[:, largest].std(ddof=1))
+        needed = seeds_needed(float(means[largest]), sd,
+                              alpha=level / 2 / int(testable.sum()),
+                              alternative="two-sided")
+        return (f"paired part: MDE {mde:.3f} of normalised class accuracy (median over "
+                f"classes, 80 % power, level {level / 2:.2g} / {int(testable.sum())} classes)",
+                _seeds_text(needed, f"for the largest observed change, "
+                                    f"{class_names[largest]} {means[largest]:+.3f}"), math.nan)
+
+    return _Draft(ClaimTest(claim, test, assumption, result, p,
+                            detail=design.left_out_note()), power_at)
 
 
-def _concordance(temperatures: np.ndarray, orderings: np.ndarray) -> np.ndarray:
-    """Kendall's S = sum over pairs i < j of sign(dT) * sign(dvalue), for each row of
-    ``orderings`` ``[R, n]`` (values in some order against the fixed temperatures)."""
-    i, j = np.triu_indices(temperatures.size, k=1)
-    return (np.sign(temperatures[j] - temperatures[i])
-            * np.sign(orderings[:, j] - orderings[:, i])).sum(axis=1)
-
-
-def kendall_trend(temperatures: np.ndarray, values: np.ndarray, *,
-                  alternative: Literal["greater", "less"]) -> tuple[float, float]:
-    """Kendall's tau of ``values`` against ``temperatures`` and its one-sided permutation p.
-
-    Permuting the values leaves the ties on both sides as they are, so tau-b's denominator is
-    the same for every pairing and the test can use Kendall's S. Up to ``EXACT_UP_TO`` values
-    every pairing is enumerated (the exact p); beyond, ``PERMUTATIONS`` random ones with
-    ``p = (1 + #{S* >= S}) / (1 + B)``. (scipy's ``permutation_test`` gives the same p, checked
-    by the tests, at a hundred times the cost.)
-    """
-    observed = float(stats.kendalltau(temperatures, values).statistic)
-    if math.isnan(observed):  # every value equal: no trend can be seen
-        return math.nan, 1.0
-    sign = 1.0 if alternative == "greater" else -1.0
-    s_observed = sign * _concordance(temperatures, values[None, :])[0]
-    if values.size <= EXACT_UP_TO:
-        orderings = values[np.array(list(itertools.permutations(range(values.size))))]
-        s_all = sign * _concordance(temperatures, orderings)
-        return observed, float(np.mean(s_all >= s_observed))
-    rng = np.random.default_rng(PERMUTATION_SEED)
-    orderings = rng.permuted(np.tile(values, (PERMUTATIONS, 1)), axis=1)
-    s_all = sign * _concordance(temperatures, orderings)
-    return observed, float((1 + np.sum(s_all >= s_observed)) / (1 + PERMUTATIONS))
-
-
-def count_trend(analysis: StudyAnalysis, comparison: Comparison) -> ClaimTest:
-    """Insight 2: #SC rises with T (``nds_vs_ds``) or #TC falls with T (``teacher_vs_ds``)."""
+def count_trend(design: SeedDesign, comparison: Comparison, *, alpha: float,
+                permutations: int) -> _Draft:
+    """Claim 2: #SC rises (``nds_vs_ds``) or #TC falls (``teacher_vs_ds``) with T."""
     rises = comparison == "nds_vs_ds"
     label = "#SC" if rises else "#TC"
     claim = (f"{label} {'rises' if rises else 'falls'} as T rises "
              f"({'NDS' if rises else 'teacher'} vs DS).")
-    test = ("Kendall's tau between T and the count; one-sided permutation test of the pairing "
-            f"(exact up to {EXACT_UP_TO} temperatures, else {PERMUTATIONS:,} resamples).")
-    tests = _ran(analysis, comparison)
-    if len(tests) < MIN_TEMPERATURES:
-        return ClaimTest(claim, test, f"{len(tests)} temperature(s) tested", math.nan,
-                         "inconclusive", f"a trend needs at least {MIN_TEMPERATURES} "
-                         "temperatures with the comparison")
-    temperatures = np.array([t.temperature for t in tests])
-    counts = np.array([t.n_significant for t in tests], dtype=float)
-    tau, p = kendall_trend(temperatures, counts, alternative="greater" if rises else "less")
-    shown = ", ".join(f"{t:g}: {int(c)}" for t, c in zip(temperatures, counts, strict=True))
-    result = f"tau = {tau:+.2f} over T ({shown})" if not math.isnan(tau) else (
-        f"the count is {int(counts[0])} at every T")
-    floor = 1.0 / math.factorial(len(tests)) if len(tests) <= EXACT_UP_TO else 0.0
-    detail = (f"with {len(tests)} temperatures the smallest attainable p is {floor:.3g}"
-              if floor > analysis.significance.alpha / 10 else "")
-    return ClaimTest(claim, test, result, p, _verdict(p, analysis.significance.alpha), detail)
+    test = (f"Kendall's tau between T and {label} (classes at Welch p < {alpha:g}, "
+            "uncorrected, on the complete seeds); one-sided randomization test relabelling "
+            "each seed's DS temperatures.")
+    assumption = ("With no effect of T, a seed's DS at different T are exchangeable (they "
+                  "share its initial weights, batches and teacher); dependence between classes "
+                  "and between a seed's models is kept.")
+    k = len(design.temperatures)
+    if k < MIN_TEMPERATURES or design.n < 2:
+        return _inconclusive(claim, test, assumption,
+                             f"{k} temperature(s), {design.n} complete seed(s)",
+                             f"a trend needs {MIN_TEMPERATURES} temperatures and 2 seeds with "
+                             f"a {design.reference} and a DS at every T. "
+                             + design.left_out_note())
+    temperatures = np.array(design.temperatures)
+    direction: Literal["greater", "less"] = "greater" if rises else "less"
+    trend = count_trend_test(design.reference_x, design.ds_x, temperatures, alpha=alpha,
+                             alternative=direction, permutations=permutations)
+    shown = ", ".join(f"{t:g}: {int(c)}" for t, c in zip(temperatures, trend.counts,
+                                                          strict=True))
+    result = (f"tau = {trend.tau:+.2f} ({shown}; {trend.relabellings:,} "
+              f"{'relabellings, exact' if trend.exact else 'random relabellings'})"
+              if not math.isnan(trend.tau) else
+              f"{label} is {int(trend.counts[0])} at every T")
+
+    def power_at(level: float) -> tuple[str, str, float]:
+        power = simulated_trend_power(design.reference_x, design.ds_x, temperatures,
+                                      seeds=design.n, alpha=alpha, level=level,
+                                      alternative=direction)
+        power_text = ("not simulated (too many classes for the power budget)"
+                      if math.isnan(power) else
+                      f"{power:.2f} for the trend this study observed (simulated, plug-in: "
+                      f"optimistic with few seeds; level {level:.2g})")
+        return power_text, NO_SEEDS_FOR_COUNTS, power
+
+    return _Draft(ClaimTest(claim, test, assumption, result, trend.p_value,
+                            detail=design.left_out_note(), smallest_p=trend.smallest_p),
+                  power_at)
 
 
-def bias_without_accuracy(analysis: StudyAnalysis) -> ClaimTest:
-    """Insight 3: per T, accuracy DS vs NDS not significantly different while #SC is beyond
-    chance."""
+def _tost(differences: np.ndarray, margin: float) -> float:
+    """p of two one-sided t-tests that the mean of ``differences`` lies within +-margin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lower = stats.ttest_1samp(differences, -margin, alternative="greater").pvalue
+        upper = stats.ttest_1samp(differences, margin, alternative="less").pvalue
+    p = float(max(lower, upper))
+    return 1.0 if math.isnan(p) else p
+
+
+def bias_without_accuracy(design: SeedDesign, *, alpha: float, margin_points: float,
+                          class_names: tuple[str, ...]) -> _Draft:
+    """Claim 3: at some T the DS are as accurate as the NDS (equivalence) yet classes change."""
     claim = "Class bias changes even where overall accuracy does not."
-    test = ("Per T: Welch's test of overall accuracy DS vs NDS (two-sided) not significant, and "
-            "the binomial test of #SC significant.")
-    alpha = analysis.significance.alpha
-    nds = analysis.accuracy.nds
-    found, checked = [], 0
-    for sc in _ran(analysis, "nds_vs_ds"):
-        ds = next(g for g in analysis.accuracy.distilled if g.key.temperature == sc.temperature)
-        if nds.n < 2 or ds.n < 2 or sc.n_testable == 0:
-            continue
-        checked += 1
-        accuracy_p = float(stats.ttest_ind(ds.overall, nds.overall, equal_var=False).pvalue)
-        bias_p = binomial_excess(sc)
-        if (math.isnan(accuracy_p) or accuracy_p >= alpha) and bias_p < alpha:
-            found.append((sc.temperature, accuracy_p, bias_p))
-    caveat = ("a non-significant accuracy difference does not show equal accuracy (no "
-              "equivalence test)")
-    if checked == 0:
-        return ClaimTest(claim, test, "no temperature has both tests", math.nan,
-                         "inconclusive", "needs at least 2 NDS and 2 DS runs")
-    if not found:
-        return ClaimTest(claim, test, f"no such temperature among {checked}", math.nan,
-                         "not supported", caveat)
-    shown = "; ".join(f"T = {t:g} (accuracy p = {a:.2g}, #SC binomial p = {b:.2g})"
-                      for t, a, b in found)
-    return ClaimTest(claim, test, f"{len(found)} of {checked} temperatures: {shown}",
-                     min(b for _, _, b in found), "supported", caveat)
+    margin = margin_points / 100.0
+    test = (f"Per T: two one-sided paired t-tests that DS and NDS accuracy differ by less than "
+            f"+-{margin_points:g} points, and claim 1's class test at that T; p_T = the larger "
+            f"(intersection-union); Bonferroni over temperatures.")
+    assumption = ("Seeds independent, paired accuracy differences roughly normal; the "
+                  "equivalence margin is the spec's analysis equivalence_margin.")
+    k = len(design.temperatures)
+    if design.n < 2 or k == 0:
+        return _inconclusive(claim, test, assumption, f"{design.n} complete seed(s)",
+                             "needs 2 seeds with an NDS and a DS at a T. "
+                             + design.left_out_note())
+    rows = []
+    for j, t in enumerate(design.temperatures):
+        accuracy = design.ds_acc[:, j] - design.reference_acc
+        p_equal = _tost(accuracy, margin)
+        p_class, adjusted, testable = _class_change(design.ds_x[:, j] - design.reference_x)
+        p_class = 1.0 if math.isnan(p_class) else p_class
+        rows.append((t, float(accuracy.mean()), p_equal, p_class,
+                     int((np.nan_to_num(adjusted, nan=1.0) < alpha).sum()), testable))
+    p = min(1.0, k * min(max(r[2], r[3]) for r in rows))
+    best = min(rows, key=lambda r: max(r[2], r[3]))
+    result = (f"best T = {best[0]:g}: accuracy difference {_points(best[1])} points "
+              f"(equivalence p {best[2]:.2g}), {best[4]} classes changed (p {best[3]:.2g}); "
+              f"{sum(max(r[2], r[3]) < alpha for r in rows)} of {k} temperatures pass both "
+              "before the correction over T")
+    acc_sd = float(np.median([np.std(design.ds_acc[:, j] - design.reference_acc, ddof=1)
+                              for j in range(k)]))
+    per_t = design.ds_x[:, list(design.temperatures).index(best[0])] - design.reference_x
+
+    def power_at(level: float) -> tuple[str, str, float]:
+        per_level = level / k
+        equal = equivalence_power(0.0, acc_sd, design.n, margin=margin, alpha=per_level)
+        testable = best[5]
+        mde = _class_mde(per_t, testable, per_level) if testable.any() else math.nan
+        needed = equivalence_seeds_needed(0.0, acc_sd, margin=margin, alpha=per_level)
+        return (f"equivalence {equal:.2f} at a true difference of 0 (seed sd "
+                f"{100 * acc_sd:.2f} points); class MDE {mde:.3f} at T = {best[0]:g} "
+                f"(level {level:.2g} / {k} temperatures)",
+                _seeds_text(needed, "for the equivalence part at a true difference of 0"),
+                equal)
+
+    return _Draft(ClaimTest(claim, test, assumption, result, p,
+                            detail=design.left_out_note()), power_at)
 
 
-def _per_seed(analysis: StudyAnalysis, attribute: str, metric: FairnessMetric
-              ) -> tuple[dict[int, list[tuple[float, float]]], dict[int, float]]:
-    """Per seed: the DS (T, value) pairs, and the NDS value."""
-    fairness = analysis.fairness
-    assert fairness is not None
-    ds: dict[int, list[tuple[float, float]]] = {}
-    nds: dict[int, float] = {}
-    for run in fairness.runs:
-        if run.attribute != attribute:
-            continue
-        value = run.dpd if metric == "dpd" else run.eod
-        if math.isnan(value):
-            continue
-        if run.group.role == "distilled" and run.group.temperature is not None:
-            ds.setdefault(run.seed, []).append((run.group.temperature, value))
-        elif run.group == GroupKey("student"):
-            nds[run.seed] = value
-    return ds, nds
+@dataclass(frozen=True)
+class _FairnessSeeds:
+    """Per complete seed: NDS excess, DS excess per T, and the levelling-down evidence."""
+
+    seeds: tuple[int, ...]
+    temperatures: tuple[float, ...]
+    nds: np.ndarray  # [n]
+    ds: np.ndarray  # [n, K]
+    left_out: tuple[str, ...]
 
 
-def fairer_than_nds(analysis: StudyAnalysis, attribute: str, metric: FairnessMetric
-                    ) -> ClaimTest:
-    """Insight 4a: the DS (each seed's mean over T) has a lower DPD/EOD than the NDS."""
+def _fairness_seeds(fairness: FairnessResult, records: StudyRecords, attribute: str,
+                    metric: FairnessMetric) -> _FairnessSeeds:
+    temperatures = tuple(t for t in records.study.temperatures
+                         if any(r.group == GroupKey("distilled", t) for r in fairness.runs))
+    table: dict[tuple[int, GroupKey], float] = {
+        (r.seed, r.group): r.excess(metric) for r in fairness.runs if r.attribute == attribute}
+    complete, left_out = [], []
+    for seed in sorted({s for s, _ in table}):
+        keys = [GroupKey("student")] + [GroupKey("distilled", t) for t in temperatures]
+        missing = [k.label for k in keys if math.isnan(table.get((seed, k), math.nan))]
+        if missing:
+            left_out.append(f"seed {seed}: no {', '.join(missing)}")
+        else:
+            complete.append(seed)
+    nds = np.array([table[(s, GroupKey("student"))] for s in complete])
+    ds = np.array([[table[(s, GroupKey("distilled", t))] for t in temperatures]
+                   for s in complete]).reshape(len(complete), len(temperatures))
+    return _FairnessSeeds(tuple(complete), temperatures, nds, ds, tuple(left_out))
+
+
+def levelling_down(records: StudyRecords, accuracy: AccuracyResult, margin: float) -> str:
+    """'' or a warning that the DS pay for fairness with accuracy or with predicted classes."""
+    nds, present = accuracy.nds, [g for g in accuracy.distilled if g.n]
+    if not nds.n or not present:
+        return ""
+    ds_mean = float(np.mean([g.mean for g in present]))
+    notes = []
+    if ds_mean < nds.mean - margin:
+        notes.append(f"DS accuracy {_points(ds_mean - nds.mean, 1)} points vs NDS "
+                     f"(mean over T)")
+
+    def never_predicted(role: GroupKey) -> int:
+        counts = [int(np.sum((np.bincount(r.y_true, minlength=records.num_classes) > 0)
+                             & (np.bincount(r.y_pred, minlength=records.num_classes) == 0)))
+                  for r in records.runs if r.group == role]
+        return max(counts, default=0)
+
+    ds_never = max(never_predicted(g.key) for g in present)
+    nds_never = never_predicted(GroupKey("student"))
+    if ds_never > nds_never:
+        notes.append(f"a DS run never predicts {ds_never} of the classes (NDS runs: at most "
+                     f"{nds_never})")
+    return ("levelling down: " + "; ".join(notes)
+            + ": a lower gap here can come from worse predictions for every group") if notes \
+        else ""
+
+
+def _paper_effect(records: StudyRecords, attribute: str, metric: FairnessMetric,
+                  temperatures: tuple[float, ...], kind: Literal["difference", "slope"]
+                  ) -> float | None:
+    study = records.study
+    column = paper_fairness(study.dataset.name, study.teacher.arch, study.student.arch,
+                            attribute)
+    if column is None:
+        return None
+    if kind == "slope":
+        slope = column.slope(metric, temperatures)
+        return None if slope is None else slope / 100.0
+    mean = column.ds_mean(metric, temperatures)
+    return None if mean is None else (mean - column.nds[metric]) / 100.0
+
+
+def _one_sided_power(values: np.ndarray, paper: float | None, level: float, unit: str,
+                     ) -> tuple[str, str, float]:
+    """Power text for a one-sided (less) t-test of per-seed ``values``."""
+    n, sd = values.size, float(values.std(ddof=1))
+    if paper is not None:
+        power = t_test_power(paper, sd, n, alpha=level, alternative="less")
+        needed = seeds_needed(paper, sd, alpha=level, alternative="less")
+        return (f"{power:.2f} for the paper's effect ({100 * paper:+.3g} {unit}; seed sd "
+                f"{100 * sd:.3g}, level {level:.2g})",
+                _seeds_text(needed, "for the paper's effect"), power)
+    mde = minimal_detectable_effect(sd, n, alpha=level, alternative="less")
+    observed = float(values.mean())
+    needed = seeds_needed(observed, sd, alpha=level, alternative="less") \
+        if observed < 0 else None
+    return (f"MDE {100 * mde:.3g} {unit} at 80 % power (seed sd {100 * sd:.3g}, level "
+            f"{level:.2g}; the paper reports no effect for this design)",
+            _seeds_text(needed, f"for the observed {100 * observed:+.3g} {unit}")
+            if observed < 0 else "n/a (the observed effect is not in the claimed direction)",
+            math.nan)
+
+
+FAIRNESS_ASSUMPTION = (
+    "Seeds independent, per-seed values roughly normal. The excess is the value minus what a "
+    "model with no group effect scores at the same predictions (attribute permuted within each "
+    "true class), so a change of accuracy alone does not move it.")
+
+
+def fairer_than_nds(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric, *,
+                    records: StudyRecords, flag: str) -> _Draft:
+    """Claim 4a: the DS (mean over T) has a lower excess DPD/EOD than the NDS of its seed."""
     label = METRIC_LABELS[metric]
     claim = f"Distillation improves group fairness: DS {label} below NDS over '{attribute}'."
-    test = ("Welch's test, one-sided: per seed, the DS value averaged over T, against the NDS "
-            "values.")
-    ds, nds = _per_seed(analysis, attribute, metric)
-    ds_means = np.array([np.mean([v for _, v in pairs]) for pairs in ds.values()])
-    nds_values = np.array(list(nds.values()))
-    if ds_means.size < 2 or nds_values.size < 2:
-        return ClaimTest(claim, test, f"{ds_means.size} DS and {nds_values.size} NDS seeds",
-                         math.nan, "inconclusive", "needs at least 2 seeds of each")
-    result = stats.ttest_ind(ds_means, nds_values, equal_var=False, alternative="less")
-    p = float(result.pvalue)
-    shown = (f"DS {100 * ds_means.mean():.2f} % vs NDS {100 * nds_values.mean():.2f} % "
-             f"(difference {100 * (ds_means.mean() - nds_values.mean()):+.2f} points, "
-             f"t = {float(result.statistic):.2f})")
-    return ClaimTest(claim, test, shown, 1.0 if math.isnan(p) else p,
-                     _verdict(1.0 if math.isnan(p) else p, analysis.significance.alpha))
+    test = (f"Per seed, the DS's excess {label} (mean over T) minus the NDS's; one-sided "
+            "paired t-test (difference < 0) with its one-sided upper bound.")
+    if len(seeds.seeds) < 2 or not seeds.temperatures:
+        return _inconclusive(claim, test, FAIRNESS_ASSUMPTION,
+                             f"{len(seeds.seeds)} complete seed(s), "
+                             f"{len(seeds.temperatures)} temperature(s) with DS runs",
+                             "needs 2 seeds with an NDS and a DS at every T. "
+                             + "; ".join(seeds.left_out))
+    differences = seeds.ds.mean(axis=1) - seeds.nds
+    p = float(stats.ttest_1samp(differences, 0.0, alternative="less").pvalue)
+    p = 1.0 if math.isnan(p) else p
+    upper = _upper_bound(differences, records.study.analysis.alpha)
+    result = (f"excess {label}: DS {_points(float(seeds.ds.mean()))} vs NDS "
+              f"{_points(float(seeds.nds.mean()))} points; paired difference "
+              f"{_points(float(differences.mean()))} points, one-sided "
+              f"{100 * (1 - records.study.analysis.alpha):g} % upper bound {_points(upper)} "
+              f"(over {len(seeds.seeds)} seeds)")
+    paper = _paper_effect(records, attribute, metric, seeds.temperatures, "difference")
+    return _Draft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
+                            detail="; ".join(seeds.left_out)),
+                  lambda level: _one_sided_power(differences, paper, level, "points"))
 
 
-def fairness_trend(analysis: StudyAnalysis, attribute: str, metric: FairnessMetric
-                   ) -> ClaimTest:
-    """Insight 4b: DPD/EOD falls as T rises (mean per-seed slope below 0)."""
+def _upper_bound(values: np.ndarray, alpha: float) -> float:
+    """One-sided ``1 - alpha`` upper confidence bound of the mean of ``values``."""
+    n = values.size
+    return float(values.mean() + stats.t.ppf(1 - alpha, n - 1) * values.std(ddof=1)
+                 / math.sqrt(n))
+
+
+def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric, *,
+                   records: StudyRecords, flag: str) -> _Draft:
+    """Claim 4b: the excess DPD/EOD falls as T rises (mean per-seed slope below 0)."""
     label = METRIC_LABELS[metric]
     claim = f"Higher T makes the DS fairer: {label} over '{attribute}' falls as T rises."
-    test = ("Per seed, least-squares slope of the value on T; one-sample t-test of the mean "
-            "slope < 0 over seeds, with its t interval.")
-    ds, _ = _per_seed(analysis, attribute, metric)
-    slopes = []
-    for pairs in ds.values():
-        ts = np.array([t for t, _ in pairs])
-        if np.unique(ts).size >= MIN_TEMPERATURES:
-            slopes.append(float(np.polyfit(ts, [v for _, v in pairs], 1)[0]))
-    if len(slopes) < 2:
-        return ClaimTest(claim, test, f"{len(slopes)} seed(s) with {MIN_TEMPERATURES}+ "
-                         "temperatures", math.nan, "inconclusive",
-                         f"needs 2 seeds with at least {MIN_TEMPERATURES} temperatures each")
-    values = np.array(slopes)
-    alpha = analysis.significance.alpha
-    result = stats.ttest_1samp(values, 0.0, alternative="less")
-    half = float(stats.t.ppf(1 - alpha / 2, values.size - 1) * values.std(ddof=1)
-                 / np.sqrt(values.size))
-    mean = float(values.mean())
-    p = float(result.pvalue)
+    test = (f"Per seed, least-squares slope of the DS's excess {label} on T; one-sample "
+            "one-sided t-test of the mean slope < 0 with its one-sided upper bound.")
+    if len(seeds.temperatures) < MIN_TEMPERATURES or len(seeds.seeds) < 2:
+        return _inconclusive(claim, test, FAIRNESS_ASSUMPTION,
+                             f"{len(seeds.temperatures)} temperature(s), {len(seeds.seeds)} "
+                             "complete seed(s)",
+                             f"needs 2 seeds with a DS at {MIN_TEMPERATURES}+ temperatures. "
+                             + "; ".join(seeds.left_out))
+    ts = np.array(seeds.temperatures)
+    centred = ts - ts.mean()
+    slopes = (seeds.ds - seeds.ds.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    p = float(stats.ttest_1samp(slopes, 0.0, alternative="less").pvalue)
     p = 1.0 if math.isnan(p) else p
-    shown = (f"mean slope {100 * mean:+.3f} points per unit of T, {100 * (1 - alpha):g} % CI "
-             f"[{100 * (mean - half):+.3f}, {100 * (mean + half):+.3f}] over {values.size} "
-             f"seeds")
-    return ClaimTest(claim, test, shown, p, _verdict(p, alpha))
+    alpha = records.study.analysis.alpha
+    result = (f"mean slope {100 * float(slopes.mean()):+.3f} points per unit of T, one-sided "
+              f"{100 * (1 - alpha):g} % upper bound {100 * _upper_bound(slopes, alpha):+.3f} "
+              f"(over {len(seeds.seeds)} seeds)")
+    paper = _paper_effect(records, attribute, metric, seeds.temperatures, "slope")
+    return _Draft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
+                            detail="; ".join(seeds.left_out)),
+                  lambda level: _one_sided_power(slopes, paper, level, "points per unit T"))
 
 
-def study_claims(analysis: StudyAnalysis) -> tuple[ClaimTest, ...]:
-    """Every insight the study's design touches, in the poster's order."""
-    claims = [beyond_chance(analysis), count_trend(analysis, "nds_vs_ds")]
-    if "teacher_vs_ds" in analysis.records.study.analysis.comparisons:
-        claims.append(count_trend(analysis, "teacher_vs_ds"))
-    claims.append(bias_without_accuracy(analysis))
-    fairness = analysis.fairness
+def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResult:
+    """Holm over the claims with a p-value; verdicts; power at the Holm worst-case level."""
+    adjusted = holm([d.test.p_value for d in drafts])
+    k = sum(not math.isnan(d.test.p_value) for d in drafts)
+    level = alpha / max(k, 1)
+    out = []
+    for draft, p_adj in zip(drafts, adjusted, strict=True):
+        test = draft.test
+        if math.isnan(test.p_value):
+            verdict: Verdict = "inconclusive"
+        elif test.smallest_p >= alpha:
+            verdict = "inconclusive"
+            test = replace(test, detail=(f"the smallest p this design can reach is "
+                                         f"{test.smallest_p:.3g} >= alpha "
+                                         + test.detail).strip())
+        else:
+            verdict = "supported" if p_adj < alpha else "not supported"
+        power, needed, value = (draft.power_at(level) if with_power and draft.power_at and k
+                                else ("n/a", "n/a", math.nan))
+        out.append(replace(test, verdict=verdict, p_adjusted=p_adj, power=power,
+                           seeds_needed=needed, power_value=value))
+    return ClaimsResult(tuple(out), alpha, FAMILY.format(k=k))
+
+
+def study_claims(records: StudyRecords, accuracy: AccuracyResult,
+                 significance: SignificanceResult, fairness: FairnessResult | None, *,
+                 power: bool = True) -> ClaimsResult:
+    """Every insight the study's design touches, in the poster's order, after Holm
+    (``power=False``: no power statements, for simulations that only need the verdicts)."""
+    options = records.study.analysis
+    names = records.class_names
+    nds = seed_design(accuracy, reference=accuracy.nds, label="NDS",
+                      normalization=options.normalization)
+    drafts = [class_change(nds, significance, names, permutations=options.permutations),
+              count_trend(nds, "nds_vs_ds", alpha=options.alpha,
+                          permutations=options.permutations)]
+    if "teacher_vs_ds" in options.comparisons:
+        teacher = seed_design(accuracy, reference=accuracy.teacher, label="teacher",
+                              normalization=options.normalization)
+        drafts.append(count_trend(teacher, "teacher_vs_ds", alpha=options.alpha,
+                                  permutations=options.permutations))
+    drafts.append(bias_without_accuracy(nds, alpha=options.alpha,
+                                        margin_points=options.equivalence_margin,
+                                        class_names=names))
     if fairness is not None and fairness.runs:
-        attribute = fairness.attributes[0]
-        for metric in fairness.metrics:
-            claims.append(fairer_than_nds(analysis, attribute, metric))
-            claims.append(fairness_trend(analysis, attribute, metric))
-    return tuple(claims)
+        flag = levelling_down(records, accuracy, options.equivalence_margin / 100.0)
+        for attribute in fairness.attributes:
+            for metric in fairness.metrics:
+                seeds = _fairness_seeds(fairness, records, attribute, metric)
+                drafts.append(fairer_than_nds(seeds, attribute, metric, records=records,
+                                              flag=flag))
+                drafts.append(fairness_trend(seeds, attribute, metric, records=records,
+                                             flag=flag))
+    return _finish(drafts, options.alpha, power)

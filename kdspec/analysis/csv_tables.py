@@ -86,8 +86,9 @@ def write_significance_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
 
 
 def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
-    """One row per run and attribute (class empty; with the run's bootstrap intervals), plus
-    one per class for a multiclass target. Values are shares (0..1), not per cent."""
+    """One row per run and attribute (class empty; with the run's no-group-effect reference,
+    excess and group-effect p-value, and its bootstrap range), plus one per class for a
+    multiclass target. Values are shares (0..1), not per cent."""
     fairness = analysis.fairness
     if fairness is None:
         return None
@@ -97,17 +98,21 @@ def write_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
         for r in fairness.runs:
             head = [r.attribute, ROLE_LABELS[r.group.role], r.group.temperature,
                     r.seed, r.kdspec_id, r.mlflow_run_id]
-            yield [*head, "", r.dpd, r.dpd_ci.low, r.dpd_ci.high, r.eod, r.eod_ci.low,
-                   r.eod_ci.high]
+            ref = r.reference
+            yield [*head, "", r.dpd, ref.dpd_reference, ref.dpd_excess, ref.dpd_p,
+                   r.dpd_ci.low, r.dpd_ci.high, r.eod, ref.eod_reference, ref.eod_excess,
+                   ref.eod_p, r.eod_ci.low, r.eod_ci.high]
             if r.dpd_per_class is not None and r.eod_per_class is not None:
                 for c, name in enumerate(names):
-                    yield [*head, name, float(r.dpd_per_class[c]), None, None,
-                           float(r.eod_per_class[c]), None, None]
+                    yield [*head, name, float(r.dpd_per_class[c]), None, None, None, None,
+                           None, float(r.eod_per_class[c]), None, None, None, None, None]
 
     return write_csv(
         out_dir / "fairness.csv",
         ["attribute", "role", "temperature", "seed", "kdspec_run_id", "mlflow_run_id", "class",
-         "dpd", "dpd_ci_low", "dpd_ci_high", "eod", "eod_ci_low", "eod_ci_high"],
+         "dpd", "dpd_reference", "dpd_excess", "dpd_group_effect_p", "dpd_bootstrap_low",
+         "dpd_bootstrap_high", "eod", "eod_reference", "eod_excess", "eod_group_effect_p",
+         "eod_bootstrap_low", "eod_bootstrap_high"],
         rows(),
     )
 

@@ -3,9 +3,11 @@ attribute, with the evidence behind them, summarised per population of seeds.
 
 The metric itself is :mod:`kdspec.analysis.fairness_metrics` (fairlearn's DPD and EOD, binary
 or one-vs-rest per class, aggregated by the spec's ``multiclass_aggregate``: mean by default,
-as the paper's Algorithm 1); the floor, counts and intervals are
-:mod:`kdspec.analysis.fairness_evidence`. Each population (teacher, NDS, DS at one T) gets the
-mean and sd over seeds, the t interval of that mean, and its runs' bootstrap half-width.
+as the paper's Algorithm 1); the perfect-classifier value, counts and bootstrap spread are
+:mod:`kdspec.analysis.fairness_evidence`; the no-group-effect reference and each run's excess
+over it are :mod:`kdspec.analysis.fairness_reference`. Each population (teacher, NDS, DS at one
+T) gets, per metric, the mean and sd over seeds of the value and of its excess, the t interval
+of each mean, and its runs' bootstrap half-width.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from kdspec.analysis.fairness_evidence import (
     split_fairness,
 )
 from kdspec.analysis.fairness_metrics import run_fairness
+from kdspec.analysis.fairness_reference import (
+    NO_REFERENCE,
+    REFERENCE_PERMUTATIONS,
+    FairnessReference,
+    fairness_reference,
+)
 from kdspec.analysis.records import GroupKey, StudyRecords
 from kdspec.plan import FairnessMetric, MulticlassAggregate
 
@@ -47,43 +55,64 @@ class RunFairness:
     eod: float
     dpd_per_class: np.ndarray | None = None
     eod_per_class: np.ndarray | None = None
-    #: Percentile bootstrap intervals over the run's test samples (NaN without a bootstrap).
+    #: Percentile bootstrap ranges over the run's test samples (NaN without a bootstrap): the
+    #: spread of the estimate under resampling, not a confidence interval of the true gap.
     dpd_ci: Interval = NO_INTERVAL
     eod_ci: Interval = NO_INTERVAL
+    #: The value a model with no group effect would score here, and the excess over it.
+    reference: FairnessReference = NO_REFERENCE
 
     def interval(self, metric: FairnessMetric) -> Interval:
         return self.dpd_ci if metric == "dpd" else self.eod_ci
 
+    def value(self, metric: FairnessMetric) -> float:
+        return self.dpd if metric == "dpd" else self.eod
+
+    def excess(self, metric: FairnessMetric) -> float:
+        """Observed minus the no-group-effect reference (NaN without a reference)."""
+        r = self.reference
+        return r.dpd_excess if metric == "dpd" else r.eod_excess
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One metric over the seeds of one population: mean and sample sd (ddof = 1; NaN for
+    n < 2) of the value and of its excess over the no-group-effect reference, the t interval of
+    each mean, and the mean half-width of the runs' test-set bootstrap ranges (how much of the
+    spread one test set alone would give)."""
+
+    mean: float
+    sd: float
+    seed_ci: Interval
+    excess_mean: float
+    excess_sd: float
+    excess_ci: Interval
+    boot_half_width: float
+
 
 @dataclass(frozen=True)
 class FairnessSummary:
-    """Mean and sample sd (ddof = 1; NaN for n < 2) over the seeds of one population, the t
-    interval of that mean, and the mean half-width of its runs' test-set bootstrap intervals
-    (how much of the spread one test set alone would give)."""
+    """DPD and EOD of one population (teacher, NDS or DS at one T) for one attribute."""
 
     attribute: str
     group: GroupKey
     n: int
-    dpd_mean: float
-    dpd_sd: float
-    eod_mean: float
-    eod_sd: float
-    dpd_seed_ci: Interval = NO_INTERVAL
-    eod_seed_ci: Interval = NO_INTERVAL
-    dpd_boot_half_width: float = float("nan")
-    eod_boot_half_width: float = float("nan")
+    metrics: dict[FairnessMetric, MetricSummary]
 
     def mean(self, metric: FairnessMetric) -> float:
-        return self.dpd_mean if metric == "dpd" else self.eod_mean
+        return self.metrics[metric].mean
 
     def sd(self, metric: FairnessMetric) -> float:
-        return self.dpd_sd if metric == "dpd" else self.eod_sd
+        return self.metrics[metric].sd
 
     def seed_ci(self, metric: FairnessMetric) -> Interval:
-        return self.dpd_seed_ci if metric == "dpd" else self.eod_seed_ci
+        return self.metrics[metric].seed_ci
 
     def boot_half_width(self, metric: FairnessMetric) -> float:
-        return self.dpd_boot_half_width if metric == "dpd" else self.eod_boot_half_width
+        return self.metrics[metric].boot_half_width
+
+    def excess(self, metric: FairnessMetric) -> MetricSummary:
+        return self.metrics[metric]
 
 
 def _nanmean_columns(values: np.ndarray) -> np.ndarray:
@@ -95,6 +124,7 @@ def _nanmean_columns(values: np.ndarray) -> np.ndarray:
 
 
 def _mean_sd(values: np.ndarray) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
     mean = float(values.mean()) if values.size else float("nan")
     sd = float(values.std(ddof=1)) if values.size >= 2 else float("nan")
     return mean, sd
@@ -102,21 +132,23 @@ def _mean_sd(values: np.ndarray) -> tuple[float, float]:
 
 def summarise(runs: tuple[RunFairness, ...], attribute: str, group: GroupKey
               ) -> FairnessSummary:
-    """Mean and sd of DPD and EOD over the runs of one population for one attribute."""
+    """Mean and sd of DPD and EOD (and their excesses) over the runs of one population."""
     rows = [r for r in runs if r.attribute == attribute and r.group == group]
-    dpd, eod = np.array([r.dpd for r in rows]), np.array([r.eod for r in rows])
-    dpd_mean, dpd_sd = _mean_sd(dpd)
-    eod_mean, eod_sd = _mean_sd(eod)
 
-    def mean_half_width(intervals: list[Interval]) -> float:
-        widths = [i.half_width for i in intervals if not np.isnan(i.half_width)]
-        return float(np.mean(widths)) if widths else float("nan")
+    def metric(m: FairnessMetric) -> MetricSummary:
+        values = np.array([r.value(m) for r in rows])
+        excess = np.array([r.excess(m) for r in rows])
+        widths = [r.interval(m).half_width for r in rows
+                  if not np.isnan(r.interval(m).half_width)]
+        mean, sd = _mean_sd(values)
+        excess_mean, excess_sd = _mean_sd(excess)
+        return MetricSummary(mean=mean, sd=sd, seed_ci=seed_interval(values),
+                             excess_mean=excess_mean, excess_sd=excess_sd,
+                             excess_ci=seed_interval(excess),
+                             boot_half_width=float(np.mean(widths)) if widths else float("nan"))
 
-    return FairnessSummary(attribute=attribute, group=group, n=len(rows), dpd_mean=dpd_mean,
-                           dpd_sd=dpd_sd, eod_mean=eod_mean, eod_sd=eod_sd,
-                           dpd_seed_ci=seed_interval(dpd), eod_seed_ci=seed_interval(eod),
-                           dpd_boot_half_width=mean_half_width([r.dpd_ci for r in rows]),
-                           eod_boot_half_width=mean_half_width([r.eod_ci for r in rows]))
+    return FairnessSummary(attribute=attribute, group=group, n=len(rows),
+                           metrics={"dpd": metric("dpd"), "eod": metric("eod")})
 
 
 @dataclass(frozen=True)
@@ -184,10 +216,14 @@ def study_fairness(records: StudyRecords) -> FairnessResult | None:
             dpd_ci, eod_ci = bootstrap_fairness(run.y_true, run.y_pred, values,
                                                 num_classes=num_classes, aggregate=how,
                                                 n_boot=n_boot)
+            reference = fairness_reference(run.y_true, run.y_pred, values, observed=(dpd, eod),
+                                           num_classes=num_classes, aggregate=how,
+                                           permutations=REFERENCE_PERMUTATIONS)
             rows.append(RunFairness(kdspec_id=run.kdspec_id, mlflow_run_id=run.mlflow_run_id,
                                     group=run.group, seed=run.seed, attribute=attribute,
                                     dpd=dpd, eod=eod, dpd_per_class=dpd_c,
-                                    eod_per_class=eod_c, dpd_ci=dpd_ci, eod_ci=eod_ci))
+                                    eod_per_class=eod_c, dpd_ci=dpd_ci, eod_ci=eod_ci,
+                                    reference=reference))
     runs = tuple(rows)
     groups = (GroupKey("teacher"), GroupKey("student"), *records.distilled_keys)
     summaries = {(a, g): summarise(runs, a, g) for a in spec.sensitive for g in groups}

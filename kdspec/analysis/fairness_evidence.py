@@ -1,22 +1,24 @@
-"""What a DPD or EOD value can say about a model: the floor the test set itself sets, the sizes
-behind each rate, and an interval from resampling the test set.
+"""What a DPD or EOD value can say about a model: what a perfect classifier scores on the test
+set, the sizes behind each rate, and the spread from resampling the test set.
 
-- **Floor.** DPD and EOD of ``y_pred = y_true``: a perfect classifier's values on this test set.
-  EOD's floor is 0 (TPR 1 and FPR 0 in every group), but DPD's is the spread of
-  ``P(Y = c | A = a)`` over groups, i.e. how unevenly the groups are spread over the classes;
-  a model's DPD near its floor says nothing about the model.
+- **Perfect classifier.** DPD and EOD of ``y_pred = y_true`` on this test set. EOD's is 0 (TPR
+  1 and FPR 0 in every group), DPD's is the spread of ``P(Y = c | A = a)`` over groups, i.e. how
+  unevenly the groups are spread over the classes. It is a point of comparison, not a lower
+  bound: a model can score below it (a constant predictor scores DPD 0). What a model with no
+  group effect would score is :mod:`kdspec.analysis.fairness_reference`.
 - **Counts.** Group sizes and, for a one-vs-rest metric, the positives of each (class, group)
   cell, which TPR_c is estimated from (fairlearn's ``MetricFrame`` by group). A TPR from n
   positives has a sampling sd of ``sqrt(TPR (1 - TPR) / n)``: about 9.5 percentage points at
   n = 10 and TPR 0.5, so a gap of that size between two small cells is noise.
 - **Bootstrap.** The test samples are resampled with replacement ``n_boot`` times and the
   run's value (aggregated over classes exactly as reported) recomputed on each resample via
-  per-sample multiplicities; the interval is the percentile interval at ``level``. fairlearn's
+  per-sample multiplicities; the range is the percentile range at ``level``. It shows how much
+  one test set moves the estimate; it is **not** a confidence interval of the model's true gap
+  (in simulation such "95 %" intervals covered the true gap 13-23 % of the time, 0 % when the
+  true gap is 0: the estimator is biased upward, so the range sits above the truth). fairlearn's
   ``MetricFrame(n_boot=...)`` bootstraps each by-group metric and difference on its own, which
   cannot give the interval of an aggregate over classes of ``max(TPR gap, FPR gap)``, so the
-  resampling is done here around the very function that computes the reported value. A gap
-  (max - min over groups) of noisy rates is biased upward when the true gap is near the noise
-  level; the interval then sits above the truth, so read it with the floor and the counts.
+  resampling is done here around the very function that computes the reported value.
 """
 
 from __future__ import annotations
@@ -43,14 +45,14 @@ INTERVAL_LEVEL = 0.95
 class SplitFairness:
     """What the test set alone fixes for one sensitive attribute.
 
-    ``floor_dpd``/``floor_eod``: the metric of ``y_pred = y_true`` (aggregated as the study's
+    ``perfect_dpd``/``perfect_eod``: the metric of ``y_pred = y_true`` (aggregated as the study's
     values are); ``group_sizes``: samples per group value; ``cell_positives``: ``[groups,
     classes]`` samples of class c in group a (the positives of one-vs-rest class c).
     """
 
     attribute: str
-    floor_dpd: float
-    floor_eod: float
+    perfect_dpd: float
+    perfect_eod: float
     groups: tuple[int, ...]
     group_sizes: tuple[int, ...]
     cell_positives: np.ndarray
@@ -86,7 +88,7 @@ def split_fairness(y_true: np.ndarray, sensitive: np.ndarray, *, attribute: str,
                            sensitive_features=sensitive).by_group
     positives = np.stack([np.asarray(v) for v in by_group["positives"]]).astype(np.int64)
     return SplitFairness(
-        attribute=attribute, floor_dpd=dpd, floor_eod=eod,
+        attribute=attribute, perfect_dpd=dpd, perfect_eod=eod,
         groups=tuple(int(g) for g in by_group.index),
         group_sizes=tuple(int(v) for v in by_group["count"]),
         # A binary target's one-vs-rest rates are those of class 1 only.

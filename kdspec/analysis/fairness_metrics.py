@@ -61,6 +61,13 @@ def one_vs_rest_gaps_weighted(y_true: np.ndarray, y_pred: np.ndarray, sensitive:
     predicted = counts(group * c + y_pred)
     positives = counts(group * c + y_true)
     true_pos = counts(group * c + y_pred, y_true == y_pred)
+    return gaps_from_counts(group_size, predicted, positives, true_pos)
+
+
+def gaps_from_counts(group_size: np.ndarray, predicted: np.ndarray, positives: np.ndarray,
+                     true_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DPD_c and EOD_c ``[B, classes]`` from per-(row, group, class) counts ``[B, groups, C]``
+    (``group_size`` ``[B, groups, 1]``): samples of the group, predicted c, truly c, and both."""
     negatives = group_size - positives
     false_pos = predicted - true_pos
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -70,6 +77,28 @@ def one_vs_rest_gaps_weighted(y_true: np.ndarray, y_pred: np.ndarray, sensitive:
     dpd = _range_over_groups(selection)
     eod = np.fmax(_range_over_groups(tpr), _range_over_groups(fpr))
     return dpd, eod
+
+
+def one_vs_rest_gaps_grouped(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
+                             n_groups: int, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """DPD_c and EOD_c ``[P, classes]`` for each row of ``groups`` ``[P, N]`` (group indices
+    0..n_groups-1 of the N test samples): the same predictions scored against P assignments of
+    the sensitive attribute (e.g. permutations of it). One ``bincount`` per count."""
+    p, n = groups.shape
+    c = num_classes
+    row = np.arange(p)[:, None] * (n_groups * c)
+    cells = p * n_groups * c
+
+    def counts(by: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        keys = row + groups * c + by[None, :]
+        if mask is not None:
+            keys = keys[:, mask]
+        return np.bincount(keys.ravel(), minlength=cells).reshape(p, n_groups, c)
+
+    sizes = np.bincount((np.arange(p)[:, None] * n_groups + groups).ravel(),
+                        minlength=p * n_groups).reshape(p, n_groups, 1)
+    return gaps_from_counts(sizes, counts(y_pred), counts(y_true),
+                            counts(y_pred, y_true == y_pred))
 
 
 def one_vs_rest_gaps(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.ndarray, *,
@@ -97,15 +126,25 @@ def aggregate(values: np.ndarray, how: MulticlassAggregate) -> float:
     return float(aggregate_rows(values, how))
 
 
+def aggregate_gaps(dpd_c: np.ndarray, eod_c: np.ndarray, *, num_classes: int,
+                   how: MulticlassAggregate) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's reported DPD and EOD from its per-class values ``[B, classes]``: class 1 of a
+    binary target, else the max or mean over the one-vs-rest classes. Two arrays ``[B]``."""
+    if num_classes == 2:
+        return dpd_c[:, 1], eod_c[:, 1]
+    return aggregate_rows(dpd_c, how), aggregate_rows(eod_c, how)
+
+
 def run_fairness(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.ndarray, *,
                  num_classes: int, multiclass_aggregate: MulticlassAggregate
                  ) -> tuple[float, float, np.ndarray | None, np.ndarray | None]:
     """``(dpd, eod, dpd_per_class, eod_per_class)`` of one run (per-class only if multiclass)."""
     dpd_c, eod_c = one_vs_rest_gaps(y_true, y_pred, sensitive, num_classes=num_classes)
+    dpd, eod = aggregate_gaps(dpd_c[None], eod_c[None], num_classes=num_classes,
+                              how=multiclass_aggregate)
     if num_classes == 2:
-        return float(dpd_c[1]), float(eod_c[1]), None, None
-    return (aggregate(dpd_c, multiclass_aggregate), aggregate(eod_c, multiclass_aggregate),
-            dpd_c, eod_c)
+        return float(dpd[0]), float(eod[0]), None, None
+    return float(dpd[0]), float(eod[0]), dpd_c, eod_c
 
 
 def run_fairness_weighted(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.ndarray,
@@ -116,7 +155,4 @@ def run_fairness_weighted(y_true: np.ndarray, y_pred: np.ndarray, sensitive: np.
     ``weights`` ``[B, N]``: two arrays ``[B]``."""
     dpd_c, eod_c = one_vs_rest_gaps_weighted(y_true, y_pred, sensitive, weights,
                                              num_classes=num_classes)
-    if num_classes == 2:
-        return dpd_c[:, 1], eod_c[:, 1]
-    return (aggregate_rows(dpd_c, multiclass_aggregate),
-            aggregate_rows(eod_c, multiclass_aggregate))
+    return aggregate_gaps(dpd_c, eod_c, num_classes=num_classes, how=multiclass_aggregate)

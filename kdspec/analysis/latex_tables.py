@@ -87,16 +87,23 @@ def fairness_tex(analysis: StudyAnalysis) -> str | None:
     for group in analysis.accuracy.groups:
         s = fairness.summary(attribute, group.key)
         rows.append((escape(group.key.label), str(s.n),
-                     *(_pm(s.mean(m), s.sd(m)) for m in fairness.metrics)))
+                     *(cell for m in fairness.metrics
+                       for cell in (_pm(s.mean(m), s.sd(m)),
+                                    _pm(s.excess(m).excess_mean, s.excess(m).excess_sd)))))
     split = fairness.splits.get(attribute)
-    floor = (f" Floor of the test set (a perfect classifier): DPD {100 * split.floor_dpd:.2f}, "
-             f"EOD {100 * split.floor_eod:.2f}." if split is not None else "")
+    floor = (f" A perfect classifier scores DPD {100 * split.perfect_dpd:.2f}, EOD "
+             f"{100 * split.perfect_eod:.2f} on this test set (a reference, not a lower "
+             "bound)." if split is not None else "")
     how = (f"one-vs-rest per class, {fairness.aggregate} over classes" if fairness.multiclass
            else "binary target")
-    return tabular(("Model", "n", *(f"{METRIC_LABELS[m]} (%)" for m in fairness.metrics)), rows,
+    header = [h for m in fairness.metrics
+              for h in (f"{METRIC_LABELS[m]} (%)", f"excess {METRIC_LABELS[m]} (%)")]
+    return tabular(("Model", "n", *header), rows,
                    (f"kdspec report {analysis.records.study.name}: group fairness over "
                     f"'{attribute}' in per cent ({how}), mean +- sd over seeds; lower is "
-                    f"fairer.{floor}",), align="lr" + "r" * len(fairness.metrics))
+                    "fairer. Excess: the value minus what a model with no group effect scores "
+                    f"at the same predictions (attribute permuted within each true class).{floor}",),
+                   align="lr" + "r" * len(header))
 
 
 def write_latex_tables(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:

@@ -73,7 +73,9 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
     Parent: #SC/#TC per T (``n_sc``, ``n_tc``); mean accuracy of the teacher and the NDS
     (``acc_teacher``, ``acc_nds``) and of the DS per T (``acc_ds``); mean DPD/EOD of the
     teacher, the NDS and the DS per T over the first sensitive attribute (``dpd_nds``,
-    ``dpd_ds``, ...). Shares, not per cent.
+    ``dpd_ds``, ...). Per run: ``dpd``/``eod`` and their excess over the no-group-effect
+    reference ``dpd_excess``/``eod_excess`` (first attribute), and each with ``_<attribute>``.
+    Shares, not per cent.
     """
     now = int(time.time() * 1000)
     parent: list[Metric] = []
@@ -105,14 +107,14 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
                                                now)
         for row in fairness.runs:
             metrics = per_run.setdefault(row.mlflow_run_id, [])
-            values = {"dpd": row.dpd, "eod": row.eod}
             for name in fairness.metrics:
-                value = values[name]
-                if math.isnan(value):
-                    continue
-                metrics.append(Metric(f"{name}_{row.attribute}", value, now, 0))
-                if row.attribute == first:
-                    metrics.append(Metric(name, value, now, 0))
+                for key, value in ((name, row.value(name)),
+                                   (f"{name}_excess", row.excess(name))):
+                    if math.isnan(value):
+                        continue
+                    metrics.append(Metric(f"{key}_{row.attribute}", value, now, 0))
+                    if row.attribute == first:
+                        metrics.append(Metric(key, value, now, 0))
     return parent, per_run
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdspec.analysis.claims import study_claims
 from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
 from kdspec.analysis.fairness_evidence import INTERVAL_LEVEL, SMALL_CELL, Interval
+from kdspec.analysis.fairness_reference import REFERENCE_PERMUTATIONS
 from kdspec.analysis.figures import (
     FIG_ACCURACY,
     FIG_CLASS_CHANGE,
@@ -259,39 +259,40 @@ def _half_width(value: float) -> str:
     return "n/a" if math.isnan(value) else f"+- {pct(value)}"
 
 
-def fairness_floor_table(fairness: FairnessResult) -> Table:
-    """Per attribute: the floor (a perfect classifier's values), group sizes and cell counts."""
+def fairness_split_table(fairness: FairnessResult) -> Table:
+    """Per attribute: a perfect classifier's values, group sizes and cell counts."""
     rows = []
     for attribute in fairness.attributes:
         split = fairness.splits.get(attribute)
         if split is None:
             continue
         sizes = split.group_sizes
-        rows.append((attribute, pct(split.floor_dpd), pct(split.floor_eod), str(len(sizes)),
+        rows.append((attribute, pct(split.perfect_dpd), pct(split.perfect_eod), str(len(sizes)),
                      f"{min(sizes)}-{max(sizes)}", f"{split.smallest_cell} / "
                      f"{split.median_cell:g}", f"{split.small_cells} of "
                      f"{split.cell_positives.size}"))
-    return Table(("attribute", "DPD floor %", "EOD floor %", "groups", "group sizes",
-                  "positives per (class, group): min / median", f"cells < {SMALL_CELL}"),
+    return Table(("attribute", "DPD % of a perfect classifier", "EOD % of a perfect classifier",
+                  "groups", "group sizes", "positives per (class, group): min / median",
+                  f"cells < {SMALL_CELL}"),
                  tuple(rows),
-                 "The floor is the metric of y_pred = y_true on this test set: a perfect "
-                 "classifier's value. A DPD floor above 0 measures how unevenly the groups are "
-                 "spread over the classes, not any model. TPR and FPR gaps are rates over the "
-                 "positives and negatives of each (class, group) cell.")
+                 "What y_pred = y_true scores on this test set: a point of comparison, not a "
+                 "lower bound (a constant predictor scores DPD 0). A perfect classifier's DPD "
+                 "above 0 measures how unevenly the groups are spread over the classes. TPR "
+                 "and FPR gaps are rates over the positives and negatives of each (class, "
+                 "group) cell.")
 
 
 def fairness_warnings(fairness: FairnessResult) -> tuple[str, ...]:
-    """Plain warnings: a floor above 0, cells too small to estimate a TPR."""
+    """Plain warnings: groups spread unevenly over classes, cells too small for a TPR."""
     out = []
     for attribute in fairness.attributes:
         split = fairness.splits.get(attribute)
         if split is None:
             continue
-        if split.floor_dpd > 0:
+        if split.perfect_dpd > 0:
             out.append(f"Over '{attribute}' even a perfect classifier scores DPD "
-                       f"{pct(split.floor_dpd)} % on this test set (the groups are spread "
-                       f"unevenly over the classes): compare DPD values with that floor, "
-                       f"not with 0.")
+                       f"{pct(split.perfect_dpd)} % on this test set (the groups are spread "
+                       f"unevenly over the classes); the excess DPD removes that part.")
         if split.small_cells:
             out.append(f"Over '{attribute}', {split.small_cells} of {split.cell_positives.size}"
                        f" (class, group) cells have fewer than {SMALL_CELL} positives (smallest"
@@ -302,8 +303,8 @@ def fairness_warnings(fairness: FairnessResult) -> tuple[str, ...]:
 
 
 def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) -> Section | None:
-    """DPD/EOD per model and attribute with intervals, the test set's floor and counts, Fig. 4;
-    None for a study without fairness."""
+    """DPD/EOD per model and attribute, their excess over the no-group-effect reference with
+    intervals, the test set's counts, Fig. 4; None for a study without fairness."""
     fairness = analysis.fairness
     if fairness is None:
         return None
@@ -316,29 +317,37 @@ def fairness_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]) ->
             s = fairness.summary(attribute, key)
             cells: list[str] = []
             for m in fairness.metrics:
-                cells += [mean_sd(s.mean(m), s.sd(m)), _interval(s.seed_ci(m)),
-                          _half_width(s.boot_half_width(m))]
+                e = s.excess(m)
+                cells += [mean_sd(s.mean(m), s.sd(m)), mean_sd(e.excess_mean, e.excess_sd),
+                          _interval(e.excess_ci), _half_width(s.boot_half_width(m))]
             rows.append((attribute, key.label, str(s.n), *cells))
     how = (f"Multiclass target: one-vs-rest per class, aggregated by {fairness.aggregate} over "
            f"classes (per-class values in fairness.csv)." if fairness.multiclass
            else "Binary target, positive class 1.")
-    boot = (f"bootstrap: mean half-width of each run's {100 * INTERVAL_LEVEL:g} % percentile "
-            f"interval over {fairness.n_boot} resamples of the test set (per run in "
-            f"fairness.csv)" if fairness.n_boot else "bootstrap: off (analysis bootstrap = 0)")
+    boot = (f"test-set bootstrap: mean half-width of each run's {100 * INTERVAL_LEVEL:g} % "
+            f"percentile range over {fairness.n_boot} resamples, how far one test set moves "
+            "the estimate; not a confidence interval (the gap estimator is biased upward)"
+            if fairness.n_boot else "bootstrap: off (analysis bootstrap = 0)")
     header: list[str] = []
     for m in fairness.metrics:
         label = METRIC_LABELS[m]
-        header += [f"{label} % (mean +- sd)", f"{label} {100 * INTERVAL_LEVEL:g} % CI over "
-                   "seeds", f"{label} test-set bootstrap"]
+        header += [f"{label} % (mean +- sd)", f"excess {label} % (mean +- sd)",
+                   f"excess {label} {100 * INTERVAL_LEVEL:g} % CI over seeds",
+                   f"{label} test-set bootstrap"]
     table = Table(("attribute", "model", "n", *header), tuple(rows),
-                  f"All values in per cent. {how} Lower is fairer. CI over seeds: t interval "
-                  f"of the mean; {boot}.")
+                  f"All values in per cent. {how} Lower is fairer. Excess: the value minus the "
+                  f"reference, what a model with no group effect scores with the same "
+                  f"predictions on this test set (the attribute permuted within each true "
+                  f"class, {REFERENCE_PERMUTATIONS} times): a finite test set gives every "
+                  f"model a gap above 0, larger when it is less accurate, and the excess "
+                  f"removes it (0 means no group effect). CI over seeds: t interval of the mean "
+                  f"excess (its coverage is checked by bench/bench_claims.py); {boot}.")
     shown = (figures[FIG_FAIRNESS],) if FIG_FAIRNESS in figures else ()
     per_class = tuple(t for a in fairness.attributes
                       if (t := per_class_fairness_table(analysis, a)) is not None)
     return Section("Fairness", finding=finding,
                    bullets=fairness_warnings(fairness) + fairness.problems,
-                   tables=(fairness_floor_table(fairness), table, *per_class), figures=shown)
+                   tables=(fairness_split_table(fairness), table, *per_class), figures=shown)
 
 
 def per_class_fairness_table(analysis: StudyAnalysis, attribute: str) -> Table | None:
@@ -361,23 +370,30 @@ def per_class_fairness_table(analysis: StudyAnalysis, attribute: str) -> Table |
 
 
 def claims_section(analysis: StudyAnalysis) -> Section:
-    """Each of the poster's insights tested on this study, with its verdict."""
-    claims = study_claims(analysis)
-    rows = tuple((c.claim, c.test, c.result, _number(c.p_value, 3), c.verdict
-                  + (f" ({c.detail})" if c.detail else "")) for c in claims)
-    counts = {v: sum(c.verdict == v for c in claims)
-              for v in ("supported", "not supported", "inconclusive")}
+    """Each of the poster's insights tested on this study: test, assumption, p after Holm,
+    verdict, power and seeds needed."""
+    result = analysis.claims
+    claims = result.claims
+    rows = tuple((c.claim, c.result, _number(c.p_value, 3), _number(c.p_adjusted, 3),
+                  c.verdict + (f" ({c.flag})" if c.flag else ""), c.power, c.seeds_needed)
+                 for c in claims)
+    supported = result.count("supported")
     finding = (f"Of the paper's {len(claims)} claims this study can be asked, "
-               f"{counts['supported']} {'is' if counts['supported'] == 1 else 'are'} "
-               f"supported, {counts['not supported']} not supported "
-               f"and {counts['inconclusive']} inconclusive at alpha = "
-               f"{analysis.significance.alpha:g}.")
-    table = Table(("claim (poster)", "test", "result", "p", "verdict"), rows,
-                  "One-sided tests in the paper's direction; supported: p < alpha; not "
-                  "supported: the design can answer and the test does not reject; "
-                  "inconclusive: the design cannot answer. The tests are described in "
-                  "docs/report.md.")
-    return Section("The paper's claims, tested on this study", finding=finding, tables=(table,))
+               f"{supported} {'is' if supported == 1 else 'are'} supported, "
+               f"{result.count('not supported')} not supported and "
+               f"{result.count('inconclusive')} inconclusive at alpha = {result.alpha:g} "
+               f"after {result.family.split(' (')[0]}.")
+    table = Table(("claim (poster)", "result", "p", "p after Holm", "verdict", "power",
+                   "seeds for 80 % power"), rows,
+                  f"Family-wise control: {result.family}. Supported: Holm-adjusted p < alpha; "
+                  "not supported: the design can answer and the test does not reject; "
+                  "inconclusive: the design cannot answer. Power and the minimal detectable "
+                  "effect (MDE) are at the Holm worst case alpha / k, from this study's own "
+                  "seed-to-seed spread (a pilot estimate). docs/report.md describes each test.")
+    tests = tuple(f"{c.claim} Test: {c.test} Assumes: {c.assumption}"
+                  + (f" Note: {c.detail}" if c.detail else "") for c in claims)
+    return Section("The paper's claims, tested on this study", finding=finding,
+                   tables=(table,), bullets=tests)
 
 
 def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> ReportDocument:

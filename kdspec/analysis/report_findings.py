@@ -173,9 +173,14 @@ def fairness_finding(fairness: FairnessResult | None, temperatures: tuple[float,
                           for name, ref in (("NDS", nds), ("teacher", teacher))
                           if not math.isnan(ref.mean(metric))]
             against = f", against {' and '.join(references)}" if references else ""
+            excess = [f"{name} {mean_sd(ref.excess(metric).excess_mean, ref.excess(metric).excess_sd)} %"
+                      for name, ref in (("NDS", nds), (f"DS T={low_t:g}", low))
+                      if not math.isnan(ref.excess(metric).excess_mean)]
             sentences.append(
                 f"Over '{attribute}', the DS's {label} is lowest at T = {low_t:g} "
                 f"({mean_sd(low.mean(metric), low.sd(metric))} %, n = {low.n}) and highest at "
-                f"T = {high_t:g} ({mean_sd(high.mean(metric), high.sd(metric))} %){against}."
+                f"T = {high_t:g} ({mean_sd(high.mean(metric), high.sd(metric))} %){against}"
+                + (f"; its excess over a model with no group effect: {', '.join(excess)}"
+                   if excess else "") + "."
             )
     return " ".join(sentences) or "No distilled student has fairness values."

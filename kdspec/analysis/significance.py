@@ -32,7 +32,8 @@ from kdspec.plan import AnalysisSpec, Comparison, Correction, Normalization
 
 MSG_TOO_FEW_RUNS = "skipped: fewer than 2 runs on a side ({reference} n={n_ref}, {distilled} n={n_ds})"
 MSG_UNKNOWN_NORMALIZATION = "unknown normalization {value!r}; expected 'ratio' or 'difference'"
-MSG_UNKNOWN_CORRECTION = "unknown correction {value!r}; expected 'none', 'bh' or 'bonferroni'"
+MSG_UNKNOWN_CORRECTION = ("unknown correction {value!r}; expected 'none', 'bh', 'bonferroni' "
+                          "or 'holm'")
 
 SCIPY_CONSTANT_SAMPLE_WARNING = "Precision loss occurred in moment calculation"
 
@@ -40,6 +41,7 @@ COMPARISON_LABELS: dict[Comparison, str] = {"nds_vs_ds": "NDS vs DS", "teacher_v
 COUNT_LABELS: dict[Comparison, str] = {"nds_vs_ds": "#SC", "teacher_vs_ds": "#TC"}
 CORRECTION_LABELS: dict[Correction, str] = {
     "none": "none", "bh": "Benjamini-Hochberg (FDR)", "bonferroni": "Bonferroni (FWER)",
+    "holm": "Holm (FWER)",
 }
 
 
@@ -58,7 +60,9 @@ def adjust_pvalues(pvalues: np.ndarray, *, correction: Correction) -> np.ndarray
     """Adjusted p-values of one family (NaN entries stay NaN and are not counted in m).
 
     ``bh``: Benjamini-Hochberg, ``p_(i) * m / i`` made monotone (scipy's
-    ``false_discovery_control``); ``bonferroni``: ``min(1, p * m)``; ``none``: unchanged.
+    ``false_discovery_control``); ``bonferroni``: ``min(1, p * m)``; ``holm``: Holm's
+    step-down ``max_{j <= i} min(1, (m - j + 1) p_(j))`` (uniformly more powerful than
+    Bonferroni, same family-wise guarantee); ``none``: unchanged.
     """
     adjusted = np.full_like(pvalues, np.nan, dtype=np.float64)
     valid = ~np.isnan(pvalues)
@@ -71,6 +75,13 @@ def adjust_pvalues(pvalues: np.ndarray, *, correction: Correction) -> np.ndarray
         adjusted[valid] = stats.false_discovery_control(pvalues[valid], method="bh")
     elif correction == "bonferroni":
         adjusted[valid] = np.minimum(1.0, pvalues[valid] * m)
+    elif correction == "holm":
+        values = pvalues[valid]
+        order = np.argsort(values, kind="stable")
+        stepped = np.minimum(1.0, values[order] * (m - np.arange(m)))
+        holm = np.empty(m)
+        holm[order] = np.maximum.accumulate(stepped)
+        adjusted[valid] = holm
     else:
         raise ValueError(MSG_UNKNOWN_CORRECTION.format(value=correction))
     return adjusted

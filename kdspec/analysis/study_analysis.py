@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdspec.analysis.accuracy import AccuracyResult, study_accuracy
+from kdspec.analysis.claims import ClaimsResult, study_claims
 from kdspec.analysis.disagreement import DisagreementResult, study_disagreement
 from kdspec.analysis.fairness import FairnessResult, study_fairness
 from kdspec.analysis.records import StudyRecords
@@ -20,6 +21,7 @@ class StudyAnalysis:
     significance: SignificanceResult
     disagreement: tuple[DisagreementResult, ...]
     fairness: FairnessResult | None
+    claims: ClaimsResult
 
     def figure_temperature(self) -> tuple[float | None, str]:
         """The temperature Fig. 1 shows and how it was picked: the spec's
@@ -43,10 +45,13 @@ class StudyAnalysis:
 def analyse_study(records: StudyRecords) -> StudyAnalysis:
     """Compute every statistic of the report from the study's records."""
     accuracy = study_accuracy(records)
+    significance = study_significance(accuracy, records.study.analysis)
+    fairness = study_fairness(records)
     return StudyAnalysis(
         records=records,
         accuracy=accuracy,
-        significance=study_significance(accuracy, records.study.analysis),
+        significance=significance,
         disagreement=study_disagreement(records),
-        fairness=study_fairness(records),
+        fairness=fairness,
+        claims=study_claims(records, accuracy, significance, fairness),
     )

@@ -64,7 +64,7 @@ DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
                  for k in ("alpha", "beta", "weight", "hard_weight", "soft_weight")}
 ANALYSIS_KEYS: dict[str, Key] = {k: Key() for k in (
     "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds",
-    "bootstrap", "figure_temperature")}
+    "bootstrap", "figure_temperature", "permutations", "equivalence_margin")}
 RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lockstep",
                                                     "teacher_cache")}
 TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}
@@ -310,9 +310,9 @@ def _options(section: Section | None, model: Any, keys: dict[str, Key], what: st
             value: Any = reader.choice(key, single[key])
         elif key in several:
             value = reader.choices(key, several[key])
-        elif key in ("alpha", "figure_temperature"):
+        elif key in ("alpha", "figure_temperature", "equivalence_margin"):
             value = reader.number(key)
-        elif key == "bootstrap":
+        elif key in ("bootstrap", "permutations"):
             value = reader.integer(key)
         else:
             value = reader.boolean(key)

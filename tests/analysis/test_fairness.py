@@ -85,8 +85,11 @@ def test_study_fairness_names_runs_without_the_attribute() -> None:
         attribute="age")
     summary = result.summary("group", first.group)
     values = [r.dpd for r in result.runs if r.group == first.group and r.attribute == "group"]
-    assert summary.n == 2 and summary.dpd_mean == pytest.approx(np.mean(values))
-    assert summary.dpd_sd == pytest.approx(np.std(values, ddof=1))
+    assert summary.n == 2 and summary.mean("dpd") == pytest.approx(np.mean(values))
+    assert summary.sd("dpd") == pytest.approx(np.std(values, ddof=1))
+    excess = [r.excess("dpd") for r in result.runs
+              if r.group == first.group and r.attribute == "group"]
+    assert summary.excess("dpd").excess_mean == pytest.approx(np.mean(excess))
 
 
 def test_per_class_means_average_the_one_vs_rest_values_over_seeds() -> None:

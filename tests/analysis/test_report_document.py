@@ -27,12 +27,13 @@ def test_only_the_requested_fairness_metric_is_reported(tmp_path: Path) -> None:
     fairness = next(s for s in document.sections if s.title == "Fairness")
     [values] = [t for t in fairness.tables if t.header[:2] == ("attribute", "model")]
     assert values.header == ("attribute", "model", "n", "DPD % (mean +- sd)",
-                             "DPD 95 % CI over seeds", "DPD test-set bootstrap")
+                             "excess DPD % (mean +- sd)", "excess DPD 95 % CI over seeds",
+                             "DPD test-set bootstrap")
     assert fairness.finding is not None
     assert "DPD" in fairness.finding and "EOD" not in fairness.finding
     _, per_run = summary_metrics(analysis)
     names = {m.key for metrics in per_run.values() for m in metrics}
-    assert names == {"dpd", "dpd_group"}
+    assert names == {"dpd", "dpd_group", "dpd_excess", "dpd_excess_group"}
 
 
 def test_a_study_without_distilled_runs_still_gets_a_report(tmp_path: Path) -> None:

@@ -107,8 +107,8 @@ def test_gains_and_fairness_changes_are_against_the_variants_own_nds(tmp_path: P
         assert row.gain(4.0) == pytest.approx(100 * (ds - nds))
         fairness = analyses[name].fairness
         assert fairness is not None
-        expected = 100 * (fairness.summary("color", GroupKey("distilled", 4.0)).dpd_mean
-                          - fairness.summary("color", GroupKey("student")).dpd_mean)
+        expected = 100 * (fairness.summary("color", GroupKey("distilled", 4.0)).mean("dpd")
+                          - fairness.summary("color", GroupKey("student")).mean("dpd"))
         assert row.fairness_change("dpd", 4.0) == pytest.approx(expected)
     # The planted effect: distillation helps the weak students far more.
     assert weak.gain(4.0) > 10 > strong.gain(4.0)
