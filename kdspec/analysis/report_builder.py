@@ -108,13 +108,13 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
         for row in fairness.runs:
             metrics = per_run.setdefault(row.mlflow_run_id, [])
             for name in fairness.metrics:
-                for key, value in ((name, row.value(name)),
-                                   (f"{name}_excess", row.excess(name))):
+                for label, value in ((name, row.value(name)),
+                                     (f"{name}_excess", row.excess(name))):
                     if math.isnan(value):
                         continue
-                    metrics.append(Metric(f"{key}_{row.attribute}", value, now, 0))
+                    metrics.append(Metric(f"{label}_{row.attribute}", value, now, 0))
                     if row.attribute == first:
-                        metrics.append(Metric(key, value, now, 0))
+                        metrics.append(Metric(label, value, now, 0))
     return parent, per_run
 
 
