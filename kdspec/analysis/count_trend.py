@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 #: Enumerate every relabelling up to this many ((K!)^n).
 EXACT_LIMIT = 5_040
@@ -43,8 +43,15 @@ def significant_counts(reference_x: np.ndarray, ds_x: np.ndarray, *, alpha: floa
         t = (ds_x.mean(axis=-3) - reference_x.mean(axis=-2)[..., None, :]) / np.sqrt(se2)
         df = se2 ** 2 / (share_r ** 2 / (n_r - 1) + share_d ** 2 / (n_d - 1))
     testable = np.isfinite(t) & (se2 > 0)
-    p = 2.0 * stats.t.sf(np.abs(np.where(testable, t, 0.0)), np.where(testable, df, 1.0))
-    return (testable & (p < alpha)).sum(axis=-1)
+    # Welch's df lies in [min(n_r, n_d) - 1, n_r + n_d - 2] and the critical |t| falls with df:
+    # above the critical value at the smallest df a class is significant, below the one at the
+    # largest df it is not; only the band between needs its own p (exact, ~20x fewer calls).
+    abs_t = np.where(testable, np.abs(t), 0.0)
+    sure = abs_t > stats.t.ppf(1.0 - alpha / 2.0, min(n_r, n_d) - 1)
+    band = testable & ~sure & (abs_t > stats.t.ppf(1.0 - alpha / 2.0, n_r + n_d - 2))
+    significant = sure.copy()
+    significant[band] = 2.0 * special.stdtr(df[band], -abs_t[band]) < alpha
+    return significant.sum(axis=-1)
 
 
 def kendall_s(temperatures: np.ndarray, counts: np.ndarray) -> np.ndarray:
