@@ -1,4 +1,4 @@
-"""``kdspec plan SPEC [--json]``: the runs a spec expands to.
+"""``kdspec plan SPEC [--json] [--pilot]``: the runs a spec expands to.
 
 With ``--json``: the Plan as JSON on stdout (``Plan.from_json`` reads it back; the runtime can
 run from it alone). Without: per study a table of its runs (role, arch, seed, T, id,
@@ -9,6 +9,9 @@ size or the catalogue's size; unknown for ImageNet and CelebA, whose size depend
 and forward FLOPs = samples x ``forward_flops(arch, image_size)``, plus the teacher's forward for
 a distilled run. A training step costs about 3x its forward; a teacher forward shared by the
 students of one seed (lockstep) or cached is paid once, so the figure is an upper bound there.
+
+With ``--pilot``: each study's runs already FINISHED in the store are analysed as a pilot, and
+every claim of the report is listed with its power now and the seeds it needs for 80 % power.
 """
 
 from __future__ import annotations
@@ -26,6 +29,12 @@ _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help=".kdspec file (or plan JSON)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--pilot", action="store_true",
+                        help="read the runs of each study already FINISHED in the store as a "
+                             "pilot and say how many seeds each claim of the full study needs")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="with --pilot: the MLflow store (default: $MLFLOW_TRACKING_URI, "
+                             "the spec's, or sqlite:///mlruns.db)")
 
 
 def train_samples(study: Study) -> int | None:
@@ -142,4 +151,31 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(variants_table(plan, block, members) + "\n")
     sys.stdout.write("\n".join(study_table(plan, s) for s in plan.studies))
     sys.stdout.write("\n" + plan_total(plan))
+    if args.pilot:
+        for study in plan.studies:
+            sys.stdout.write("\n" + pilot_table(plan, study, args.tracking_uri))
     return 0
+
+
+def pilot_table(plan: Plan, study: Study, tracking_uri: str | None) -> str:
+    """The claims of ``study`` on the runs already finished in the store, with the power this
+    pilot has and the seeds each claim needs for 80 % power (from the pilot's own spread)."""
+    from kdspec.analysis.store_reader import read_study_records
+    from kdspec.analysis.study_analysis import analyse_study
+    from kdspec.tracking.schema import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, study)
+    records = read_study_records(plan, study, tracking_uri=uri)
+    if not records.runs:
+        return (f"pilot {study.name}: no FINISHED run of the study in {uri} yet; run some "
+                "seeds first (e.g. a copy of the spec with seeds = 2)\n")
+    seeds = sorted({r.seed for r in records.runs})
+    claims = analyse_study(records).claims
+    lines = [f"pilot {study.name}: {len(records.runs)} of {len(study.run_ids)} runs FINISHED "
+             f"in {uri} (seeds {', '.join(str(s) for s in seeds)}); power at the Holm "
+             f"worst case, from the pilot's own seed-to-seed spread (an estimate: few seeds "
+             f"estimate a spread roughly)"]
+    for c in claims.claims:
+        lines += [f"  - {c.claim}", f"      now: {c.verdict}; power: {c.power}",
+                  f"      seeds for 80 % power: {c.seeds_needed}"]
+    return "\n".join(lines) + "\n"

@@ -213,3 +213,20 @@ def test_a_teacher_shared_by_two_studies_is_downloaded_once(
     assert len(downloads) == len(set(downloads)) == len(plan.runs)
     for study in plan.studies:
         assert (tmp_path / "out" / study.name / "report.md").exists()
+
+
+def test_plan_pilot_reads_the_finished_runs_and_says_how_many_seeds_each_claim_needs(
+        complete_store: FilledStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(complete_store.plan_json), "--pilot", "--tracking-uri",
+                 complete_store.uri]) == 0
+    out = capsys.readouterr().out
+    assert f"pilot e2e: 12 of 12 runs FINISHED in {complete_store.uri} (seeds 0, 1, 2)" in out
+    pilot = out[out.index("pilot e2e"):]
+    assert pilot.count("  - ") == 8  # 4 class claims + 2 fairness claims x 2 metrics
+    assert pilot.count("seeds for 80 % power:") == 8
+    assert "for the paper's effect" not in pilot  # resnet56 -> resnet20: not a Table 2 design
+    client, empty = open_client(tmp_path)
+    client.search_experiments()  # creates the (empty) store
+    assert main(["plan", str(complete_store.plan_json), "--pilot", "--tracking-uri",
+                 empty]) == 0
+    assert "no FINISHED run of the study" in capsys.readouterr().out
