@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "MLFLOW_HTTP_REQUEST_* variables, when set, win")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: $MLFLOW_TRACKING_URI, the spec's "
-                             "tracking_uri, else sqlite:///mlruns.db here)")
+                             "tracking { uri }, else sqlite:///mlruns.db here)")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="run share I of N (0-based); default: the Slurm array task, "
                              "else everything")
