@@ -139,13 +139,15 @@ def _class_change(differences: np.ndarray) -> tuple[float, np.ndarray, np.ndarra
 
 
 def _class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> float:
-    """Median over testable classes of the MDE of a two-sided paired t at ``level / m``."""
+    """Median over testable classes of the MDE of a two-sided paired t at ``level / m`` (the
+    MDE is proportional to the sd, so it is the unit MDE times the median sd)."""
     m = int(testable.sum())
+    if m == 0:
+        return math.nan
     sds = differences[:, testable].std(axis=0, ddof=1)
-    n = differences.shape[0]
-    mdes = [minimal_detectable_effect(float(sd), n, alpha=level / m, alternative="two-sided")
-            for sd in sds]
-    return float(np.median(mdes)) if mdes else math.nan
+    unit = minimal_detectable_effect(1.0, differences.shape[0], alpha=level / m,
+                                     alternative="two-sided")
+    return unit * float(np.median(sds))
 
 
 def class_change(design: SeedDesign, significance: SignificanceResult,
