@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
 from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
+from kdspec.runtime.stop_request import StopRequest
 from kdspec.tracking.leases import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries
 
@@ -97,8 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
         for uri in sorted({resolve_tracking_uri(options.tracking_uri, s) for s in plan.studies}):
             create_in_background(uri)
-    from kdspec.commands.run_tables import dry_run_table, summary_table
-    from kdspec.runtime.executor import Executor
     from kdspec.runtime.progress import close_log, open_log
 
     # After MLflow's import (which configures its loggers): its INFO lines (database
@@ -106,31 +106,54 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logger, log_path = open_log(options.log_dir, quiet=options.quiet,
                                 to_file=not options.dry_run)
+    stop = StopRequest()
+    stop.on_request(lambda number: logger.warning(
+        "%s: stopping after the current batch; its runs are released and resume from their "
+        "last saved epoch (a second signal stops at once)", signal.Signals(number).name))
     try:
-        executor = Executor(plan, options, logger)
-        runs = executor.my_runs()
-        executor.preflight(runs)
-        prep = executor.prepare(runs)
-        if options.dry_run:
-            if executor.process_index == 0:
-                sys.stdout.write(dry_run_table(prep, shard=str(options.shard)))
-            return 0
-        logger.info("log: %s (this process's full log, tracebacks included)", log_path)
-        outcomes = executor.execute(prep, spec_text=spec_text)
-        if not executor.writes_tracking:
-            return 0
-        failed = [o for o in outcomes if o.status in ("failed", "skipped")]
-        sys.stderr.write(summary_table(outcomes))
-        if failed:
-            sys.stderr.write(f"kdspec run: {len(failed)} run(s) did not finish; "
-                             f"log: {log_path}\n")
-            return 1
-        return 0
+        with stop.installed():
+            return _execute(plan, options, logger, log_path, stop, spec_text)
     except KdspecError as err:
         logger.debug("error: %s", err)
         if log_path is None:
             raise
         raise KdspecError(f"{err} (log: {log_path})") from err
+    except KeyboardInterrupt:
+        logger.warning("interrupted at once (a second Ctrl-C); rerun the same command to resume "
+                       "from the last saved epochs")
+        raise
     finally:
         close_log(logger)
 
+
+def _execute(plan: Plan, options: RunOptions, logger: logging.Logger, log_path: Path | None,
+             stop: StopRequest, spec_text: str | None) -> int:
+    from kdspec.commands.run_tables import dry_run_table, summary_table
+    from kdspec.runtime.executor import Executor
+
+    executor = Executor(plan, options, logger, stop=stop)
+    runs = executor.my_runs()
+    executor.preflight(runs)
+    prep = executor.prepare(runs)
+    if options.dry_run:
+        if executor.process_index == 0:
+            sys.stdout.write(dry_run_table(prep, shard=str(options.shard)))
+        return 0
+    logger.info("log: %s (this process's full log, tracebacks included)", log_path)
+    outcomes = executor.execute(prep, spec_text=spec_text)
+    if not executor.writes_tracking:
+        return executor.stopped.exit_code if executor.stopped else 0
+    failed = [o for o in outcomes if o.status in ("failed", "skipped")]
+    sys.stderr.write(summary_table(outcomes))
+    if executor.stopped is not None:
+        logger.warning("%s: the plan stopped; finished runs are kept, interrupted ones resume "
+                       "from their last saved epoch: rerun the same command to resume",
+                       executor.stopped)
+        sys.stderr.write(f"kdspec run: {executor.stopped}; rerun the same command to resume "
+                         f"(exit {executor.stopped.exit_code}); log: {log_path}\n")
+        return executor.stopped.exit_code
+    if failed:
+        sys.stderr.write(f"kdspec run: {len(failed)} run(s) did not finish; "
+                         f"log: {log_path}\n")
+        return 1
+    return 0

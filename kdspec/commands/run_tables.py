@@ -44,8 +44,9 @@ def dry_run_table(prep: Preparation, *, shard: str) -> str:
 
 
 def summary_table(outcomes: Sequence[Outcome]) -> str:
-    """One row per run: status (finished / reused / failed / skipped), test accuracy, MLflow
-    run id, and the reason of a failure; then the counts."""
+    """One row per run: status (finished / reused / failed / skipped / elsewhere /
+    interrupted), test accuracy (a reused run's stored one), MLflow run id, and the reason of
+    a failure or an interruption; then the counts."""
     rows = []
     for o in outcomes:
         acc = "" if o.test_acc is None else f"{o.test_acc:.4f}"
@@ -54,7 +55,8 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
                      o.mlflow_id, detail])
     counts = Counter(o.status for o in outcomes)
     elsewhere = (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else "")
+    interrupted = (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
     footer = (f"{counts['finished']} finished, {counts['reused']} reused{elsewhere}, "
-              f"{counts['failed']} failed, {counts['skipped']} skipped\n")
+              f"{counts['failed']} failed, {counts['skipped']} skipped{interrupted}\n")
     header = ["run", "role", "seed", "T", "status", "test_acc", "mlflow_run", "detail"]
     return _table(header, rows) + footer

@@ -9,10 +9,14 @@
    checkpoint, train the rest (:mod:`kdspec.runtime.scheduling`).
 4. Train the lockstep groups in plan order (teachers first). Right before a group trains, its
    runs (and its teacher) are looked up again: finished meanwhile is reused, live elsewhere is
-   deferred, and a claim that another process wins defers it too. Deferred groups are tried
-   again after the others; when only they are left, the executor waits (``--poll-seconds``)
-   until their owners finish them or their leases go stale.
-5. Return one :class:`Outcome` per run; the command prints the summary.
+   deferred, and a claim that another process wins defers it too. Runs another process was
+   training when the plan was made are in the same loop: deferred while their lease is live,
+   taken over here once it expires or its owner is gone. Deferred groups are tried again after
+   the others; when only they are left, the executor waits until the first blocking lease can
+   have expired (at most ``--poll-seconds``), naming the run, its owner and the expiry.
+5. A stop signal (:mod:`kdspec.runtime.stop_request`) ends the current group after its batch
+   (its runs released, resumable at once) and leaves the rest; the parents end KILLED.
+6. Return one :class:`Outcome` per run; the command prints the summary.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,7 +58,8 @@ from kdspec.runtime.scheduling import (
     group_remaining_cost,
     runs_of_share,
 )
-from kdspec.tracking.leases import new_owner
+from kdspec.runtime.stop_request import Stopped, StopRequest
+from kdspec.tracking.leases import new_owner, now_ms
 from kdspec.tracking.reachability import is_unreachable
 from kdspec.tracking.schema import resolve_tracking_uri
 from kdspec.tracking.store import DatasetRecord, MlflowStore, RunStore, StoredRun
@@ -98,6 +103,31 @@ class Preparation:
     actions: list[Action]
     blocked: dict[str, str]  # run id -> why it cannot run (teacher missing)
     groups: list[Group]  # the runs to train or resume, in lockstep groups, in training order
+    #: Runs another process is training now, grouped as they would train here: looked at again
+    #: while this process works, taken over when their lease expires or their owner is gone.
+    waiting: list[Group] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """The run a deferred group waits for, and the lease that holds it."""
+
+    run: Run
+    stored: StoredRun
+
+    def expires_in_s(self, timeout_s: float) -> float:
+        """Seconds until the lease expires if its owner stops renewing it."""
+        return max(0.0, timeout_s - self.stored.lease.age_s(now_ms()))
+
+    def describe(self, timeout_s: float) -> str:
+        lease = self.stored.lease
+        run = self.run
+        what = f"{run.role} {run.arch} seed {run.seed}" + (
+            f" T={run.temperature:g}" if run.temperature is not None else "")
+        return (f"{what} (kdspec id {run.id}, MLflow run {self.stored.mlflow_id}) is held by "
+                f"{lease.owner or 'an unknown process'}, heartbeat "
+                f"{lease.age_s(now_ms()):.0f} s ago; its lease expires in "
+                f"{self.expires_in_s(timeout_s):.0f} s unless renewed")
 
 
 #: Opens the store of a tracking URI (``read_only`` for ``--dry-run``).
@@ -109,8 +139,15 @@ class Executor:
     MLflow's, or the tests' in-memory one."""
 
     def __init__(self, plan: Plan, options: RunOptions, logger: logging.Logger, *,
-                 open_store: StoreOpener = MlflowStore):
+                 open_store: StoreOpener = MlflowStore, stop: StopRequest | None = None):
         self.plan = plan
+        self.stop = stop if stop is not None else StopRequest()
+        #: Set when a stop signal ended :meth:`execute` early.
+        self.stopped: Stopped | None = None
+        self._blockers: dict[str, Blocker] = {}
+        #: Runs of the groups still pending in this pass: a group whose teacher is one of them
+        #: waits for it instead of counting it as missing.
+        self._waiting_ids: set[str] = set()
         self.open_store = open_store
         self.options = options
         self.logger = logger
@@ -200,7 +237,11 @@ class Executor:
                 blocked[run.id] = (f"teacher {tid} is not trained and not selected "
                                    "(drop --only, or run the teacher's shard first)")
         kept = [a for a in actions if a.run.id not in blocked]
-        return Preparation(kept, blocked, form_groups(self.plan, kept))
+        # Grouped as they would train here: a "train" action stands in for each, as _refresh
+        # decides again from the store before anything is done with them.
+        waiting = form_groups(self.plan, [Action(a.run, "train") for a in kept
+                                          if a.kind == "elsewhere"])
+        return Preparation(kept, blocked, form_groups(self.plan, kept), waiting)
 
     # -- doing it -----------------------------------------------------------------------------
     def execute(self, prep: Preparation, *, spec_text: str | None) -> list[Outcome]:
@@ -211,26 +252,32 @@ class Executor:
         for action in prep.actions:
             if action.kind == "reuse" and action.stored is not None:
                 outcomes[action.run.id] = Outcome(action.run, "reused",
-                                                  mlflow_id=action.stored.mlflow_id)
+                                                  mlflow_id=action.stored.mlflow_id,
+                                                  test_acc=action.stored.test_acc)
             elif action.kind == "elsewhere":
                 outcomes[action.run.id] = Outcome(action.run, "elsewhere", action.describe())
         parents = self._parent_runs(prep)
         clock = PlanClock(total=sum(group_remaining_cost(self.plan, g) for g in prep.groups))
         places = self._places(prep)
+        order = {r.id: i for i, r in enumerate(self.plan.runs)}
         try:
             with tempfile.TemporaryDirectory(prefix="kdspec-run-") as tmp:
-                pending = list(prep.groups)
+                pending = sorted(prep.groups + prep.waiting,
+                                 key=lambda g: order[g.runs[0].id])
                 while pending:
-                    deferred = [g for g in pending
-                                if not self._attempt(g, outcomes, parents, Path(tmp), clock,
-                                                     places)]
+                    deferred = []
+                    self._waiting_ids = {r.id for g in pending for r in g.runs}
+                    for group in pending:
+                        if self.stop.requested or not self._attempt(
+                                group, outcomes, parents, Path(tmp), clock, places):
+                            deferred.append(group)
+                    if self.stop.requested:
+                        self._stop_here(deferred, outcomes)
+                        break
                     if not deferred:
                         break
                     if len(deferred) == len(pending):  # nothing moved: wait for the others
-                        names = ", ".join(g.label for g in deferred[:3])
-                        self.logger.info("waiting %g s for %d group(s) running elsewhere (%s)",
-                                         self.options.poll_seconds, len(deferred), names)
-                        time.sleep(self.options.poll_seconds)
+                        self._wait_for(deferred)
                     pending = deferred
         except BaseException as err:
             # The plan stops here (a dataset that cannot be read, Ctrl-C): the parent runs say
@@ -241,9 +288,40 @@ class Executor:
                 self._end_parents(parents, outcomes,
                                   interrupted=(status, f"{type(err).__name__}: {err}"))
             raise
-        self._end_parents(parents, outcomes)
-        order = {r.id: i for i, r in enumerate(self.plan.runs)}
+        if self.stopped is not None:
+            self._end_parents(parents, outcomes, interrupted=("KILLED", str(self.stopped)))
+        else:
+            self._end_parents(parents, outcomes)
         return sorted(outcomes.values(), key=lambda o: order[o.run.id])
+
+    def _stop_here(self, left: list[Group], outcomes: dict[str, Outcome]) -> None:
+        """A stop signal: the groups not started are left for the next run."""
+        assert self.stop.signal_number is not None
+        self.stopped = Stopped(self.stop.signal_number)
+        for group in left:
+            for run in group.runs:
+                if outcomes.get(run.id) is None or outcomes[run.id].status == "elsewhere":
+                    outcomes[run.id] = Outcome(run, "interrupted",
+                                               f"not started: {self.stopped}")
+
+    def _wait_for(self, deferred: list[Group]) -> None:
+        """Sleep until the first blocking lease can have expired (at most ``poll_seconds``),
+        saying which run blocks which group; a stop signal ends the wait."""
+        timeout = self.options.lease_timeout_s
+        blockers = [self._blockers[g.runs[0].id] for g in deferred
+                    if g.runs[0].id in self._blockers]
+        wait = self.options.poll_seconds
+        if blockers:
+            first = min(blockers, key=lambda b: b.expires_in_s(timeout))
+            wait = min(wait, first.expires_in_s(timeout) + 1.0)
+            self.logger.info("waiting %.0f s: %d group(s) wait for runs another process holds; "
+                             "%s", wait, len(deferred), first.describe(timeout))
+        else:
+            self.logger.info("waiting %.0f s for %d group(s) running elsewhere (%s)", wait,
+                             len(deferred), ", ".join(g.label for g in deferred[:3]))
+        until = time.monotonic() + wait
+        while time.monotonic() < until and not self.stop.requested:
+            time.sleep(min(0.2, max(0.0, until - time.monotonic())))
 
     def _places(self, prep: Preparation) -> dict[str, str]:
         """Each group's place in this process's plan, numbered in the order the groups train
@@ -259,20 +337,28 @@ class Executor:
     def _refresh(self, group: Group) -> tuple[Group | None, str]:
         """The group as the store has it now: None and why when it is not to be trained here
         right now ("done": finished meanwhile; "elsewhere": a member or the teacher is live in
-        another process; "blocked": its teacher failed)."""
+        another process, recorded in ``_blockers``; "blocked": its teacher failed)."""
         teacher_id = group.runs[0].teacher_id
         ids = [r.id for r in group.runs] + ([teacher_id] if teacher_id else [])
         stored = self._stored([self.plan.run(i) for i in ids])
+        key = group.runs[0].id
+        self._blockers.pop(key, None)
         if teacher_id is not None:
             teacher = self._decide(self.plan.run(teacher_id), stored[teacher_id])
             if teacher.kind == "elsewhere":
+                if teacher.stored is not None:
+                    self._blockers[key] = Blocker(teacher.run, teacher.stored)
                 return None, "elsewhere"
             if teacher.kind != "reuse" and not self.options.force:
-                return None, "blocked"
+                return None, ("waiting for teacher" if teacher_id in self._waiting_ids
+                              else "blocked")
         actions = [self._decide(a.run, stored[a.run.id]) for a in group.actions]
         if all(a.kind == "reuse" for a in actions):
             return None, "done"
-        if any(a.kind == "elsewhere" for a in actions):
+        held = next((a for a in actions if a.kind == "elsewhere"), None)
+        if held is not None:
+            if held.stored is not None:
+                self._blockers[key] = Blocker(held.run, held.stored)
             return None, "elsewhere"
         groups = form_groups(self.plan, actions)
         return (groups[0], "") if groups else (None, "done")
@@ -293,6 +379,7 @@ class Executor:
             for run in group.runs:
                 done = [s for s in stored[run.id] if s.status == "FINISHED"]
                 outcomes[run.id] = Outcome(run, "reused", mlflow_id=done[-1].mlflow_id,
+                                           test_acc=done[-1].test_acc,
                                            note="finished by another process")
             return True
         if fresh is None and why == "blocked":
@@ -350,7 +437,7 @@ class Executor:
             eval_every=self.options.eval_every, evaluates=self.writes_tracking,
             batch_share=(self.process_index, self.processes) if self.data_parallel else (0, 1),
             wrap_model=wrap, store_uri=self.store_of(study).uri,
-            agree=self._agree)
+            agree=self._agree, stop=self.stop)
 
     def _progress(self, group: Group, study: Study, clock: PlanClock,
                   place: str) -> GroupProgress:

@@ -39,12 +39,13 @@ from kdspec.runtime.precision import (
 from kdspec.runtime.progress import GroupProgress, MemberEpoch
 from kdspec.runtime.recorder import ArtifactSource, ClaimLost, RunRecorder, run_name
 from kdspec.runtime.scheduling import Group
+from kdspec.runtime.stop_request import Stopped, StopRequest
 from kdspec.runtime.teacher_signal import make_teacher_signal
 from kdspec.runtime.training import EpochResult, Trainee, new_trainee, train_lockstep
 from kdspec.tracking import schema
 from kdspec.tracking.reachability import is_unreachable
 
-OutcomeStatus = Literal["finished", "reused", "failed", "skipped", "elsewhere"]
+OutcomeStatus = Literal["finished", "reused", "failed", "skipped", "elsewhere", "interrupted"]
 MSG_LOST_STORE = (
     "lost the MLflow store {uri} while training {group} ({error}); finished runs are kept and "
     "interrupted ones resume from their last checkpoint: run the same command again when the "
@@ -80,6 +81,8 @@ class GroupSettings:
     store_uri: str = ""
     #: Data-parallel: every process takes process 0's answer (whether the claim held).
     agree: Callable[[bool], bool] = bool
+    #: Looked at after every batch: a stop signal ends the group there.
+    stop: StopRequest | None = None
 
     def autocast(self, precision: Precision) -> AutocastFactory:
         if self.autocast_of is not None:
@@ -127,7 +130,9 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     """Train ``group`` to the end and record it; never raises for a training failure.
 
     Raises ClaimLost (another process holds a member: nothing was trained) and TrackingError
-    (the store stopped answering: the plan must stop)."""
+    (the store stopped answering: the plan must stop). A stop signal (``settings.stop``) ends
+    the group after the current batch: its unfinished runs are released and come back as
+    "interrupted"."""
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
                             num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
@@ -182,6 +187,19 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
         with contextlib.suppress(Exception):
             recorder.close()
         raise
+    except Stopped as stop:  # a signal: give the runs up, resumable at once by anyone
+        epoch = trainees[0].epochs_done
+        reason = (f"{stop}: stopped in epoch {epoch + 1}; resumes at epoch {epoch + 1} from "
+                  f"the checkpoint of epoch {epoch}" if epoch else
+                  f"{stop}: stopped in epoch 1; no checkpoint yet, starts again")
+        recorder.release(reason)
+        with contextlib.suppress(Exception):
+            recorder.close()
+        logger.warning("%s: %s", group.label, reason)
+        for trainee in trainees:
+            outcome = outcomes[trainee.run.id]
+            if outcome.status == "finished" and not outcome.recorded:
+                outcome.status, outcome.reason = "interrupted", reason
     except Exception as err:  # one group's crash fails its runs, the plan goes on
         with contextlib.suppress(Exception):  # queued writes done, their thread stopped
             recorder.close()
@@ -239,6 +257,8 @@ def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None,
     def on_batch() -> None:
         progress.batch()
         recorder.alive()
+        if settings.stop is not None:
+            settings.stop.check()
 
     def on_epoch_end(results: Sequence[EpochResult]) -> None:
         nonlocal epoch_started

@@ -17,11 +17,15 @@ What a group's runs get, in order:
 - ``alive``: a heartbeat within a long epoch, at most every ``HEARTBEAT_INTERVAL_S``;
 - ``finish``: ``predictions.npz``, ``class_accuracy.json``, ``confusion.npy``,
   ``checkpoints/final.pt``, status FINISHED, older FINISHED runs of a ``--force`` retraining
-  retired; ``fail``: the reason in ``kdspec.failure``, status FAILED.
+  retired; ``fail``: the reason in ``kdspec.failure``, status FAILED;
+- ``release`` (a stop signal): the queued writes flushed, every run not yet FINISHED or FAILED
+  ends KILLED with the reason in ``kdspec.interrupted``: its lease is gone, so any process
+  resumes it at once from its last saved epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -72,6 +76,7 @@ class RunRecorder(Protocol):
              metrics: Mapping[str, float] | None = None) -> None: ...
     def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
                ) -> None: ...
+    def release(self, reason: str) -> None: ...
     def mlflow_id(self, run: Run) -> str: ...
 
 
@@ -109,6 +114,9 @@ class NullRecorder:
 
     def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
                ) -> None:
+        pass
+
+    def release(self, reason: str) -> None:
         pass
 
     def mlflow_id(self, run: Run) -> str:
@@ -202,6 +210,7 @@ class StoreRecorder:
     mlflow_ids: dict[str, str] = field(default_factory=dict)
     _created: set[str] = field(default_factory=set)
     _superseded: dict[str, tuple[StoredRun, ...]] = field(default_factory=dict)
+    _ended: set[str] = field(default_factory=set)
     _last_heartbeat: float = 0.0
     #: The group whose claims are made but not checked yet, and when they were made.
     _unchecked: Group | None = None
@@ -373,6 +382,7 @@ class StoreRecorder:
             if finite and epoch is not None:
                 self.store.log_metrics(mlflow_id, finite, step=epoch)
             self.store.fail(mlflow_id, reason)
+            self._ended.add(run.id)
 
     def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
                ) -> None:
@@ -392,8 +402,26 @@ class StoreRecorder:
         final = checkpoints.save(final_state, self.workdir / "final" / run.id / "final.pt")
         store.log_file(mlflow_id, final, schema.ARTIFACT_CHECKPOINT_DIR)
         store.finish(mlflow_id)  # kdspec.last_epoch already says the last epoch
+        self._ended.add(run.id)
         # --force: the older FINISHED runs become KILLED, so the store keeps one FINISHED run
         # per kdspec id (kdspec.superseded_by names the new one).
         for old in self._superseded.get(run.id, ()):
             store.set_tags(old.mlflow_id, {schema.TAG_SUPERSEDED_BY: mlflow_id})
             store.finish(old.mlflow_id, "KILLED")
+
+    def release(self, reason: str) -> None:
+        """Give the group's unfinished runs up (a stop signal): flush what is queued, then end
+        each KILLED with ``reason``, so that any process resumes it at once. Runs whose claim
+        turns out not to have held are not touched (their winner trains them)."""
+        try:
+            self._settle(wait=True)
+        except ClaimLost:
+            return
+        with contextlib.suppress(Exception):  # a failed write must not keep the runs leased
+            self._writes.flush()
+        for run_id, mlflow_id in self.mlflow_ids.items():
+            if run_id in self._ended:
+                continue
+            self.store.set_tags(mlflow_id, {schema.TAG_INTERRUPTED: reason})
+            self.store.finish(mlflow_id, "KILLED")
+            self._ended.add(run_id)

@@ -51,6 +51,7 @@ TAG_SEED = "kdspec.seed"
 TAG_TEMPERATURE = "kdspec.temperature"  # "" unless distilled
 TAG_TEACHER_RUN_ID = "kdspec.teacher_run_id"  # kdspec id of the teacher ("" unless distilled)
 TAG_FAILURE = "kdspec.failure"  # reason a run FAILED (NaN loss, divergence, exception)
+TAG_INTERRUPTED = "kdspec.interrupted"  # why a run was stopped (a signal) and where it resumes
 TAG_LAST_EPOCH = "kdspec.last_epoch"  # last epoch whose checkpoint is saved (for resume)
 TAG_TEACHER_CACHE = "kdspec.teacher_cache"  # "on" / "off": teacher logits looked up or recomputed
 TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it trained in

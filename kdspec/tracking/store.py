@@ -60,6 +60,8 @@ class StoredRun:
     end_time: int = 0
     study: str = ""
     precision: str = ""  # kdspec.precision: what it trained in ("" before that tag existed)
+    test_acc: float | None = None  # its latest test accuracy metric (None: not evaluated yet)
+    interrupted: str = ""  # kdspec.interrupted: the stop signal that ended it, and where
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,9 @@ def stored_run(run: MlflowRun) -> StoredRun:
         start_time=int(run.info.start_time or 0), experiment_id=str(run.info.experiment_id),
         failure=tags.get(schema.TAG_FAILURE, ""), lease=Lease.from_tags(tags),
         end_time=int(run.info.end_time or 0), study=tags.get(schema.TAG_STUDY, ""),
-        precision=tags.get(schema.TAG_PRECISION, ""))
+        precision=tags.get(schema.TAG_PRECISION, ""),
+        test_acc=run.data.metrics.get(schema.METRIC_TEST_ACC),
+        interrupted=tags.get(schema.TAG_INTERRUPTED, ""))
 
 
 def parent_description(study: Study) -> str:

@@ -72,7 +72,10 @@ class MemoryStore:
                     epochs_done=int(run.tags.get(schema.TAG_LAST_EPOCH, "0") or 0),
                     start_time=run.start_time, experiment_id=run.experiment,
                     failure=run.tags.get(schema.TAG_FAILURE, ""), lease=Lease.from_tags(run.tags),
-                    end_time=run.end_time, study=run.tags.get(schema.TAG_STUDY, "")))
+                    end_time=run.end_time, study=run.tags.get(schema.TAG_STUDY, ""),
+                    test_acc=(run.metrics[schema.METRIC_TEST_ACC][-1][1]
+                              if run.metrics.get(schema.METRIC_TEST_ACC) else None),
+                    interrupted=run.tags.get(schema.TAG_INTERRUPTED, "")))
         return result
 
     def _parents(self, study: Study) -> list[MemoryRun]:

@@ -154,9 +154,10 @@ def test_a_run_live_in_another_process_is_left_to_it(tmp_path: Path) -> None:
         return real_find(ids)
 
     store.find_runs = finishing_find  # type: ignore[method-assign]
-    statuses = {o.run.id: o.status for o in executor.execute(prep, spec_text=None)}
-    assert statuses[teacher.id] == "elsewhere"
-    assert all(statuses[r.id] == "finished" for r in plan.runs_of(study, "distilled"))
+    outcomes = {o.run.id: o for o in executor.execute(prep, spec_text=None)}
+    assert outcomes[teacher.id].status == "reused"  # it waited for the other process
+    assert outcomes[teacher.id].note == "finished by another process"
+    assert all(outcomes[r.id].status == "finished" for r in plan.runs_of(study, "distilled"))
     assert len(store.nested(teacher.id)) == 1  # never trained here
 
 
