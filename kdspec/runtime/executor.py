@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import broadcast_object_list, gather_object
 
 from kdspec.errors import KdspecError, TrackingError
 from kdspec.plan import Plan, Run, Study
@@ -480,30 +480,45 @@ class Executor:
                 self.accelerator.wait_for_everyone()
         return parents
 
+    def machine_runs(self) -> list[Run]:
+        """Every process's runs together: this machine's shard of the plan, then ``--only``."""
+        shard = self.options.shard
+        runs = runs_of_share(self.plan, shard.index, shard.count)
+        ids = [r.id for r in self.plan.runs]
+        keep = select_runs(ids, {r.id: r.role for r in self.plan.runs}, self.options.only)
+        return [r for r in runs if r.id in keep]
+
     def _end_parents(self, parents: dict[str, str], outcomes: dict[str, Outcome], *,
                      interrupted: tuple[str, str] | None = None) -> None:
         """Each study's parent run ends as its runs did: FINISHED once every run of the study
         is (also a study whose runs were all reused now, left RUNNING by a process that died
         after its last run); FAILED when one of its runs failed or the plan stopped
-        (``interrupted``: status and reason); RUNNING otherwise (other shards are at work)."""
+        (``interrupted``: status and reason); RUNNING otherwise (other shards are at work).
+        Process 0 decides for every study of the machine's shard, with every process's
+        outcomes (job-spreading: each trained its own share)."""
+        failures = [(o.run.id, o.reason) for o in outcomes.values()
+                    if o.status in ("failed", "skipped")]
         if self.processes > 1:
             self.accelerator.wait_for_everyone()
+            if not self.data_parallel:
+                failures = list(gather_object(failures))
+                stops = [s for s in gather_object([interrupted]) if s is not None]
+                interrupted = interrupted or (stops[0] if stops else None)
         if self.process_index != 0:
             return
-        for study in self._studies_of(self.my_runs()):
+        for study in self._studies_of(self.machine_runs()):
             store = self.store_of(study)
             parent_id = parents.get(study.name) or store.existing_parent(study)
             if parent_id is None:
                 continue
-            failed = [o for o in outcomes.values() if o.status in ("failed", "skipped")
-                      and o.run.id in self.plan.study_runs(study)]
+            failed = [(rid, why) for rid, why in failures if rid in self.plan.study_runs(study)]
             if store.finished_runs_of_study(study.run_ids):
                 store.finish(parent_id)
-            elif interrupted is not None and study.name in parents:
+            elif interrupted is not None:
                 store.fail(parent_id, interrupted[1], status=interrupted[0])
             elif failed:
                 store.fail(parent_id, f"{len(failed)} run(s) did not finish, e.g. "
-                                      f"{failed[0].run.id}: {failed[0].reason}")
+                                      f"{failed[0][0]}: {failed[0][1]}")
 
     def _studies_of(self, runs: Sequence[Run]) -> list[Study]:
         names = {self.plan.study_of(r.id).name for r in runs}

@@ -118,3 +118,27 @@ def test_data_parallel_equals_one_process_at_twice_the_batch(blank_store: Path,
         gap = max(float((dp[k] - solo[k]).abs().max()) for k in solo)
         print(f"{role}: max weight gap {gap:.2e} of largest weight {scale:.3f}")
         assert gap <= 1e-4 * scale, (role, gap, scale)
+
+
+def test_every_parent_of_the_shard_is_closed_whichever_process_trained_its_study(
+        blank_store: Path, tmp_path: Path) -> None:
+    """Two one-seed studies: each process trains one. Process 0 closes both parents (it used
+    to close only the parents of its own share, leaving the other RUNNING)."""
+    from kdspec.plan import Plan
+
+    first = small_plan(name="alpha", seeds=(0,), temperatures=(2.0,))
+    second = small_plan(name="beta", seeds=(1,), temperatures=(2.0,))
+    plan = Plan(studies=(*first.studies, *second.studies), runs=(*first.runs, *second.runs))
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    _launch(path, uri, tmp_path / "logs")
+    client = MlflowClient(uri)
+    parents = []
+    for study in plan.studies:
+        experiment = client.get_experiment_by_name(study.tracking.experiment)
+        assert experiment is not None
+        parents += client.search_runs([experiment.experiment_id],
+                                      f"tags.`{schema.TAG_KIND}` = '{schema.KIND_PLAN}'")
+    assert sorted(p.info.status for p in parents) == ["FINISHED", "FINISHED"]
+    trained = [log.read_text().count(" finished: test_acc")
+               for log in sorted((tmp_path / "logs").glob("*.log"))]
+    assert trained == [3, 3]  # one study (teacher, NDS, one DS) per process
