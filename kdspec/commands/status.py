@@ -5,15 +5,19 @@ that does not exist is not created (every run is then "not started"). So it runs
 node while the sweep trains elsewhere. Per study, each run is:
 
 - **finished**: a FINISHED run exists;
-- **running**: RUNNING with a live lease (host, pid, epoch, heartbeat age);
-- **interrupted**: RUNNING with a stale lease, or KILLED: ``kdspec run`` resumes it (from its
+- **running**: RUNNING with a live lease (host, pid, epoch, heartbeat age, when the lease
+  expires if its owner stops renewing it);
+- **interrupted**: RUNNING with an expired lease ("lease expired N s ago"), RUNNING whose owner
+  is gone ("owner gone": it ran on this machine and its process no longer exists), or KILLED
+  (by a stop signal: ``kdspec.interrupted`` says which): ``kdspec run`` resumes it (from its
   last checkpoint, when it saved one);
 - **failed**: FAILED (the reason from ``kdspec.failure``);
 - **not started**: no run yet.
 
 The ETA is the time the unfinished runs would take one process at the pace of this study's
-finished runs (their wall time per epoch, by role and architecture), minus what the running ones have
-done; it is printed with how many finished runs it rests on.
+finished runs (their wall time per epoch, by role and architecture, else by architecture), minus
+what the running ones have done; it is printed with how many finished runs it rests on, and
+names the kinds of run no finished run measures yet.
 """
 
 from __future__ import annotations
@@ -76,28 +80,48 @@ def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: floa
     live = [s for s in stored if is_live(s.status, s.lease, at_ms=at_ms, timeout_s=timeout_s)]
     if live:
         s = live[-1]
+        age = s.lease.age_s(at_ms)
         return make("running", s, f"on {s.lease.host} (pid {s.lease.pid}), heartbeat "
-                                  f"{s.lease.age_s(at_ms):.0f} s ago")
+                                  f"{age:.0f} s ago; the lease expires in "
+                                  f"{max(0.0, timeout_s - age):.0f} s unless renewed")
     if not stored:
         return make("not started", None)
     newest = stored[-1]
     if newest.status == "FAILED":
         return make("failed", newest, newest.failure or "no reason recorded")
-    since = f"resumes at epoch {newest.epochs_done + 1}" if newest.epochs_done else \
-        "restarts (no checkpoint)"
-    return make("interrupted", newest, f"{newest.status.lower()}, {since}")
+    since = (f"resumes at epoch {newest.epochs_done + 1}" if newest.epochs_done else
+             "restarts (no checkpoint)")
+    return make("interrupted", newest, f"{why_interrupted(newest, at_ms, timeout_s)}; {since}")
+
+
+def why_interrupted(stored: StoredRun, at_ms: int, timeout_s: float) -> str:
+    """The words for a run that is not finished, not failed and not live."""
+    lease = stored.lease
+    if stored.status == "RUNNING" and lease.owner_dead():
+        return f"owner gone (pid {lease.pid} no longer exists on this machine)"
+    if stored.status == "RUNNING" and lease.heartbeat_ms:
+        expired = lease.age_s(at_ms) - timeout_s
+        return (f"lease expired {expired:.0f} s ago ({lease.host} pid {lease.pid} stopped "
+                "renewing it)")
+    if stored.status == "RUNNING":
+        return "RUNNING without a lease (a run from before leases)"
+    if stored.interrupted:
+        return f"killed: {stored.interrupted.split(':')[0]}"
+    return stored.status.lower()
 
 
 def seconds_per_epoch(stored: dict[str, list[StoredRun]], plan: Plan) -> dict[str, float]:
-    """Mean wall seconds per epoch of the finished runs, by role and architecture (a run of a
-    lockstep group measures the group's pace)."""
+    """Mean wall seconds per epoch of the finished runs, by role and architecture
+    (``"distilled lenet5"``) and by architecture alone (``"lenet5"``; a run of a lockstep
+    group measures the group's pace)."""
     per_kind: dict[str, list[float]] = {}
     for kid, runs in stored.items():
         done = [s for s in runs if s.status == "FINISHED" and s.end_time > s.start_time]
         if done:
             run = plan.run(kid)
-            per_kind.setdefault(f"{run.role} {run.arch}", []).append(
-                (done[-1].end_time - done[-1].start_time) / 1000.0 / run.recipe.epochs)
+            pace = (done[-1].end_time - done[-1].start_time) / 1000.0 / run.recipe.epochs
+            per_kind.setdefault(f"{run.role} {run.arch}", []).append(pace)
+            per_kind.setdefault(run.arch, []).append(pace)
     return {kind: sum(v) / len(v) for kind, v in per_kind.items()}
 
 
@@ -110,13 +134,13 @@ def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: flo
     pace = seconds_per_epoch(stored, plan)
     # The distilled students of one seed train in lockstep: a group takes as long as one run.
     left: dict[tuple[str, ...], float] = {}
-    estimable = True
+    unmeasured: set[str] = set()
     for r in runs:
         if r.state == "finished":
             continue
-        per_epoch = pace.get(f"{r.role} {r.arch}")
+        per_epoch = pace.get(f"{r.role} {r.arch}", pace.get(r.arch))
         if per_epoch is None:
-            estimable = False
+            unmeasured.add(f"{r.role} {r.arch}")
             continue
         key = lockstep_key(plan.run(r.kdspec_id)) if r.role == "distilled" else (r.kdspec_id,)
         todo = per_epoch * (r.epochs - (r.epoch if r.state != "not started" else 0))
@@ -125,15 +149,17 @@ def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: flo
     counts = Counter(r.state for r in runs)
     return {"study": study.name, "experiment": study.tracking.experiment, "uri": store.uri,
             "counts": {state: counts.get(state, 0) for state in STATES},
-            "eta_seconds": remaining if estimable else None,
+            "eta_seconds": remaining if not unmeasured else None,
+            "eta_unmeasured": sorted(unmeasured),
             "eta_from_finished_runs": sum(1 for r in runs if r.state == "finished"),
             "runs": [asdict(r) for r in runs]}
 
 
 def render(status: dict) -> str:
     counts = status["counts"]
-    eta = ("ETA unknown (no finished run of each architecture yet)" if status["eta_seconds"]
-           is None else f"ETA {format_duration(status['eta_seconds'])} for one process (from "
+    eta = (f"ETA unknown (no finished run measures {', '.join(status['eta_unmeasured'])} yet)"
+           if status["eta_seconds"] is None else
+           f"ETA {format_duration(status['eta_seconds'])} for one process (from "
            f"{status['eta_from_finished_runs']} finished runs)")
     lines = [f"study {status['study']} ({status['uri']}): {len(status['runs'])} runs: "
              + ", ".join(f"{counts[s]} {s}" for s in STATES) + f"; {eta}"]

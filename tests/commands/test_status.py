@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from kdspec.cli import main
 from kdspec.commands.status import run_status
-from kdspec.tracking.leases import Lease, now_ms
+from kdspec.tracking.leases import Lease, now_ms, this_machine
 from kdspec.tracking.store import StoredRun
 from tests.factories import tiny_recipe
 from tests.runtime.run_helpers import (
@@ -46,10 +47,28 @@ def test_each_state_is_named_with_its_detail() -> None:
     assert state(_stored("FAILED", failure="NaN loss"))[1] == "NaN loss"
     running = state(_stored("RUNNING", epochs=2, heartbeat_age_s=5))
     assert running[0] == "running" and running[1].startswith("on host (pid 42), heartbeat 5")
+    assert running[1].endswith("the lease expires in 55 s unless renewed")
     assert state(_stored("RUNNING", epochs=2, heartbeat_age_s=600)) == (
-        "interrupted", "running, resumes at epoch 3")
-    assert state(_stored("KILLED")) == ("interrupted", "killed, restarts (no checkpoint)")
+        "interrupted", "lease expired 540 s ago (host pid 42 stopped renewing it); resumes at "
+        "epoch 3")
+    assert state(_stored("KILLED")) == ("interrupted", "killed; restarts (no checkpoint)")
+    stopped = replace(_stored("KILLED", epochs=1),
+                      interrupted="stopped by SIGTERM: stopped in epoch 2; resumes at epoch 2")
+    assert state(stopped) == ("interrupted", "killed: stopped by SIGTERM; resumes at epoch 2")
     assert state(_stored("KILLED"), _stored("FINISHED"))[0] == "finished"
+
+
+def test_a_run_whose_owner_is_gone_from_this_machine_is_interrupted_at_once() -> None:
+    run = small_plan().runs[0]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    at = now_ms()
+    lease = Lease(f"host:{dead.pid}:t", at, at, this_machine())
+    stored = StoredRun("m1", "k", "RUNNING", 1, at, "0", "", lease)
+    status = run_status(run, [stored], at_ms=at, timeout_s=600)
+    assert (status.state, status.detail) == (
+        "interrupted", f"owner gone (pid {dead.pid} no longer exists on this machine); resumes "
+        "at epoch 2")
 
 
 def test_status_of_a_store_that_does_not_exist_creates_nothing(
