@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plan": "show the runs a spec expands to (--json for the machine-readable plan)",
     "run": "train the plan's runs with MLflow tracking; resumes and reuses finished runs",
     "status": "where each study stands, read from the tracking store only (writes nothing)",
+    "submit": "write (and with --submit, sbatch) the Slurm array job of a plan, a task per shard",
     "report": "write the significance, disagreement and fairness report from MLflow",
     "list": "the architectures and datasets a spec can name, including plugins' and timm's",
 }

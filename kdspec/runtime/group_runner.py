@@ -47,9 +47,9 @@ from kdspec.tracking.reachability import is_unreachable
 
 OutcomeStatus = Literal["finished", "reused", "failed", "skipped", "elsewhere", "interrupted"]
 MSG_LOST_STORE = (
-    "lost the MLflow store {uri} while training {group} ({error}); finished runs are kept and "
-    "interrupted ones resume from their last checkpoint: run the same command again when the "
-    "store answers"
+    "lost the MLflow store {uri} while training {group}; its last error: {error}. Finished runs "
+    "are kept and interrupted ones resume from their last checkpoint: run the same command "
+    "again when the store answers"
 )
 
 

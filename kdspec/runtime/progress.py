@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sys
 import time
@@ -63,7 +64,8 @@ def open_log(log_dir: Path, *, quiet: bool, to_file: bool = True
     # Host and process id in the name: processes of one `accelerate launch` (or shards on a
     # shared filesystem) start in the same second and must not append to one file.
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = log_dir / f"{stamp}-{socket.gethostname()}-{os.getpid()}.log"
+    # A random suffix too: in a PID namespace (a container, `unshare --pid`) every task is pid 1.
+    path = log_dir / f"{stamp}-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}.log"
     logger = logging.getLogger(f"{LOGGER_NAME}.{path.stem}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
