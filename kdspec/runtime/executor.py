@@ -41,6 +41,7 @@ from kdspec.runtime.interfaces import LoadedDataset
 from kdspec.runtime.precision import accelerator_mode, autocast_factory
 from kdspec.runtime.progress import GroupProgress, PlanClock, console_mode
 from kdspec.runtime.recorder import (
+    CheckpointUnreadable,
     ClaimLost,
     NullRecorder,
     RunRecorder,
@@ -404,6 +405,9 @@ class Executor:
             self.logger.info("%s: %s; trying again later", fresh.label, lost)
             for run in fresh.runs:
                 outcomes[run.id] = Outcome(run, "elsewhere", str(lost))
+            return False
+        except CheckpointUnreadable as unreadable:
+            self.logger.warning("%s: %s", fresh.label, unreadable)
             return False
         for outcome in results:
             outcomes[outcome.run.id] = outcome

@@ -37,7 +37,13 @@ from kdspec.runtime.precision import (
     to_training_layout,
 )
 from kdspec.runtime.progress import GroupProgress, MemberEpoch
-from kdspec.runtime.recorder import ArtifactSource, ClaimLost, RunRecorder, run_name
+from kdspec.runtime.recorder import (
+    ArtifactSource,
+    CheckpointUnreadable,
+    ClaimLost,
+    RunRecorder,
+    run_name,
+)
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.stop_request import Stopped, StopRequest
 from kdspec.runtime.teacher_signal import make_teacher_signal
@@ -95,8 +101,9 @@ def _first_line(err: BaseException) -> str:
 
 
 def restore(group: Group, trainees: Sequence[Trainee], source: ArtifactSource,
-            logger: logging.Logger) -> dict[str, dict[str, float]]:
-    """Load each resumed member's ``last.pt``; if any cannot be read, all start from scratch.
+            logger: logging.Logger) -> tuple[dict[str, dict[str, float]], str | None]:
+    """Load each resumed member's ``last.pt``: (metrics to catch up, None), or ({}, why) when
+    any cannot be read (then none is restored).
 
     A checkpoint may be one epoch ahead of its ``kdspec.last_epoch`` tag: the run was killed
     after uploading ``last.pt`` but before the epoch's metrics and tag went out (they go in one
@@ -104,7 +111,7 @@ def restore(group: Group, trainees: Sequence[Trainee], source: ArtifactSource,
     it, and the metrics the checkpoint carries are returned (by run id) to be recorded.
     """
     if group.start_epoch == 0:
-        return {}
+        return {}, None
     try:
         states = [source.resume_state(action) for action in group.actions]
         epochs = {int(s["epochs_done"]) for s in states}
@@ -114,14 +121,14 @@ def restore(group: Group, trainees: Sequence[Trainee], source: ArtifactSource,
     except Exception as err:  # a missing or corrupt checkpoint must not stop the plan
         if is_unreachable(err):
             raise
-        logger.warning("%s: cannot resume (%s); training from scratch", group.label, err)
-        return {}
+        logger.warning("%s: cannot resume (%s); it will train from scratch", group.label, err)
+        return {}, f"checkpoint unreadable ({_first_line(err)})"
     for trainee, state in zip(trainees, states, strict=True):
         checkpoints.restore_trainee(trainee, state)
     if trainees[0].epochs_done == group.start_epoch:
-        return {}
+        return {}, None
     return {t.run.id: dict(s.get("epoch_metrics", {})) for t, s in zip(trainees, states,
-                                                                        strict=True)}
+                                                                        strict=True)}, None
 
 
 def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder: RunRecorder,
@@ -133,6 +140,16 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     (the store stopped answering: the plan must stop). A stop signal (``settings.stop``) ends
     the group after the current batch: its unfinished runs are released and come back as
     "interrupted"."""
+    # The claim comes first: nothing is built or downloaded for runs that are not ours.
+    lost: ClaimLost | None = None
+    try:
+        recorder.open(group)
+    except ClaimLost as err:
+        lost = err
+    if not settings.agree(lost is None):
+        with contextlib.suppress(Exception):
+            recorder.close()
+        raise lost or ClaimLost("the first process lost the claim")
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
                             num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
@@ -154,15 +171,12 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                        MSG_COMPILE_UNVERIFIED.format(device=settings.device.type))
     outcomes = {run.id: Outcome(run, "finished") for run in group.runs}
     try:
-        catch_up = restore(group, trainees, source, logger)
+        catch_up, unreadable = restore(group, trainees, source, logger)
+        if unreadable is not None:
+            for run in group.runs:
+                recorder.give_up_resume(run, unreadable)
+            raise CheckpointUnreadable(f"{unreadable}; decided again: it trains from scratch")
         start = trainees[0].epochs_done
-        lost: ClaimLost | None = None
-        try:
-            recorder.open(group, trainees)
-        except ClaimLost as err:
-            lost = err
-        if not settings.agree(lost is None):
-            raise lost or ClaimLost("the first process lost the claim")
         for trainee in trainees:
             if trainee.run.id in catch_up:
                 recorder.catch_up(trainee.run, epoch=trainee.epochs_done,
@@ -183,7 +197,7 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
         _train(group, trainees, teacher, study, dataset, recorder, settings, autocast,
                progress, outcomes, logger)
         recorder.close()  # the queued writes are in the store (or their error is raised here)
-    except ClaimLost:
+    except (ClaimLost, CheckpointUnreadable):
         with contextlib.suppress(Exception):
             recorder.close()
         raise

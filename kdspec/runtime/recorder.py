@@ -8,9 +8,13 @@ runs' leases; :class:`NullRecorder` writes nothing, for the processes of a data-
 that only train; :class:`StoreSource` reads checkpoints from a store.
 
 What a group's runs get, in order:
-- ``open``: resumed runs are reopened, the others created with params, tags, provenance and
-  the dataset as an input; each is claimed (a lease) and the claims checked after a settle
-  time: a run another process holds raises :class:`ClaimLost` before anything trains;
+- ``open``, before anything is built or downloaded: resumed runs are reopened, the others created
+  with params, tags, provenance and the dataset as an input; each is claimed (a lease) and the
+  claims checked after a settle time: a run another process holds raises :class:`ClaimLost`
+  before anything trains. A group that resumes waits for the check in ``open`` (its checkpoints
+  are downloaded only once the claim holds); a new group trains meanwhile, and its tags
+  (``note``) are held back until the check has passed, so a process that steps back has
+  written nothing on a run it does not own;
 - ``epoch``: ``checkpoints/last.pt``, then one request with the epoch's metrics, the
   ``kdspec.last_epoch`` tag and the heartbeat (a run killed before it resumes at the previous
   epoch without a duplicate metric step); the lease is checked each epoch;
@@ -31,7 +35,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,10 +67,16 @@ class ClaimLost(Exception):
     """Another process holds (or just took) a lease on one of the group's runs."""
 
 
+class CheckpointUnreadable(Exception):
+    """A resumed run's checkpoint could not be read after it was claimed: the run was given up
+    (KILLED, ``kdspec.last_epoch`` 0) and the group is to be decided again (it trains anew)."""
+
+
 class RunRecorder(Protocol):
     """Everything a group writes about its runs."""
 
-    def open(self, group: Group, trainees: Sequence[Trainee]) -> None: ...
+    def open(self, group: Group) -> None: ...
+    def give_up_resume(self, run: Run, reason: str) -> None: ...
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
     def note(self, run: Run, tags: Mapping[str, str]) -> None: ...
     def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
@@ -90,7 +100,10 @@ class ArtifactSource(Protocol):
 class NullRecorder:
     """A recorder that writes nothing (processes of a data-parallel run other than the first)."""
 
-    def open(self, group: Group, trainees: Sequence[Trainee]) -> None:
+    def open(self, group: Group) -> None:
+        pass
+
+    def give_up_resume(self, run: Run, reason: str) -> None:
         pass
 
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -211,6 +224,8 @@ class StoreRecorder:
     _created: set[str] = field(default_factory=set)
     _superseded: dict[str, tuple[StoredRun, ...]] = field(default_factory=dict)
     _ended: set[str] = field(default_factory=set)
+    #: Tags noted before the claims were checked, written once they have held.
+    _held_notes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     _last_heartbeat: float = 0.0
     #: The group whose claims are made but not checked yet, and when they were made.
     _unchecked: Group | None = None
@@ -223,21 +238,17 @@ class StoreRecorder:
         return self.mlflow_ids.get(run.id, "")
 
     # -- opening and claiming -----------------------------------------------------------------
-    def open(self, group: Group, trainees: Sequence[Trainee]) -> None:
+    def open(self, group: Group) -> None:
         """Reopen resumed runs, create the others, retire stale unfinished runs, claim every
-        member and check the claims; on a lost claim, undo what was created and raise."""
-        lockstep = "solo" if len(trainees) == 1 else str(len(trainees))
+        member and check the claims (at once for a resuming group, else once the settle time
+        has passed while it trains); on a lost claim, undo what was created and raise."""
+        lockstep = "solo" if len(group.actions) == 1 else str(len(group.actions))
         at = now_ms()
-        for action, trainee in zip(group.actions, trainees, strict=True):
+        for action in group.actions:
             run = action.run
             self._superseded[run.id] = action.superseded
-            stale = list(action.stale)
             resumed = action.kind == "resume" and action.stored is not None
-            if resumed and trainee.epochs_done == 0:
-                assert action.stored is not None
-                stale.append(action.stored)  # its checkpoint could not be read
-                resumed = False
-            for old in stale:
+            for old in action.stale:
                 if old.status == "RUNNING":  # killed mid-run; FAILED ones keep their reason
                     self.store.finish(old.mlflow_id, "KILLED")
             claim = {**claim_tags(self.owner, at), schema.TAG_LOCKSTEP: lockstep}
@@ -259,9 +270,22 @@ class StoreRecorder:
                 self.store.log_metrics(mlflow_id, {schema.METRIC_TEMPERATURE: run.temperature},
                                        step=0)
         self._unchecked, self._claimed_at = group, time.monotonic()
-        if not self.defer_claim_check:
+        if not self.defer_claim_check or group.start_epoch > 0:
             self._settle(wait=True)
         self._last_heartbeat = time.monotonic()
+
+    def _write_notes(self, notes: list[tuple[str, dict[str, str]]]) -> None:
+        for mlflow_id, tags in notes:
+            self.store.set_tags(mlflow_id, tags)
+
+    def give_up_resume(self, run: Run, reason: str) -> None:
+        """A reopened run whose checkpoint cannot be read: KILLED, with ``kdspec.last_epoch``
+        0 (so the next decision trains it anew and retires this run) and the reason."""
+        mlflow_id = self.mlflow_ids[run.id]
+        self.store.set_tags(mlflow_id, {schema.TAG_LAST_EPOCH: "0",
+                                        schema.TAG_FAILURE: reason})
+        self.store.finish(mlflow_id, "KILLED")
+        self._ended.add(run.id)
 
     def _settle(self, *, wait: bool) -> None:
         """Check the open claims once the settle time has passed since they were made; with
@@ -298,7 +322,11 @@ class StoreRecorder:
             elif holder is None or holder.mlflow_id != mine or holder.lease.owner != self.owner:
                 lost.append((run, holder))
         if not lost:
+            held, self._held_notes = self._held_notes, []
+            if held:
+                self._writes.submit(lambda: self._write_notes(held))
             return
+        self._held_notes.clear()
         for run in group.runs:
             if run.id in self._created:
                 self.store.delete_run(self.mlflow_ids[run.id])
@@ -318,7 +346,11 @@ class StoreRecorder:
             mlflow_id, values, step=epoch, tags={schema.TAG_LAST_EPOCH: epoch}))
 
     def note(self, run: Run, tags: Mapping[str, str]) -> None:
-        mlflow_id, values = self.mlflow_ids[run.id], dict(tags)
+        """Tags of a run (what it trains with), written once its claim has held."""
+        mlflow_id, values = self.mlflow_ids[run.id], {k: str(v) for k, v in tags.items()}
+        if self._unchecked is not None:
+            self._held_notes.append((mlflow_id, values))
+            return
         self._writes.submit(lambda: self.store.set_tags(mlflow_id, values))
 
     def epoch(self, trainee: Trainee, *, epoch: int, metrics: Mapping[str, float]) -> None:

@@ -86,6 +86,7 @@ def test_an_interrupted_run_resumes_at_its_epoch_and_equals_straight_through(
     def die_after_first(self: StoreRecorder, trainee, *, epoch: int, metrics) -> None:  # type: ignore[no-untyped-def]
         real_epoch(self, trainee, epoch=epoch, metrics=metrics)
         if epoch == 1:
+            self._writes.flush()  # killed once epoch 1's write has reached the store
             raise KeyboardInterrupt
 
     monkeypatch.setattr(StoreRecorder, "epoch", die_after_first)
@@ -193,7 +194,7 @@ def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
     rival = group.runs[1]
     _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
     with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival:{os.getpid()}:b"):
-        recorder.open(group, [_trainee(r) for r in group.runs])
+        recorder.open(group)
     assert [r.name for r in store.nested()] == ["rival"]  # its own two runs were deleted
 
 
@@ -206,7 +207,7 @@ def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: 
     _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
     trainees = [_trainee(r) for r in group.runs]
     started = time.monotonic()
-    recorder.open(group, trainees)  # no sleep, no check yet
+    recorder.open(group)  # no sleep, no check yet
     assert time.monotonic() - started < 0.3
     recorder.alive()  # inside the settle time: not checked yet
     assert len(store.nested()) == 3
@@ -218,7 +219,7 @@ def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: 
 
 def test_a_deferred_claim_check_fires_from_the_heartbeat(tmp_path: Path) -> None:
     store, group, recorder = _student_pair(tmp_path, settle_s=0.05, defer_claim_check=True)
-    recorder.open(group, [_trainee(r) for r in group.runs])
+    recorder.open(group)
     time.sleep(0.06)
     recorder.alive()  # checked now: nobody else holds them
     # an older claim that would win a check (as in the test above), seen by none: checked once
