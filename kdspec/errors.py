@@ -60,5 +60,10 @@ class TrackingError(KdspecError):
     """The MLflow store cannot be reached or written."""
 
 
+class DataParallelFailure(KdspecError):
+    """A data-parallel group failed on one process: every process stops (they share each step,
+    so none can go on alone)."""
+
+
 class ReportError(KdspecError):
     """The analysis cannot produce a report (e.g. no runs of the study in the store)."""

@@ -22,18 +22,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, gather_object
+from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 
-from kdspec.errors import KdspecError, TrackingError
+from kdspec.errors import DataParallelFailure, KdspecError, TrackingError
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupSettings, Outcome, train_group
@@ -68,7 +70,16 @@ from kdspec.tracking.store import DatasetRecord, MlflowStore, RunStore, StoredRu
 T = TypeVar("T")
 
 
-def make_accelerator(plan: Plan) -> Accelerator:
+#: How long a collective (a barrier, an all-reduce) may wait for the other processes. Spreading
+#: jobs, processes meet only at the end of the plan, hours apart; data-parallel, they meet every
+#: step, and a process that failed exits (its peers' collectives then fail at once), so the
+#: timeout only bounds a process that hangs without exiting.
+JOB_SPREADING_TIMEOUT = timedelta(days=7)
+DATA_PARALLEL_TIMEOUT = timedelta(minutes=30)
+
+
+def make_accelerator(plan: Plan, *, collective_timeout: timedelta = JOB_SPREADING_TIMEOUT
+                     ) -> Accelerator:
     """One Accelerator per process, with the plan's precision when all its studies agree.
 
     Accelerate keeps its state per process: if it was already set up with another precision
@@ -80,10 +91,11 @@ def make_accelerator(plan: Plan) -> Accelerator:
     # `accelerate launch --multi_gpu` / torchrun (it then uses gloo); otherwise every process
     # believes it is alone.
     cpu = not torch.cuda.is_available()
+    handlers = [InitProcessGroupKwargs(timeout=collective_timeout)]
     try:
-        return Accelerator(mixed_precision=wanted, cpu=cpu)
+        return Accelerator(mixed_precision=wanted, cpu=cpu, kwargs_handlers=handlers)
     except ValueError:
-        return Accelerator(cpu=cpu)
+        return Accelerator(cpu=cpu, kwargs_handlers=handlers)
 
 
 def use_data_parallel(plan: Plan, options: RunOptions, num_processes: int) -> bool:
@@ -152,7 +164,10 @@ class Executor:
         self.open_store = open_store
         self.options = options
         self.logger = logger
-        self.accelerator = make_accelerator(plan)
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        self.accelerator = make_accelerator(
+            plan, collective_timeout=DATA_PARALLEL_TIMEOUT
+            if use_data_parallel(plan, options, world) else JOB_SPREADING_TIMEOUT)
         self.processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.data_parallel = use_data_parallel(plan, options, self.processes)
@@ -286,8 +301,10 @@ class Executor:
             # cannot be told anything.
             if not (isinstance(err, TrackingError) or is_unreachable(err)):
                 status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+                # A failed data-parallel group: the peers are gone, meet at no barrier.
                 self._end_parents(parents, outcomes,
-                                  interrupted=(status, f"{type(err).__name__}: {err}"))
+                                  interrupted=(status, f"{type(err).__name__}: {err}"),
+                                  together=not isinstance(err, DataParallelFailure))
             raise
         if self.stopped is not None:
             self._end_parents(parents, outcomes, interrupted=("KILLED", str(self.stopped)))
@@ -370,7 +387,7 @@ class Executor:
         failed_teacher = next((outcomes[r.teacher_id] for r in group.runs
                                if r.teacher_id in outcomes
                                and outcomes[r.teacher_id].status in ("failed", "skipped")), None)
-        if failed_teacher is not None:
+        if self._agree(failed_teacher is not None):  # data-parallel: process 0's view
             for run in group.runs:
                 outcomes[run.id] = Outcome(run, "skipped", f"its teacher {run.teacher_id} failed")
             return True
@@ -441,7 +458,10 @@ class Executor:
             eval_every=self.options.eval_every, evaluates=self.writes_tracking,
             batch_share=(self.process_index, self.processes) if self.data_parallel else (0, 1),
             wrap_model=wrap, store_uri=self.store_of(study).uri,
-            agree=self._agree, stop=self.stop)
+            agree=self._agree, stop=self.stop,
+            sum_over_processes=(lambda t: self.accelerator.reduce(t, reduction="sum"))
+            if self.data_parallel else None,
+            share_verdict=self._agree if self.data_parallel else None)
 
     def _progress(self, group: Group, study: Study, clock: PlanClock,
                   place: str) -> GroupProgress:
@@ -493,7 +513,8 @@ class Executor:
         return [r for r in runs if r.id in keep]
 
     def _end_parents(self, parents: dict[str, str], outcomes: dict[str, Outcome], *,
-                     interrupted: tuple[str, str] | None = None) -> None:
+                     interrupted: tuple[str, str] | None = None, together: bool = True
+                     ) -> None:
         """Each study's parent run ends as its runs did: FINISHED once every run of the study
         is (also a study whose runs were all reused now, left RUNNING by a process that died
         after its last run); FAILED when one of its runs failed or the plan stopped
@@ -502,7 +523,7 @@ class Executor:
         outcomes (job-spreading: each trained its own share)."""
         failures = [(o.run.id, o.reason) for o in outcomes.values()
                     if o.status in ("failed", "skipped")]
-        if self.processes > 1:
+        if self.processes > 1 and together:
             self.accelerator.wait_for_everyone()
             if not self.data_parallel:
                 failures = list(gather_object(failures))

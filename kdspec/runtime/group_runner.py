@@ -21,7 +21,7 @@ from typing import Literal, cast
 
 import torch
 
-from kdspec.errors import TrackingError
+from kdspec.errors import DataParallelFailure, TrackingError
 from kdspec.plan import Precision, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate
@@ -89,6 +89,14 @@ class GroupSettings:
     agree: Callable[[bool], bool] = bool
     #: Looked at after every batch: a stop signal ends the group there.
     stop: StopRequest | None = None
+    #: Data-parallel: the all-reduce (sum) behind the shared divergence check, and process 0's
+    #: word after each epoch (None: go on; else why the group stops), sent to every process.
+    sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None
+    share_verdict: Callable[[str | None], str | None] | None = None
+
+    @property
+    def data_parallel(self) -> bool:
+        return self.batch_share[1] > 1
 
     def autocast(self, precision: Precision) -> AutocastFactory:
         if self.autocast_of is not None:
@@ -197,7 +205,7 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
         _train(group, trainees, teacher, study, dataset, recorder, settings, autocast,
                progress, outcomes, logger)
         recorder.close()  # the queued writes are in the store (or their error is raised here)
-    except (ClaimLost, CheckpointUnreadable):
+    except (ClaimLost, CheckpointUnreadable, DataParallelFailure):
         with contextlib.suppress(Exception):
             recorder.close()
         raise
@@ -231,6 +239,9 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                 outcome.status, outcome.reason = "failed", reason
                 with contextlib.suppress(Exception):
                     recorder.fail(trainee.run, reason)
+        if settings.data_parallel:  # the other processes cannot step without this one
+            raise DataParallelFailure(f"{group.label} failed on this process ({reason}); "
+                                      "every process stops") from err
     for outcome in outcomes.values():
         outcome.mlflow_id = recorder.mlflow_id(outcome.run)
     return list(outcomes.values())
@@ -277,8 +288,19 @@ def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None,
     def on_epoch_end(results: Sequence[EpochResult]) -> None:
         nonlocal epoch_started
         seconds = time.monotonic() - epoch_started
-        members = [_record_epoch(result, epochs, last_eval, dataset, recorder, settings,
-                                 autocast, outcomes, logger) for result in results]
+        error: Exception | None = None
+        members: list[MemberEpoch] = []
+        try:
+            members = [_record_epoch(result, epochs, last_eval, dataset, recorder, settings,
+                                     autocast, outcomes, logger) for result in results]
+        except Exception as err:  # data-parallel: every process must hear of it first
+            error = err
+        if settings.share_verdict is not None:
+            verdict = settings.share_verdict(None if error is None else _first_line(error))
+            if verdict is not None and error is None:
+                raise DataParallelFailure(f"process 0 stopped {group.label}: {verdict}")
+        if error is not None:
+            raise error
         progress.epoch(members, seconds=seconds)
         epoch_started = time.monotonic()
 
@@ -286,7 +308,8 @@ def _train(group: Group, trainees: list[Trainee], teacher: TeacherSignal | None,
         train_lockstep(trainees, dataset.train, teacher=teacher, seed=first.seed,
                        batch_size=first.recipe.batch_size, epochs=epochs,
                        autocast=autocast, on_batch=on_batch,
-                       on_epoch_end=on_epoch_end, batch_share=settings.batch_share)
+                       on_epoch_end=on_epoch_end, batch_share=settings.batch_share,
+                       sum_over_processes=settings.sum_over_processes)
     finally:
         progress.close()
     for trainee in trainees:

@@ -152,6 +152,7 @@ def train_lockstep(
     on_batch: Callable[[], None] | None = None,
     on_epoch_end: Callable[[Sequence[EpochResult]], None] | None = None,
     batch_share: tuple[int, int] = (0, 1),
+    sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> None:
     """Train ``trainees`` (all at the same ``epochs_done``) from there up to ``epochs`` epochs.
 
@@ -159,7 +160,9 @@ def train_lockstep(
     member still training that epoch (evaluation, logging and checkpoints live there); a member
     whose loss is NaN or diverges gets ``failure`` set and trains no further, the others go on.
     ``batch_share = (k, n)`` (data-parallel training): the source builds only this process's
-    batches (:func:`kdspec.runtime.interfaces.shard_batches`), the same number in every process.
+    batches (:func:`kdspec.runtime.interfaces.shard_batches`), the same number in every process;
+    ``sum_over_processes`` (an all-reduce) then makes every process judge divergence on the
+    same numbers: the loss summed over all processes' samples, the first losses averaged.
     """
     if not trainees:
         return
@@ -188,10 +191,16 @@ def train_lockstep(
         # The one host synchronisation of the epoch: every member's summed loss at once.
         firsts = [t.first_loss if t.first_loss is not None else torch.zeros((), device=device)
                   for t in active]
-        values = torch.stack(loss_sums + firsts).double().cpu().tolist()
+        totals = torch.stack([*loss_sums, *firsts,
+                              torch.tensor(float(seen), device=device)]).double()
+        if sum_over_processes is not None:
+            totals = sum_over_processes(totals)
+            totals[len(active):2 * len(active)] /= batch_share[1]
+        values = totals.cpu().tolist()
+        seen_all = values[-1]
         results = []
         for j, member in enumerate(active):
-            mean_loss = values[j] / max(seen, 1)
+            mean_loss = values[j] / max(seen_all, 1)
             failure = check_loss(mean_loss, values[len(active) + j], epoch)
             lr = current_lr(member.optimizer)
             member.scheduler.step()

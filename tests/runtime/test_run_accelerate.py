@@ -142,3 +142,69 @@ def test_every_parent_of_the_shard_is_closed_whichever_process_trained_its_study
     trained = [log.read_text().count(" finished: test_acc")
                for log in sorted((tmp_path / "logs").glob("*.log"))]
     assert trained == [3, 3]  # one study (teacher, NDS, one DS) per process
+
+
+FAILING_PLUGIN = '''
+    import os
+    from kdspec.plugin import ArchFacts, ArchitectureEntry
+
+
+    def architectures():
+        return [ArchitectureEntry(ArchFacts("failing_mlp", "test", params_millions=0.01,
+                                            forward_mflops=0.01, ref_size=8, min_size=8),
+                                  build="failing_plugin:build")]
+
+
+    def build(*, in_channels, image_size, num_classes):
+        import torch
+
+        class FailsOnProcessOne(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = torch.nn.Sequential(torch.nn.Flatten(),
+                                               torch.nn.Linear(in_channels * image_size ** 2,
+                                                               num_classes))
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.training and os.environ.get("RANK") == "1" and self.calls == 3:
+                    raise RuntimeError("injected failure on process 1")
+                return self.net(x)
+
+        return FailsOnProcessOne()
+'''
+
+
+def test_a_failure_on_one_data_parallel_process_stops_both_with_a_clear_message(
+        blank_store: Path, tmp_path: Path) -> None:
+    """Process 1's teacher step raises mid-epoch: both processes exit (none waits in a
+    collective for a peer that left), within a bounded time, and say why."""
+    import time
+
+    from tests.runtime.plugin_on_disk import write_plugin
+
+    plugins = write_plugin(tmp_path / "plugins", "failing_plugin", FAILING_PLUGIN,
+                           architectures="failing_plugin:architectures")
+    recipe = tiny_recipe(epochs=2, batch_size=32)
+    plan = small_plan(seeds=(0,), temperatures=(2.0,), teacher_arch="failing_mlp",
+                      teacher_recipe=recipe, student_recipe=recipe)
+    path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    env = subprocess_env()
+    env["PYTHONPATH"] = f"{plugins}:{env['PYTHONPATH']}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no",
+         "--main_process_port", str(free_port()),
+         "-m", "kdspec.cli", "run", str(path), "--tracking-uri", uri, "--quiet",
+         "--data-parallel", "on", "--log-dir", str(tmp_path / "logs")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    took = time.monotonic() - started
+    assert result.returncode != 0
+    assert "injected failure on process 1" in result.stderr, result.stderr[-3000:]
+    assert "every process stops" in result.stderr, result.stderr[-3000:]
+    logs = [p.read_text() for p in (tmp_path / "logs").glob("*.log")]
+    assert len(logs) == 2 and all("failing_mlp" in log for log in logs)
+    print(f"both processes stopped {took:.0f} s after the launch")
