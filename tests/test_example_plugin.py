@@ -75,7 +75,7 @@ def test_example_plugin_runs_a_study_end_to_end(site: Path, tmp_path: Path) -> N
     reported = kdspec(["report", "stripes.kdspec", "--tracking-uri", store], cwd=tmp_path,
                       site=site)
     assert reported.returncode == 0, reported.stderr
-    folder = tmp_path / "reports" / "stripes_bias"
+    folder = tmp_path / "reports" / "stripes" / "stripes_bias"
     report = (folder / "report.md").read_text()
     assert "6 of 6 planned runs were found FINISHED" in report
     assert "Teacher: stripe_cnn" in report and "student: stripe_mlp" in report

@@ -60,11 +60,14 @@ class DisagreementResult:
     def mean_rate(self) -> float:
         return float(self.rate.mean()) if self.rate.size else float("nan")
 
-    def largest_cell(self) -> tuple[int, int, float]:
-        """``(i, j, M[i, j])`` of the largest off-diagonal cell."""
-        flat = int(np.argmax(self.matrix))
-        i, j = divmod(flat, self.matrix.shape[1])
-        return i, j, float(self.matrix[i, j])
+    def largest_cell(self) -> tuple[int, int, float] | None:
+        """``(i, j, M[i, j])`` of the largest off-diagonal cell; None when the two models
+        agree on every test sample (every off-diagonal cell is 0)."""
+        off = self.matrix.astype(np.float64).copy()
+        np.fill_diagonal(off, -np.inf)
+        flat = int(np.argmax(off))
+        i, j = divmod(flat, off.shape[1])
+        return None if not self.matrix[i, j] > 0 else (i, j, float(self.matrix[i, j]))
 
 
 def paired_disagreement(records: StudyRecords, pair: DisagreementPair, student: GroupKey, *,

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +28,8 @@ from kdspec.analysis.report_findings import (
     significance_finding,
     significant_classes_finding,
 )
+from kdspec.analysis.report_model import ReportDocument, Section, Table
+from kdspec.analysis.report_summary import summary_section
 from kdspec.analysis.significance import (
     COMPARISON_LABELS,
     CORRECTION_LABELS,
@@ -44,35 +45,6 @@ MAX_LISTED_CLASSES = 15
 MAX_PER_CLASS_COLUMNS_ROWS = 20
 
 
-@dataclass(frozen=True)
-class Table:
-    """A table: header, rows of text cells, and a caption printed under it."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Section:
-    """One report section: its main finding, then text, bullets, tables and figures."""
-
-    title: str
-    finding: str | None = None
-    paragraphs: tuple[str, ...] = ()
-    bullets: tuple[str, ...] = ()
-    tables: tuple[Table, ...] = ()
-    figures: tuple[FigureFile, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReportDocument:
-    """The whole report: a title and its sections in reading order."""
-
-    title: str
-    sections: tuple[Section, ...] = field(default_factory=tuple)
-
-
 def _number(value: float, digits: int = 4) -> str:
     return "NaN" if math.isnan(value) else f"{value:.{digits}g}"
 
@@ -86,7 +58,7 @@ def setup_section(analysis: StudyAnalysis) -> Section:
     subset = f", test subset {ds.test_subset}" if ds.test_subset else ""
     acc = analysis.accuracy
     group_n = ", ".join(f"{g.key.label}: {g.n}" for g in acc.groups)
-    bullets = (
+    bullets: tuple[str, ...] = (
         f"Teacher: {study.teacher.arch} ({study.teacher.recipe.epochs} epochs); student: "
         f"{study.student.arch} ({study.student.recipe.epochs} epochs).",
         f"Dataset: {ds.name}, {ds.num_classes} classes, {n_test} test samples{subset}.",
@@ -108,6 +80,10 @@ def setup_section(analysis: StudyAnalysis) -> Section:
         f"{records.parent_run_id or 'not found (report not logged to MLflow)'}.",
     )
     about = (f"About this study (the spec's note): {study.note}",) if study.note else ()
+    if (study.teacher.arch, study.teacher.recipe) == (study.student.arch, study.student.recipe):
+        bullets += ("The teacher and the NDS are the same model (architecture, recipe and "
+                    "seeds): every teacher-vs-NDS comparison compares a model with itself, and "
+                    "the same training ran twice under two roles.",)
     return Section("Setup", paragraphs=about, bullets=bullets)
 
 
@@ -190,7 +166,8 @@ def significance_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]
                    bullets=warnings + skipped, tables=(table,), figures=shown)
 
 
-def _class_rows(analysis: StudyAnalysis, test: ClassTests) -> tuple[tuple[str, ...], ...]:
+def _class_rows(analysis: StudyAnalysis, test: ClassTests, *, adjusted: bool
+                ) -> tuple[tuple[str, ...], ...]:
     names = analysis.records.class_names
     order = np.flatnonzero(test.significant)
     order = order[np.argsort(-np.abs(test.mean_change[order]), kind="stable")]
@@ -198,7 +175,8 @@ def _class_rows(analysis: StudyAnalysis, test: ClassTests) -> tuple[tuple[str, .
         (f"{test.temperature:g}", names[c], direction(float(test.mean_change[c])),
          f"{float(test.mean_change[c]):+.4f}",
          f"[{float(test.ci_low[c]):+.4f}, {float(test.ci_high[c]):+.4f}]",
-         _number(float(test.pvalue[c]), 3), _number(float(test.adjusted[c]), 3))
+         _number(float(test.pvalue[c]), 3),
+         *((_number(float(test.adjusted[c]), 3),) if adjusted else ()))
         for c in order[:MAX_LISTED_CLASSES]
     )
 
@@ -213,14 +191,17 @@ def significant_classes_section(analysis: StudyAnalysis) -> Section:
             findings.append(finding)
         rows: list[tuple[str, ...]] = []
         truncated = 0
+        adjusted = sig.correction != "none"
         for t in sig.tests:
             if t.comparison == comparison and not t.skipped:
-                rows.extend(_class_rows(analysis, t))
+                rows.extend(_class_rows(analysis, t, adjusted=adjusted))
                 truncated += max(0, t.n_significant - MAX_LISTED_CLASSES)
         note = (f" {truncated} more significant classes are in significance.csv."
                 if truncated else "")
+        header = ("T", "class", "DS is", "mean change", "CI", "p") + (
+            (f"p adjusted ({CORRECTION_LABELS[sig.correction]})",) if adjusted else ())
         tables.append(Table(
-            ("T", "class", "DS is", "mean change", "CI", "p", "adjusted p"), tuple(rows),
+            header, tuple(rows),
             f"{COMPARISON_LABELS[comparison]}: mean change = mean(DS) - mean(reference) of "
             f"the normalised class accuracy, with its {100 * (1 - sig.alpha):g} % confidence "
             f"interval; largest |change| first, at most {MAX_LISTED_CLASSES} per "
@@ -237,9 +218,11 @@ def disagreement_section(analysis: StudyAnalysis, figures: dict[str, FigureFile]
         if d.skipped:
             rows.append((d.label, "0", d.skipped, "", ""))
             continue
-        i, j, value = d.largest_cell()
+        cell = d.largest_cell()
+        largest = ("none: they agree on every sample" if cell is None
+                   else f"{names[cell[0]]} -> {names[cell[1]]} ({cell[2]:g})")
         rows.append((d.label, str(len(d.seeds)), f"{float(d.matrix.sum()):g}",
-                     f"{pct(d.mean_rate)}", f"{names[i]} -> {names[j]} ({value:g})"))
+                     f"{pct(d.mean_rate)}", largest))
     over = analysis.records.study.analysis.disagreement_over_seeds
     table = Table(("pair", "seeds", f"off-diagonal total ({over} over seeds)",
                    "disagreement % (mean over seeds)", "largest cell (teacher -> student)"),
@@ -403,6 +386,7 @@ def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> Report
     return ReportDocument(
         title=f"kdspec report: {study.name}",
         sections=(
+            summary_section(analysis),
             setup_section(analysis),
             data_section(analysis),
             accuracy_section(analysis),

@@ -108,9 +108,16 @@ def significant_classes_finding(analysis: StudyAnalysis, comparison: Comparison)
     for t in tests:
         hits.update(int(c) for c in np.flatnonzero(t.significant))
     label = COUNT_LABELS[comparison]
+    sig = analysis.significance
+    chance = sum(t.expected_by_chance for t in tests)
+    after_bh = sum(t.n_significant_bh for t in tests)
+    context = (f" By chance alone about {chance:.2g} (class, temperature) pairs would be "
+               f"significant without a correction; after Benjamini-Hochberg {after_bh} remain"
+               + (", so these classes are what chance gives." if after_bh == 0 else ".")
+               if sig.correction == "none" else "")
     if not hits:
         return (f"{label}: no class is significant at any of the {len(tests)} tested "
-                f"temperatures.")
+                f"temperatures.{context}")
     top, times = max(hits.items(), key=lambda kv: (kv[1], -kv[0]))
     strongest = max((t for t in tests if t.significant[top]),
                     key=lambda t: abs(float(t.mean_change[top])))
@@ -123,7 +130,7 @@ def significant_classes_finding(analysis: StudyAnalysis, comparison: Comparison)
             f"significant at {times} of {len(tests)} temperatures ({consistency}), largest "
             f"change {change:+.4f} at T = "
             f"{strongest.temperature:g} (CI {float(strongest.ci_low[top]):+.4f} to "
-            f"{float(strongest.ci_high[top]):+.4f}).")
+            f"{float(strongest.ci_high[top]):+.4f}).{context}")
 
 
 def disagreement_finding(analysis: StudyAnalysis) -> str:
@@ -144,9 +151,13 @@ def disagreement_finding(analysis: StudyAnalysis) -> str:
         parts.append(f"the teacher and the DS on {pct(low.mean_rate)} % at T = "
                      f"{low.temperature:g} (least) to {pct(high.mean_rate)} % at T = "
                      f"{high.temperature:g} (most)")
-    i, j, value = results[0].largest_cell()
-    parts.append(f"the largest cell of {results[0].label} is teacher '{names[i]}' vs student "
-                 f"'{names[j]}' ({value:g}, {results[0].over_seeds} over seeds)")
+    cell = results[0].largest_cell()
+    if cell is None:
+        parts.append(f"in {results[0].label} the two agree on every test sample")
+    else:
+        i, j, value = cell
+        parts.append(f"the largest cell of {results[0].label} is teacher '{names[i]}' vs "
+                     f"student '{names[j]}' ({value:g}, {results[0].over_seeds} over seeds)")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
 

@@ -10,7 +10,7 @@ import base64
 from html import escape
 
 from kdspec.analysis.figures import FigureFile
-from kdspec.analysis.report_document import ReportDocument, Section, Table
+from kdspec.analysis.report_model import ReportDocument, Section, Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdspec.analysis.report_document import ReportDocument, Section, Table
+from kdspec.analysis.report_model import ReportDocument, Section, Table
 
 
 def _escape(cell: str) -> str:

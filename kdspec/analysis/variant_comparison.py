@@ -22,10 +22,10 @@ from kdspec.analysis.csv_tables import Cell, write_csv
 from kdspec.analysis.fairness import METRIC_LABELS
 from kdspec.analysis.figures import DPI, FigureFile
 from kdspec.analysis.records import GroupKey
-from kdspec.analysis.report_document import ReportDocument, Section, Table
 from kdspec.analysis.report_findings import mean_sd
 from kdspec.analysis.report_html import render_html
 from kdspec.analysis.report_markdown import render_markdown
+from kdspec.analysis.report_model import ReportDocument, Section, Table
 from kdspec.analysis.study_analysis import StudyAnalysis
 from kdspec.plan import Comparison, FairnessMetric, Study
 

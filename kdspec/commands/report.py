@@ -1,11 +1,12 @@
 """``kdspec report SPEC``: the significance, disagreement and fairness report of each study.
 
 SPEC is a ``.kdspec`` file or a plan JSON. The tracking URI is ``--tracking-uri``, else
-``$MLFLOW_TRACKING_URI``, else the study's ``tracking_uri``, else ``sqlite:///mlruns.db``. Each
-study's report goes to ``reports/<study name>/``; with ``--out DIR`` to ``DIR`` for a one-study
-plan and ``DIR/<study name>/`` for several. The variants of a study block with ``vary`` are
-studies of their own, and their comparison goes to ``reports/<block name>/comparison.*``
-(``DIR/<block name>/`` with ``--out``). Progress lines go to stderr (none with
+``$MLFLOW_TRACKING_URI``, else the study's ``tracking { uri }``, else ``sqlite:///mlruns.db``.
+Each study's report goes to ``reports/<spec name>/<study name>/`` (the spec's file name without
+its extension: two specs with a study of the same name never overwrite each other's report);
+with ``--out DIR`` to ``DIR`` for a one-study plan and ``DIR/<study name>/`` for several. The
+variants of a study block with ``vary`` are studies of their own, and their comparison goes to
+``reports/<spec name>/<block name>/comparison.*`` (``DIR/<block name>/`` with ``--out``). Progress lines go to stderr (none with
 ``--quiet``); stdout stays empty. Exit 0 when every study was reported, 1 otherwise.
 """
 
@@ -33,22 +34,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, the spec's, "
                              "or sqlite:///mlruns.db)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: reports/<study name>/)")
+                        help="output folder (default: reports/<spec name>/<study name>/)")
     parser.add_argument("--no-log", action="store_true",
                         help="do not log the report and summary metrics back to MLflow")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def output_dir(plan: Plan, study: Study, out: Path | None) -> Path:
+def default_root(spec: Path) -> Path:
+    """``reports/<spec name>/``: the spec's file name without its extension."""
+    return DEFAULT_REPORTS_DIR / spec.stem
+
+
+def output_dir(plan: Plan, study: Study, out: Path | None, *, spec: Path) -> Path:
     """Where one study's report goes (see the module docstring)."""
     if out is None:
-        return DEFAULT_REPORTS_DIR / study.name
+        return default_root(spec) / study.name
     return out if len(plan.studies) == 1 else out / study.name
 
 
-def comparison_dir(block: str, out: Path | None) -> Path:
+def comparison_dir(block: str, out: Path | None, *, spec: Path) -> Path:
     """Where the comparison of the variants of study block ``block`` goes."""
-    return (out if out is not None else DEFAULT_REPORTS_DIR) / block
+    return (out if out is not None else default_root(spec)) / block
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     comparison_failed = False
     for study in plan.studies:
         uri = resolve_tracking_uri(args.tracking_uri, study)
-        target = output_dir(plan, study, args.out)
+        target = output_dir(plan, study, args.out, spec=Path(args.spec))
         try:
             try:
                 result = build_report(plan, study, tracking_uri=uri, out_dir=target,
@@ -104,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         comparison = compare_variants(block, variants, analyses)
         try:
-            written = write_comparison(comparison, comparison_dir(block, args.out))
+            written = write_comparison(comparison, comparison_dir(block, args.out,
+                                                                  spec=Path(args.spec)))
         except OSError as err:
             comparison_failed = True
             sys.stderr.write(f"kdspec report: error: {block}: cannot write the comparison "

@@ -341,7 +341,7 @@ def parent_description(study: Study) -> str:
     return (f"kdspec study **{study.name}**: {study.teacher.arch} -> {study.student.arch} on "
             f"{study.dataset.name}, T = {', '.join(f'{t:g}' for t in study.temperatures)}, "
             f"{len(study.seeds)} seeds{variant}. The report (significance, disagreement, "
-            f"fairness) is written by `kdspec report SPEC` to reports/{study.name}/report.html "
+            f"fairness) is written by `kdspec report SPEC` to reports/<spec name>/{study.name}/report.html "
             f"and logged here under the artifacts `{schema.ARTIFACT_REPORT_DIR}/`; "
             f"`{schema.ARTIFACT_SPEC}` is the spec that made this run."
             + (f"\n\n{study.note}" if study.note else ""))

@@ -66,7 +66,10 @@ def test_report_text_states_options_n_and_findings(
                    "sum over paired seeds", "'circle' is significant at 2 of 2 temperatures",
                    "## Fairness", "fig1_disagreement.png"):
         assert needed in text, needed
-    assert text.count("**Main finding.**") == 7  # every section but Setup
+    assert text.count("**Main finding.**") == 8  # every section but Setup
+    first_screen = text[:text.index("## Setup")]
+    assert "What is Left After Distillation" in first_screen and "TMLR 2025" in first_screen
+    assert "NDS: non-distilled student" in first_screen and "| claim of the paper |" in first_screen
     assert "## The paper's claims, tested on this study" in text
 
 
@@ -149,12 +152,14 @@ def test_nothing_to_report_is_one_error_line_and_exit_1(
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_default_out_dir_is_reports_slash_study(complete_store: FilledStore, tmp_path: Path,
+def test_default_out_dir_is_reports_slash_spec_slash_study(complete_store: FilledStore,
+                                                            tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(complete_store.plan_json), "--tracking-uri",
                  complete_store.uri, "--quiet", "--no-log"]) == 0
-    assert (tmp_path / "reports" / complete_store.study.name / "report.html").exists()
+    assert (tmp_path / "reports" / complete_store.plan_json.stem / complete_store.study.name
+            / "report.html").exists()
     assert GroupKey("distilled", 2.0).label == "DS T=2"
 
 
