@@ -15,7 +15,8 @@ t intervals over seeds of the mean excess DPD/EOD of each population.
 
 The paper-effect scenario plants the paper's Trifeature EOD effect (Table 2: DS, mean over
 T = 1..10, 1.52 points below the NDS) on the excess scale and compares the share of replicates
-that support "DS EOD below NDS" with the power the report predicts for that effect.
+that support "DS EOD below NDS" with the power the report predicts for that effect (from each
+replicate's own seeds: median-unbiased, so its median over replicates is the one to compare).
 
     python bench/bench_claims.py                     # 1,000 replicates per scenario (~1 h on 2 cores)
     python bench/bench_claims.py --replicates 200 --workers 2
@@ -58,7 +59,7 @@ PAPER_EOD_EFFECT = (1.67 + 1.60 + 1.38 + 1.32 + 1.25 + 1.27 + 1.21 + 1.15 + 1.08
 PAPER_SCENARIO = Scenario(
     "paper-size fairness effect (Trifeature EOD, T = 1..10, 5,000 test images)", null=False,
     paper_design=True, temperatures=tuple(float(t) for t in range(1, 11)), per_class=500,
-    nds_gap=0.06, ds_gap=(0.03, 0.03), true_claims=("fairer",))
+    nds_gap=0.06, ds_gap=(0.0255, 0.0255), true_claims=("fairer",))
 
 
 def claim_key(claim: str) -> str:
@@ -210,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
             tally = run_scenario(PAPER_SCENARIO, args.replicates, pool)
             assert tally.eod_power is not None and tally.eod_effect is not None
             n = tally.replicates
-            predicted = float(np.nanmean(tally.eod_power))
+            predicted = np.array(tally.eod_power)
             print(f"\n{PAPER_SCENARIO.name}: planted excess-EOD effect "
                   f"{float(np.mean(tally.eod_effect)):+.2f} points (paper {PAPER_EOD_EFFECT:+.2f}); "
-                  f"'DS EOD below NDS' supported in {rate(tally.eod_supported, n)}; power the "
-                  f"report predicts (mean over replicates) {100 * predicted:.1f} %")
+                  f"'DS EOD below NDS' supported in {rate(tally.eod_supported, n)}; the power "
+                  f"the report predicts (median-unbiased, one value per replicate): median "
+                  f"{100 * float(np.nanmedian(predicted)):.1f} %, mean "
+                  f"{100 * float(np.nanmean(predicted)):.1f} %")
     print(f"\n{time.perf_counter() - started:.0f} s; null scenarios above alpha + 2 SE: "
           f"{', '.join(failed) or 'none'}")
     return 1 if failed else 0

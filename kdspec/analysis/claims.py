@@ -53,8 +53,9 @@ from kdspec.analysis.power import (
     equivalence_power,
     equivalence_seeds_needed,
     minimal_detectable_effect,
+    power_interval,
+    sd_at,
     seeds_needed,
-    t_test_power,
 )
 from kdspec.analysis.records import GroupKey, StudyRecords
 from kdspec.analysis.seed_design import SeedDesign, seed_design
@@ -139,15 +140,15 @@ def _class_change(differences: np.ndarray) -> tuple[float, np.ndarray, np.ndarra
 
 
 def _class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> float:
-    """Median over testable classes of the MDE of a two-sided paired t at ``level / m`` (the
-    MDE is proportional to the sd, so it is the unit MDE times the median sd)."""
+    """The MDE of a two-sided paired t at ``level / m`` for a class of median spread (the MDE
+    is proportional to the sd: the unit MDE times the median-unbiased sd of that class)."""
     m = int(testable.sum())
     if m == 0:
         return math.nan
+    n = differences.shape[0]
     sds = differences[:, testable].std(axis=0, ddof=1)
-    unit = minimal_detectable_effect(1.0, differences.shape[0], alpha=level / m,
-                                     alternative="two-sided")
-    return unit * float(np.median(sds))
+    unit = minimal_detectable_effect(1.0, n, alpha=level / m, alternative="two-sided")
+    return unit * sd_at(float(np.median(sds)), n)
 
 
 def class_change(design: SeedDesign, significance: SignificanceResult,
@@ -195,7 +196,7 @@ def class_change(design: SeedDesign, significance: SignificanceResult,
 
     def power_at(level: float) -> tuple[str, str, float]:
         mde = _class_mde(differences, testable, level / 2)
-        sd = float(differences[:, largest].std(ddof=1))
+        sd = sd_at(float(differences[:, largest].std(ddof=1)), design.n)
         needed = seeds_needed(float(means[largest]), sd,
                               alpha=level / 2 / int(testable.sum()),
                               alternative="two-sided")
@@ -293,8 +294,8 @@ def bias_without_accuracy(design: SeedDesign, *, alpha: float, margin_points: fl
               f"(equivalence p {best[2]:.2g}), {best[4]} classes changed (p {best[3]:.2g}); "
               f"{sum(max(r[2], r[3]) < alpha for r in rows)} of {k} temperatures pass both "
               "before the correction over T")
-    acc_sd = float(np.median([np.std(design.ds_acc[:, j] - design.reference_acc, ddof=1)
-                              for j in range(k)]))
+    acc_sd = sd_at(float(np.median([np.std(design.ds_acc[:, j] - design.reference_acc,
+                                           ddof=1) for j in range(k)])), design.n)
     per_t = design.ds_x[:, list(design.temperatures).index(best[0])] - design.reference_x
 
     def power_at(level: float) -> tuple[str, str, float]:
@@ -388,13 +389,16 @@ def _paper_effect(records: StudyRecords, attribute: str, metric: FairnessMetric,
 
 def _one_sided_power(values: np.ndarray, paper: float | None, level: float, unit: str,
                      ) -> tuple[str, str, float]:
-    """Power text for a one-sided (less) t-test of per-seed ``values``."""
-    n, sd = values.size, float(values.std(ddof=1))
+    """Power text for a one-sided (less) t-test of per-seed ``values``: from the
+    median-unbiased sd (:func:`kdspec.analysis.power.sd_at`), with the 80 % interval the sd's
+    uncertainty gives."""
+    n, estimate = values.size, float(values.std(ddof=1))
+    sd = sd_at(estimate, n)
     if paper is not None:
-        power = t_test_power(paper, sd, n, alpha=level, alternative="less")
+        low, power, high = power_interval(paper, estimate, n, alpha=level, alternative="less")
         needed = seeds_needed(paper, sd, alpha=level, alternative="less")
-        return (f"{power:.2f} for the paper's effect ({100 * paper:+.3g} {unit}; seed sd "
-                f"{100 * sd:.3g}, level {level:.2g})",
+        return (f"{power:.2f} (80 % interval {low:.2f}-{high:.2f}) for the paper's effect "
+                f"({100 * paper:+.3g} {unit}; seed sd {100 * sd:.3g}, level {level:.2g})",
                 _seeds_text(needed, "for the paper's effect"), power)
     mde = minimal_detectable_effect(sd, n, alpha=level, alternative="less")
     observed = float(values.mean())

@@ -12,8 +12,13 @@ The minimal detectable effect (MDE) is the ``|effect|`` at which that power reac
 An equivalence test (two one-sided tests, margin ``m``) at a true difference ``d`` has power
 ``P(d_hat - t s/sqrt(n) > -m and d_hat + t s/sqrt(n) < m)``, taken here at ``s = sd``:
 ``Phi(sqrt(n) (m - d) / sd - t) + Phi(sqrt(n) (m + d) / sd - t) - 1`` (floored at 0).
-``sd`` is the study's own estimate, so every figure is a pilot estimate: with few seeds the sd
-itself is uncertain, and the report says so.
+``sd`` is known only through the study's own estimate ``s`` from ``n`` seeds, and power is a
+steep function of it: plugging ``s`` in overstates power on average (with 5 seeds, a true power
+of 0.30 came out as 0.43 on average in simulation). Since ``(n - 1) s^2 / sd^2`` follows a
+chi-square with ``n - 1`` df, :func:`sd_at` gives ``s sqrt((n - 1) / chi2_q)``, an upper bound
+of ``sd`` with confidence ``1 - q``: at ``q = 0.5`` it is median-unbiased, so the power, MDE and
+seeds computed from it are median-unbiased too (half the time above the truth, half below),
+and ``q = 0.9`` / ``0.1`` bound an 80 % interval of the power (power is monotone in ``sd``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,27 @@ Alternative = Literal["less", "greater", "two-sided"]
 TARGET_POWER = 0.8
 #: The largest seed count ``seeds_needed`` looks at (beyond: "more than 200").
 MOST_SEEDS = 200
+
+
+def sd_at(estimate: float, n: int, q: float = 0.5) -> float:
+    """``estimate sqrt((n - 1) / chi2_q(n - 1))``: an upper confidence bound (level ``1 - q``)
+    of the true sd from a sample sd of ``n`` values; median-unbiased at ``q = 0.5``."""
+    if n < 2 or not estimate > 0:
+        return math.nan
+    return float(estimate * math.sqrt((n - 1) / stats.chi2.ppf(q, n - 1)))
+
+
+def power_interval(effect: float, estimate: float, n: int, *, alpha: float,
+                   alternative: Alternative, level: float = 0.8) -> tuple[float, float, float]:
+    """``(low, median, high)``: the power of a t-test of ``n`` seeds for ``effect`` at the
+    median-unbiased sd and at the ends of its ``level`` confidence interval."""
+    tail = (1.0 - level) / 2.0
+    return (t_test_power(effect, sd_at(estimate, n, tail), n, alpha=alpha,
+                         alternative=alternative),
+            t_test_power(effect, sd_at(estimate, n, 0.5), n, alpha=alpha,
+                         alternative=alternative),
+            t_test_power(effect, sd_at(estimate, n, 1.0 - tail), n, alpha=alpha,
+                         alternative=alternative))
 
 
 def t_test_power(effect: float, sd: float, n: int, *, alpha: float,
