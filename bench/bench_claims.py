@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             print(row, flush=True)
             if not passed:
                 failed.append(scenario.name)
-        if not args.no_paper and not args.only:
+        if not args.no_paper and args.only in PAPER_SCENARIO.name:
             tally = run_scenario(PAPER_SCENARIO, args.replicates, pool)
             assert tally.eod_power is not None and tally.eod_effect is not None
             n = tally.replicates
