@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "submit": "write (and with --submit, sbatch) the Slurm array job of a plan, a task per shard",
     "report": "write the significance, disagreement and fairness report from MLflow",
     "list": "the architectures and datasets a spec can name, including plugins' and timm's",
+    "init": "write a commented spec for a dataset and a teacher/student pair",
 }
 
 

@@ -273,6 +273,8 @@ class Plan(Frozen):
     source: str | None = None  # path of the .kdspec it was compiled from, for messages only
     #: The text of that .kdspec file (logged with the runs); a plan never points at a file.
     spec_text: str | None = None
+    #: The ``--set KEY=VALUE`` overrides applied to that text before it was compiled.
+    overrides: tuple[str, ...] = ()
     studies: tuple[Study, ...]
     runs: tuple[Run, ...]
 

@@ -20,6 +20,7 @@ import argparse
 import sys
 
 from kdspec.catalog import forward_flops
+from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
 from kdspec.registry import dataset_facts, study_facts
 
@@ -29,6 +30,7 @@ _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help=".kdspec file (or plan JSON)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    spec_selection.add_arguments(parser)
     parser.add_argument("--pilot", action="store_true",
                         help="read the runs of each study already FINISHED in the store as a "
                              "pilot and say how many seeds each claim of the full study needs")
@@ -138,9 +140,7 @@ def plan_total(plan: Plan) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdspec.dsl import load_plan
-
-    plan = load_plan(args.spec)
+    plan = spec_selection.load(args)
     if args.json:
         sys.stdout.write(plan.to_json() + "\n")
         return 0

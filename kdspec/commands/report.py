@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kdspec.commands import spec_selection
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries, is_unreachable
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-log", action="store_true",
                         help="do not log the report and summary metrics back to MLflow")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    spec_selection.add_arguments(parser)
 
 
 def default_root(spec: Path) -> Path:
@@ -64,11 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from kdspec.analysis.store_reader import RunRead
     from kdspec.analysis.study_analysis import StudyAnalysis
     from kdspec.analysis.variant_comparison import compare_variants, write_comparison
-    from kdspec.dsl import load_plan
     from kdspec.tracking.schema import resolve_tracking_uri
 
     bound_http_retries(args.tracking_retries)
-    plan = load_plan(args.spec)
+    plan = spec_selection.load(args)
     failures: list[str] = []
     # Per tracking URI, the runs already read: studies sharing a teacher download it once.
     read_by_store: dict[str, dict[str, RunRead]] = {}

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from kdspec.commands import spec_selection
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
 from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
@@ -63,14 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-seconds", type=float, default=30.0, metavar="SECONDS",
                         help="while only runs other processes are training are left, look at "
                              "the store this often (default 30)")
+    spec_selection.add_arguments(parser)
 
 
-def load_spec(path: Path) -> tuple[Plan, str | None]:
-    """The plan of a ``.kdspec`` or plan ``.json`` file, and the spec text to log with it (the
-    plan carries it: a plan JSON never makes kdspec read another file)."""
-    from kdspec.dsl import load_plan
-
-    plan = load_plan(path)
+def load_spec(args: argparse.Namespace) -> tuple[Plan, str | None]:
+    """The plan of a ``.kdspec`` or plan ``.json`` file (``--set`` and ``--study`` applied),
+    and the spec text to log with it (the plan carries it: a plan JSON never makes kdspec read
+    another file)."""
+    plan = spec_selection.load(args)
     return plan, plan.spec_text
 
 
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     bound_http_retries(args.tracking_retries)
-    plan, spec_text = load_spec(Path(args.spec))
+    plan, spec_text = load_spec(args)
     options = options_from_args(args, spec_text)
     if not options.dry_run:  # a new sqlite store is migrated while torch and MLflow import
         from kdspec.tracking.schema import resolve_tracking_uri

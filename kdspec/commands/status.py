@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.progress import format_duration
 from kdspec.runtime.scheduling import lockstep_key
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS", help="heartbeat age after which a RUNNING run counts "
                         f"as interrupted (default {DEFAULT_LEASE_TIMEOUT_S:g})")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    spec_selection.add_arguments(parser)
 
 
 @dataclass(frozen=True)
@@ -172,11 +174,10 @@ def render(status: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdspec.dsl import load_plan
     from kdspec.tracking.reachability import bound_http_retries
 
     bound_http_retries()
-    plan = load_plan(args.spec)
+    plan = spec_selection.load(args)
     stores: dict[str, MlflowStore] = {}
     statuses = []
     for study in plan.studies:

@@ -24,9 +24,11 @@ __all__ = ["compile_text", "load_plan", "plan_from_json"]
 LISTED_PROBLEMS = 10
 
 
-def compile_text(text: str, path: str = "<string>") -> Plan:
-    """Compile spec text; ``path`` is shown in messages and anchors relative includes."""
-    return compile_source(text, path)
+def compile_text(text: str, path: str = "<string>", *, overrides: tuple[str, ...] = (),
+                 studies: tuple[str, ...] = ()) -> Plan:
+    """Compile spec text; ``path`` is shown in messages and anchors relative includes;
+    ``overrides`` (``--set KEY=VALUE``) are applied first, ``studies`` (``--study``) kept."""
+    return compile_source(text, path, overrides=overrides, studies=studies)
 
 
 def plan_from_json(text: str, shown: str) -> Plan:
@@ -80,9 +82,11 @@ def _problem_list(shown: str, problems: list[str]) -> str:
     return head + "".join(f"\n  {p}" for p in problems[:LISTED_PROBLEMS]) + more
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path, *, overrides: tuple[str, ...] = (),
+              studies: tuple[str, ...] = ()) -> Plan:
     """The plan of a ``.kdspec`` file, or of a plan JSON (``*.json``, as written by
-    ``kdspec plan --json``) so that the runtime can run from the JSON alone."""
+    ``kdspec plan --json``) so that the runtime can run from the JSON alone. ``overrides``
+    (``--set``) need the spec's text: a plan JSON is already compiled."""
     shown = str(path)
     try:
         text = read_spec_or_plan(path)
@@ -90,5 +94,12 @@ def load_plan(path: str | Path) -> Plan:
         raise KdspecError(f"cannot read {shown}: {err.reason} (give a .kdspec spec, or a plan "
                           ".json from `kdspec plan --json`)") from None
     if shown.endswith(PLAN_SUFFIX):
-        return plan_from_json(text, shown)
-    return compile_text(text, shown)
+        if overrides:
+            raise KdspecError(f"--set changes a spec before it is compiled; {shown} is a plan "
+                              "JSON (already compiled): give the .kdspec file")
+        plan = plan_from_json(text, shown)
+        if studies:
+            from kdspec.dsl.compiler import select_studies
+            return select_studies(plan, studies)
+        return plan
+    return compile_text(text, shown, overrides=overrides, studies=studies)

@@ -6,27 +6,50 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition, InvalidValue
+from kdspec.dsl.overrides import apply_overrides
 from kdspec.dsl.program import Program, load_program
 from kdspec.dsl.recipes import RecipeBook
 from kdspec.dsl.study import compile_study
 from kdspec.dsl.validation import build_model
 from kdspec.dsl.variants import Variant, expand_variants
-from kdspec.errors import Span
+from kdspec.errors import KdspecError, Span
 from kdspec.plan import MAX_NAME_LENGTH, Plan, Run, Study
+from kdspec.suggestions import did_you_mean
 
 #: Room is left for a variant's ``-v<k>`` (at most 256 variants: ``-v256``).
 MAX_STUDY_NAME = MAX_NAME_LENGTH - 10
 
 
-def compile_source(text: str, path: str) -> Plan:
-    """Compile the spec ``text`` read from ``path``; raises SpecError with every problem."""
+def compile_source(text: str, path: str, *, overrides: tuple[str, ...] = (),
+                   studies: tuple[str, ...] = ()) -> Plan:
+    """Compile the spec ``text`` read from ``path``, with ``--set`` overrides applied first and
+    only the ``--study`` studies kept; raises SpecError with every problem."""
     text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the spec
     diags = Diagnostics()
     program = load_program(text, path, diags)
+    if overrides:
+        apply_overrides(program, overrides, diags, studies=studies)
     plan = compile_program(program, diags)
     diags.raise_if_any(program.sources)
     assert plan is not None
-    return plan
+    if overrides:
+        plan = plan.model_copy(update={"overrides": overrides})
+    return select_studies(plan, studies) if studies else plan
+
+
+def select_studies(plan: Plan, names: tuple[str, ...]) -> Plan:
+    """The plan cut down to the studies named (a study block with ``vary``: all its variants)
+    and the runs they need; KdspecError naming the studies there are for an unknown name."""
+    known = {s.name for s in plan.studies} | set(plan.families())
+    for name in names:
+        if name not in known:
+            raise KdspecError(f"--study {name}: no such study in {plan.source} "
+                              f"({did_you_mean(name, sorted(known), 'studies')})")
+    kept = tuple(s for s in plan.studies
+                 if s.name in names or any(s in plan.families().get(n, ()) for n in names))
+    needed = {rid for s in kept for rid in s.run_ids}
+    return Plan(source=plan.source, spec_text=plan.spec_text, overrides=plan.overrides,
+                studies=kept, runs=tuple(r for r in plan.runs if r.id in needed))
 
 
 def compile_program(program: Program, diags: Diagnostics) -> Plan | None:

@@ -499,7 +499,8 @@ class Executor:
             if (self.process_index == 0) == (turn == 0) and self.writes_tracking:
                 for study in studies:
                     parents[study.name] = self.store_of(study).parent_run(
-                        study, plan_json=plan_json, spec_text=self.options.spec_text)
+                        study, plan_json=plan_json, spec_text=self.options.spec_text,
+                        overrides=self.plan.overrides)
             if self.processes > 1:
                 self.accelerator.wait_for_everyone()
         return parents

@@ -74,6 +74,7 @@ TAG_VERSION_PREFIX = "kdspec.version."  # kdspec, torch, torchvision, accelerate
 TAG_HOST = "kdspec.host"
 TAG_USER = "mlflow.user"
 TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI
+TAG_OVERRIDES = "kdspec.overrides"  # parent runs: the --set KEY=VALUE the plan was compiled with
 #: Set on every kdspec experiment: it is model training, not GenAI (MLflow 3.17's UI still needs
 #: ``?workflowType=machine_learning`` in the URL to open the runs table; see tracking.client).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -80,7 +80,8 @@ class RunStore(Protocol):
 
     def preflight(self) -> None: ...
     def find_runs(self, kdspec_ids: Iterable[str]) -> dict[str, list[StoredRun]]: ...
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None) -> str: ...
+    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
+                   overrides: tuple[str, ...] = ()) -> str: ...
     def existing_parent(self, study: Study) -> str | None: ...
     def finished_runs_of_study(self, kdspec_ids: Iterable[str]) -> bool: ...
     def create_run(self, *, experiment: str, parent_id: str, run_name: str,
@@ -200,10 +201,12 @@ class MlflowStore:
         return all(any(r.status == "FINISHED" for r in runs) for runs in found.values())
 
     # -- parent runs --------------------------------------------------------------------------
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None) -> str:
+    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
+                   overrides: tuple[str, ...] = ()) -> str:
         """The study's parent run (found by ``kdspec.plan_hash``, oldest first, reopened if it
-        had ended), or a new one with the plan JSON, the spec text, provenance and a description
-        that says how to get the report."""
+        had ended), or a new one with the plan JSON, the spec text, the ``--set`` overrides
+        (tag ``kdspec.overrides``), provenance and a description that says how to get the
+        report."""
         exp_id = self.experiment_id(study.tracking.experiment)
         existing = self._oldest_parent(study, exp_id)
         if existing is not None:
@@ -215,6 +218,8 @@ class MlflowStore:
         tags = {schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_LAYOUT: schema.LAYOUT_VERSION,
                 schema.TAG_PLAN_HASH: study.study_hash, schema.TAG_STUDY: study.name,
                 schema.TAG_NOTE: parent_description(study), **provenance_tags()}
+        if overrides:
+            tags[schema.TAG_OVERRIDES] = "; ".join(overrides)
         run = self.client.create_run(exp_id, tags=tags, run_name=study.name)
         run_id = str(run.info.run_id)
         # Two shards starting together may both have created one: the oldest wins, the other

@@ -83,7 +83,8 @@ class MemoryStore:
                        and r.tags.get(schema.TAG_PLAN_HASH) == study.study_hash),
                       key=lambda r: r.start_time)
 
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None) -> str:
+    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
+                   overrides: tuple[str, ...] = ()) -> str:
         existing = self._parents(study)
         if existing:
             existing[0].status = "RUNNING"
