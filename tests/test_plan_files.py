@@ -3,6 +3,7 @@ names as safe path components, and never a reason to read another file."""
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import json
 from pathlib import Path
@@ -46,10 +47,15 @@ def refused(tmp_path: Path, data: dict[str, Any], capsys: pytest.CaptureFixture[
     return err
 
 
+def _args(path: Path) -> argparse.Namespace:
+    """What `kdspec run PATH` parses to, as far as reading the plan goes."""
+    return argparse.Namespace(spec=str(path), overrides=[], studies=[])
+
+
 def test_a_compiled_plan_carries_its_spec_text_and_round_trips(tmp_path: Path) -> None:
     data = plan_dict()
     assert data["spec_text"] == DIGITS_SPEC
-    plan, text = load_spec(write(tmp_path, data))
+    plan, text = load_spec(_args(write(tmp_path, data)))
     assert text == DIGITS_SPEC and plan.source == "digits.kdspec"
 
 
@@ -66,7 +72,7 @@ def test_the_source_field_is_never_opened(tmp_path: Path, monkeypatch: pytest.Mo
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", watching_open)
-    _, text = load_spec(path)
+    _, text = load_spec(_args(path))
     assert text is None and str(secret) not in opened
 
 

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections import Counter
 
+from kdspec.commands.plan import stem_warnings
 from kdspec.errors import Diagnostic, KdspecError, SpecError
 from kdspec.plan import Plan
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     diagnostics: list[Diagnostic] = []
     sources: dict[str, str] = {}
     unreadable: list[str] = []
+    warnings: list[str] = []
     for path in args.specs:
         try:
             plan = load_plan(path)
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             unreadable.append(f"kdspec check: error: {err}\n")
             continue
         lines.append(summarize(path, plan))
-    for line in unreadable:
+        warnings.extend(f"{path}: {w}" for w in stem_warnings(plan))
+    for line in [*unreadable, *(f"{w}\n" for w in warnings)]:
         sys.stderr.write(line)
     if diagnostics:
         raise SpecError(diagnostics, sources)

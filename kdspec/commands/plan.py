@@ -6,8 +6,9 @@ depends_on) with a work estimate per run, then the total over the plan's unique 
 
 Work estimate of a run: samples = epochs x training images per epoch (the subset, the generated
 size or the catalogue's size; unknown for ImageNet and CelebA, whose size depends on the files),
-and forward FLOPs = samples x ``forward_flops(arch, image_size)``, plus the teacher's forward for
-a distilled run. A training step costs about 3x its forward; a teacher forward shared by the
+and forward FLOPs = samples x the model's forward FLOPs measured at the study's input
+(:mod:`kdspec.runtime.models.cost`), plus the teacher's forward for a distilled run. The total
+is also given in GPU-hours at a stated throughput. A training step costs about 3x its forward; a teacher forward shared by the
 students of one seed (lockstep) or cached is paid once, so the figure is an upper bound there.
 
 With ``--pilot``: each study's runs already FINISHED in the store are analysed as a pilot, and
@@ -19,12 +20,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kdspec.catalog import forward_flops
 from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
-from kdspec.registry import dataset_facts, study_facts
+from kdspec.registry import dataset_facts
+from kdspec.runtime.models.cost import study_forward_flops
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+#: The training throughput the GPU-hours estimate assumes: ResNet-20 trained at ~2 TFLOP/s
+#: (15.8k img/s x 3 x 81 MFLOP) on an H200 at batch 128 (../shared/gpu/README.md); small models
+#: are launch-bound, so this is a floor for them and pessimistic for big ones.
+ASSUMED_TRAINING_FLOP_S = 2e12
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,6 +42,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="with --pilot: the MLflow store (default: $MLFLOW_TRACKING_URI, "
                              "the spec's, or sqlite:///mlruns.db)")
+
+
+#: Below this input size kdspec's own torchvision-family models switch to a small-image stem.
+SMALL_INPUT = 64
+MSG_IMAGENET_STEM = (
+    "warning: study {study}: {arch} keeps its ImageNet stem (stride 4 before the first block) "
+    "on {size} px images, so its feature maps shrink to 1x1 early; kdspec's own {own} adapts "
+    "its stem to small images (write `{own}` instead unless the ImageNet stem is the point)")
+
+
+def stem_warnings(plan: Plan) -> list[str]:
+    """A torchvision or timm model on images smaller than ``SMALL_INPUT`` px: one line each."""
+    from kdspec.catalog import ARCHITECTURES
+    from kdspec.registry import is_external
+
+    out = []
+    for study in plan.studies:
+        size = study.dataset.image_size
+        for arch in dict.fromkeys((study.teacher.arch, study.student.arch)):
+            if is_external(arch) and size < SMALL_INPUT:
+                own = arch.split(":", 1)[1]
+                out.append(MSG_IMAGENET_STEM.format(
+                    study=study.name, arch=arch, size=size,
+                    own=own if own in ARCHITECTURES else "resnet18"))
+    return out
 
 
 def train_samples(study: Study) -> int | None:
@@ -54,10 +84,9 @@ def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
     if per_epoch is None:
         return None
     samples = run.recipe.epochs * per_epoch
-    data, size = study.dataset, study.dataset.image_size
-    own = forward_flops(study_facts(run.arch, data), size)
-    teacher = (forward_flops(study_facts(study.teacher.arch, data), size)
-               if run.role == "distilled" else 0.0)
+    data = study.dataset
+    own = study_forward_flops(run.arch, data)
+    teacher = study_forward_flops(study.teacher.arch, data) if run.role == "distilled" else 0.0
     if own is None or teacher is None:
         return samples, None
     return samples, samples * (own + teacher)
@@ -130,8 +159,12 @@ def plan_total(plan: Plan) -> str:
     if unknown == len(plan.runs):
         return (f"total: {len(plan.runs)} runs; work unknown until the dataset is read "
                 "(its size depends on the files)\n")
+    hours = 3.0 * flops / ASSUMED_TRAINING_FLOP_S / 3600.0
     line = (f"total: {len(plan.runs)} runs, {samples:,} training samples, "
-            f"{format_flops(flops)} forward (a training step is ~3x its forward)")
+            f"{format_flops(flops)} forward (a training step is ~3x its forward); about "
+            f"{hours:.3g} GPU-hours at {ASSUMED_TRAINING_FLOP_S / 1e12:g} TFLOP/s effective "
+            "(what small CIFAR ResNets trained at on an H200, batch 128; big models and "
+            "batches run faster)")
     if unknown:
         line += f"; {unknown} runs of unknown dataset size not counted"
     if uncosted:
@@ -147,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     if not plan.studies:
         sys.stdout.write(f"{args.spec}: no studies (a recipe library)\n")
         return 0
+    for warning in stem_warnings(plan):
+        sys.stderr.write(warning + "\n")
     for block, members in plan.families().items():
         sys.stdout.write(variants_table(plan, block, members) + "\n")
     sys.stdout.write("\n".join(study_table(plan, s) for s in plan.studies))

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from kdspec.catalog import forward_flops
 from kdspec.plan import DatasetSpec, Plan, Run
-from kdspec.registry import ArchitectureError, study_facts
+from kdspec.runtime.models.cost import study_forward_flops
 from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
 from kdspec.tracking.store import StoredRun
 
@@ -181,12 +180,9 @@ def group_remaining_cost(plan: Plan, group: Group) -> float:
 
 
 def _flops(arch: str, data: DatasetSpec) -> float:
-    """A forward's FLOPs (1 where unknown: a plugin's without a cost, or a model that cannot
-    be probed: only the relative sizes matter)."""
-    try:
-        flops = forward_flops(study_facts(arch, data), data.image_size)
-    except ArchitectureError:
-        return 1.0
+    """A forward's FLOPs measured at the study's input (1 where unknown: only the relative
+    sizes matter)."""
+    flops = study_forward_flops(arch, data)
     return 1.0 if flops is None else flops
 
 
