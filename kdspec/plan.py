@@ -115,9 +115,10 @@ class Schedule(Frozen):
 
 
 class Recipe(Frozen):
-    """How one model is trained."""
+    """How one model is trained (``epochs = 0``: not trained, only evaluated: a model whose
+    weights come from elsewhere, see :class:`ModelInit`)."""
 
-    epochs: Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
+    epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS)]
     batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)]
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: Annotated[float, Field(gt=0.0)]
@@ -127,13 +128,44 @@ class Recipe(Frozen):
     schedule: Schedule = Schedule()
 
 
+InitKind = Literal["torchvision", "checkpoint", "run"]
+
+
+class ModelInit(Frozen):
+    """Where a model's starting weights come from, when not from its seed.
+
+    - ``torchvision``: ``name`` is a weights enum member of the architecture's torchvision
+      builder (``IMAGENET1K_V1``, ``DEFAULT``), read from the torch hub cache (downloaded only
+      where the machine can);
+    - ``checkpoint``: ``name`` is the absolute path of a ``.pt`` file (a state dict, or a
+      kdspec ``final.pt``), ``digest`` its sha256 (part of the run id; checked when loaded);
+    - ``run``: ``name`` is an MLflow run id whose ``checkpoints/final.pt`` is loaded from the
+      study's store.
+
+    Weights whose shape does not fit the model (a 1000-class head on a 10-class study, a
+    3-channel stem on grey images) are left as the seed initialised them.
+    """
+
+    kind: InitKind
+    name: Annotated[str, Field(min_length=1, max_length=4096)]
+    digest: str = ""
+
+
 class ModelSpec(Frozen):
-    """An architecture and the recipe that trains it."""
+    """An architecture, the recipe that trains it, and where its weights start from."""
 
     #: A registered architecture, or ``torchvision:NAME`` / ``timm:NAME``.
     arch: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z0-9_.-]+)?$",
                                max_length=200)]
     recipe: Recipe
+    init: ModelInit | None = None
+
+    @model_validator(mode="after")
+    def _trained_or_given(self) -> ModelSpec:
+        if self.recipe.epochs == 0 and self.init is None:
+            raise ValueError("epochs = 0 means the model is not trained: give it weights "
+                             "(pretrained, checkpoint or from_run)")
+        return self
 
 
 class KDLoss(Frozen):
@@ -216,7 +248,7 @@ class Run(Frozen):
     depends_on: tuple[str, ...] = ()
     recipe: Recipe
     loss: KDLoss | None = None  # only for role == "distilled"
-
+    init: ModelInit | None = None  # starting weights, when not from the seed
     @model_validator(mode="after")
     def _distilled_fields(self) -> Run:
         distilled = self.role == "distilled"
@@ -427,8 +459,10 @@ def run_id(
     temperature: float | None = None,
     loss: KDLoss | None = None,
     teacher_id: str | None = None,
+    init: ModelInit | None = None,
 ) -> str:
-    """The deterministic identity of a run (see the module docstring)."""
+    """The deterministic identity of a run (see the module docstring). ``init`` enters only
+    when set, so the ids of runs that start from their seed stay what they were."""
     payload = {
         "v": RUN_SEMANTICS_VERSION,
         "dataset": training_dataset_identity(dataset),
@@ -441,6 +475,8 @@ def run_id(
         "loss": None if loss is None else loss.model_dump(exclude={"convention"}),
         "teacher": teacher_id,
     }
+    if init is not None:
+        payload["init"] = init.model_dump()
     return stable_hash(payload)
 
 
@@ -464,21 +500,22 @@ def expand_runs(
     runs: list[Run] = []
     for seed in seeds:
         rid = run_id(dataset=dataset, role="teacher", arch=teacher.arch, seed=seed,
-                     recipe=teacher.recipe, precision=precision)
+                     recipe=teacher.recipe, precision=precision, init=teacher.init)
         teachers[seed] = Run(id=rid, role="teacher", arch=teacher.arch, seed=seed,
-                             recipe=teacher.recipe)
+                             recipe=teacher.recipe, init=teacher.init)
         runs.append(teachers[seed])
     for seed in seeds:
         rid = run_id(dataset=dataset, role="student", arch=student.arch, seed=seed,
-                     recipe=student.recipe, precision=precision)
+                     recipe=student.recipe, precision=precision, init=student.init)
         runs.append(Run(id=rid, role="student", arch=student.arch, seed=seed,
-                        recipe=student.recipe))
+                        recipe=student.recipe, init=student.init))
     for seed in seeds:
         tid = teachers[seed].id
         for t in temperatures:
             rid = run_id(dataset=dataset, role="distilled", arch=student.arch, seed=seed,
                          recipe=student.recipe, precision=precision, temperature=t, loss=loss,
-                         teacher_id=tid)
+                         teacher_id=tid, init=student.init)
             runs.append(Run(id=rid, role="distilled", arch=student.arch, seed=seed,
-                            temperature=t, depends_on=(tid,), recipe=student.recipe, loss=loss))
+                            temperature=t, depends_on=(tid,), recipe=student.recipe, loss=loss,
+                            init=student.init))
     return tuple(runs)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from kdspec.analysis.significance import (
     direction,
 )
 from kdspec.analysis.study_analysis import StudyAnalysis
+from kdspec.plan import ModelSpec
 
 #: Per comparison and temperature, at most this many significant classes are listed (largest
 #: |change| first); significance.csv has them all.
@@ -49,6 +51,19 @@ def _number(value: float, digits: int = 4) -> str:
     return "NaN" if math.isnan(value) else f"{value:.{digits}g}"
 
 
+def _training(model: ModelSpec) -> str:
+    """How a model got its weights: "30 epochs", "pretrained IMAGENET1K_V1, evaluated only"."""
+    epochs = f"{model.recipe.epochs} epochs"
+    if model.init is None:
+        return epochs
+    source = {"torchvision": f"pretrained {model.init.name}",
+              "checkpoint": f"checkpoint {Path(model.init.name).name} (sha256 "
+                            f"{model.init.digest[:12]})",
+              "run": f"from MLflow run {model.init.name}"}[model.init.kind]
+    return f"{source}, " + ("evaluated only" if model.recipe.epochs == 0
+                            else f"fine-tuned {epochs}")
+
+
 def setup_section(analysis: StudyAnalysis) -> Section:
     """Models, dataset, seeds, temperatures, KD loss, test options and n per group."""
     records = analysis.records
@@ -59,8 +74,8 @@ def setup_section(analysis: StudyAnalysis) -> Section:
     acc = analysis.accuracy
     group_n = ", ".join(f"{g.key.label}: {g.n}" for g in acc.groups)
     bullets: tuple[str, ...] = (
-        f"Teacher: {study.teacher.arch} ({study.teacher.recipe.epochs} epochs); student: "
-        f"{study.student.arch} ({study.student.recipe.epochs} epochs).",
+        f"Teacher: {study.teacher.arch} ({_training(study.teacher)}); student: "
+        f"{study.student.arch} ({_training(study.student)}).",
         f"Dataset: {ds.name}, {ds.num_classes} classes, {n_test} test samples{subset}.",
         f"Seeds: {', '.join(str(s) for s in study.seeds)}; temperatures: "
         f"{', '.join(f'{t:g}' for t in study.temperatures)}.",

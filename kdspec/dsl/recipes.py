@@ -55,12 +55,14 @@ class Layer:
     base: Name | None
 
 
-def read_layer(block: Section, what: str, diags: Diagnostics) -> Layer:
-    """Read the recipe keys of ``block`` (a recipe or a role block)."""
-    reader = SectionReader(what, block.entries, RECIPE_KEYS, diags)
+def read_layer(block: Section, what: str, diags: Diagnostics,
+               extra_keys: dict[str, Key] | None = None) -> Layer:
+    """Read the recipe keys of ``block`` (a recipe or a role block; ``extra_keys``: other keys
+    the block may hold, read elsewhere)."""
+    reader = SectionReader(what, block.entries, {**RECIPE_KEYS, **(extra_keys or {})}, diags)
     fields: dict[str, tuple[Any, Span]] = {}
     getters = {
-        "epochs": reader.positive_integer,
+        "epochs": reader.integer,
         "batch_size": reader.positive_integer,
         "lr": reader.number,
         "momentum": reader.number,

@@ -19,6 +19,7 @@ from kdspec.dsl.diagnostics import (
     UnknownName,
     WrongType,
 )
+from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, read_init
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader
 from kdspec.dsl.recipes import RecipeBook, read_layer
 from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
@@ -38,6 +39,7 @@ from kdspec.plan import (
     ModelSpec,
     Normalization,
     PrecisionSetting,
+    Recipe,
     Run,
     RuntimeSpec,
     Study,
@@ -141,17 +143,29 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
           diags: Diagnostics) -> ModelSpec | None:
     if section is None:
         return None
-    layer = read_layer(section, role, diags)
+    layer = read_layer(section, role, diags, INIT_KEYS)
     if section.label is None:
         diags.add(MissingField(section.key_span, f"{role} has no architecture",
                                help=f"write `{role} resnet20 {{ ... }}`"))
         return None
     arch = section.label.value
-    recipe = recipes.build(layer, section.label.span, role)
     try:
         facts = architecture(arch).facts
     except ArchitectureError as err:
         diags.add(UnknownName(section.label.span, err.message, help=err.help))
+        return None
+    init, init_ok = read_init(section, arch, diags)
+    if init is not None and not layer.fields and layer.base is None:
+        recipe: Recipe | None = EVALUATE_ONLY  # weights given, nothing to train: evaluate
+    else:
+        recipe = recipes.build(layer, section.label.span, role)
+    if recipe is not None and recipe.epochs == 0 and init is None:
+        span = layer.fields["epochs"][1] if "epochs" in layer.fields else section.label.span
+        diags.add(InvalidValue(span, "epochs = 0 means the model is not trained",
+                               help="give it weights to start from (pretrained, checkpoint "
+                                    "or from_run), or train it"))
+        return None
+    if not init_ok:
         return None
     if draft is not None and draft.fields["image_size"] < facts.min_size:
         size = draft.fields["image_size"]
@@ -171,7 +185,7 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
                                         help="choose another image_size (resizable datasets) "
                                              "or another model"))
             return None
-    return None if recipe is None else ModelSpec(arch=arch, recipe=recipe)
+    return None if recipe is None else ModelSpec(arch=arch, recipe=recipe, init=init)
 
 
 def _distill(section: Section | None,

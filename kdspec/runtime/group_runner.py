@@ -161,6 +161,8 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
                             num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
+    if group.start_epoch == 0:  # a resumed run's checkpoint holds its weights
+        _start_from_given_weights(trainees, source, group, logger)
     # One choice for the group (its members share architecture, recipe and data).
     choice = resolve_speed(
         study.runtime, device=settings.device,
@@ -245,6 +247,24 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     for outcome in outcomes.values():
         outcome.mlflow_id = recorder.mlflow_id(outcome.run)
     return list(outcomes.values())
+
+
+def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSource,
+                              group: Group, logger: logging.Logger) -> None:
+    """Members with ``init`` start from those weights (pretrained, a checkpoint, another
+    run's final.pt) instead of their seed's; what does not fit keeps the seed's values."""
+    loaded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for trainee in trainees:
+        init = trainee.run.init
+        if init is None:
+            continue
+        key = (init.kind, init.name)
+        if key not in loaded:
+            loaded[key] = source.initial_weights(init)
+        count, kept = checkpoints.load_initial(trainee.model, loaded[key])
+        logger.info("%s: %s weights %s: %d tensors loaded%s", group.label, init.kind, init.name,
+                    count, f"; kept the seed's for {len(kept)}: {', '.join(kept[:4])}"
+                    + (" ..." if len(kept) > 4 else "") if kept else "")
 
 
 def _teacher_signal(group: Group, trainees: list[Trainee], study: Study, dataset: LoadedDataset,

@@ -30,6 +30,7 @@ What a group's runs get, in order:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import math
@@ -43,7 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from kdspec.plan import Plan, Run, Study
+from kdspec.plan import ModelInit, Plan, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation
 from kdspec.runtime.scheduling import Action, Group
@@ -91,10 +92,12 @@ class RunRecorder(Protocol):
 
 
 class ArtifactSource(Protocol):
-    """Checkpoints a group reads: its teacher's trained model and its resumed runs' states."""
+    """Checkpoints a group reads: its teacher's trained model, its resumed runs' states, and
+    the starting weights of models that do not start from their seed."""
 
     def teacher(self, teacher_id: str, *, device: torch.device) -> torch.nn.Module: ...
     def resume_state(self, action: Action) -> dict[str, Any]: ...
+    def initial_weights(self, init: ModelInit) -> dict[str, torch.Tensor]: ...
 
 
 class NullRecorder:
@@ -160,6 +163,30 @@ class StoreSource:
         path = self.store.download(action.stored.mlflow_id, schema.ARTIFACT_LAST_CHECKPOINT,
                                    self.workdir / "resume" / action.run.id)
         return checkpoints.load(path)
+
+    def initial_weights(self, init: ModelInit) -> dict[str, torch.Tensor]:
+        """torchvision's weights (the torch hub cache; downloaded where the machine can), a
+        checkpoint file (its sha256 checked against the plan's), or ``final.pt`` of an MLflow
+        run of the store."""
+        if init.kind == "torchvision":
+            from torchvision.models import get_model_weights
+
+            builder, _, member = init.name.partition(":")
+            enum = get_model_weights(builder)
+            weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
+            return dict(weights.get_state_dict(progress=False))
+        if init.kind == "checkpoint":
+            path = Path(init.name)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != init.digest:
+                raise RuntimeError(f"checkpoint {path} changed since the plan was made (sha256 "
+                                   f"{digest[:12]}..., the plan says {init.digest[:12]}...): "
+                                   "compile the spec again")
+            return checkpoints.model_weights(torch.load(path, map_location="cpu",
+                                                        weights_only=True))
+        path = self.store.download(init.name, schema.ARTIFACT_FINAL_CHECKPOINT,
+                                   self.workdir / "from_run" / init.name)
+        return checkpoints.model_weights(checkpoints.load(path))
 
 
 def run_params(run: Run, study: Study) -> dict[str, object]:
@@ -425,6 +452,8 @@ class StoreRecorder:
         run = trainee.run
         mlflow_id = self.mlflow_ids[run.id]
         store = self.store
+        if run.recipe.epochs == 0:  # evaluated only: no epoch logged its accuracy
+            store.log_metrics(mlflow_id, {schema.METRIC_TEST_ACC: evaluation.accuracy}, step=0)
         store.log_bytes(mlflow_id, schema.ARTIFACT_PREDICTIONS, evaluation.predictions_npz())
         store.log_bytes(mlflow_id, schema.ARTIFACT_CLASS_ACCURACY,
                         evaluation.class_accuracy_json(self.study.dataset.class_names).encode())

@@ -114,7 +114,7 @@ def test_a_bad_value_in_the_list_is_reported_once_at_that_value() -> None:
 def test_a_mistake_outside_vary_is_reported_once_not_per_variant() -> None:
     text = spec("vary { student { lr = [0.01, 0.02, 0.03] } }").replace(
         "student lenet5 { recipe = r }", "student lenet5 { recipe = r  epochs = 0 }")
-    assert diagnostics(text) == [(6, 41, "'epochs' must be > 0, found 0")]
+    assert diagnostics(text) == [(6, 41, "epochs = 0 means the model is not trained")]
     missing = spec("vary { student { lr = [0.01, 0.02] } }").replace(
         "  distill { temperatures = [2, 4]  loss = 0.2 * hard + 0.8 * soft }\n", "")
     assert diagnostics(missing) == [(3, 7, "study 'sweep' has no distill section")]

@@ -1,0 +1,111 @@
+"""A role block's starting weights: ``pretrained = WEIGHTS``, ``checkpoint = "file.pt"`` or
+``from_run = "MLFLOW_RUN_ID"`` (at most one), read into a :class:`~kdspec.plan.ModelInit`.
+
+- ``pretrained``: a torchvision weights enum member (``IMAGENET1K_V1``, ``DEFAULT``) of a
+  ``torchvision:NAME`` model or of kdspec's torchvision-family ``resnet18/34/50``,
+  ``densenet121/169``; checked against torchvision's list here, loaded from the torch hub cache
+  when the run starts (downloaded only where the machine can);
+- ``checkpoint``: a ``.pt`` file, relative to the spec; its sha256 is part of the run id, so
+  a changed file is a new run;
+- ``from_run``: the MLflow run id of a finished run in the study's store (its ``final.pt``).
+
+A block that gives weights and no recipe key is evaluated only (``epochs = 0``); with a recipe
+it is fine-tuned from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from kdspec.dsl.diagnostics import Diagnostics, InconsistentStudy, InvalidValue, UnknownName
+from kdspec.dsl.reader import Key
+from kdspec.dsl.syntax import Assignment, Name, Section, String
+from kdspec.plan import ModelInit, Recipe
+from kdspec.registry import TORCHVISION_PREFIX
+from kdspec.suggestions import did_you_mean
+
+INIT_KEYS: dict[str, Key] = {"pretrained": Key(), "checkpoint": Key(), "from_run": Key()}
+#: kdspec's own architectures that are torchvision's (the same module names, so torchvision's
+#: weights load into them).
+TORCHVISION_FAMILY = ("resnet18", "resnet34", "resnet50", "densenet121", "densenet169")
+#: What an evaluate-only role trains with: nothing (the batch size is unused; evaluation uses
+#: its own).
+EVALUATE_ONLY = Recipe(epochs=0, batch_size=256, lr=1e-3)
+MLFLOW_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _torchvision_builder(arch: str) -> str | None:
+    if arch.startswith(TORCHVISION_PREFIX):
+        return arch.removeprefix(TORCHVISION_PREFIX)
+    return arch if arch in TORCHVISION_FAMILY else None
+
+
+def _pretrained(value: Name, arch: str, diags: Diagnostics) -> ModelInit | None:
+    builder = _torchvision_builder(arch)
+    if builder is None:
+        diags.add(InconsistentStudy(value.span, f"{arch} has no pretrained weights kdspec can "
+                                    "load", help="pretrained weights come from torchvision: "
+                                    "use torchvision:NAME or resnet18/34/50, densenet121/169; "
+                                    "or give the weights as checkpoint = \"file.pt\""))
+        return None
+    from torchvision.models import get_model_weights
+
+    members = [w.name for w in get_model_weights(builder)]
+    if value.value != "DEFAULT" and value.value not in members:
+        diags.add(UnknownName(value.span, f"torchvision has no weights '{value.value}' for "
+                              f"{builder}", help=did_you_mean(value.value,
+                                                             [*members, "DEFAULT"],
+                                                             f"weights of {builder}")))
+        return None
+    return ModelInit(kind="torchvision", name=f"{builder}:{value.value}")
+
+
+def _checkpoint(value: String, diags: Diagnostics) -> ModelInit | None:
+    base = Path(value.span.path).parent if not value.span.path.startswith("<") else Path()
+    path = (base / Path(value.value).expanduser()).resolve()
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as err:
+        diags.add(InvalidValue(value.span, f"cannot read checkpoint {path} "
+                               f"({err.strerror or err})",
+                               help="a path relative to the spec, or absolute"))
+        return None
+    return ModelInit(kind="checkpoint", name=str(path), digest=digest)
+
+
+def read_init(section: Section, arch: str, diags: Diagnostics) -> tuple[ModelInit | None, bool]:
+    """``(init, ok)``: the block's starting weights (None: from the seed); ``ok`` False when a
+    problem was reported."""
+    given = [e for e in section.entries if isinstance(e, Assignment) and e.key in INIT_KEYS]
+    if not given:
+        return None, True
+    if len(given) > 1:
+        diags.add(InconsistentStudy(given[1].key_span, f"'{given[1].key}' and "
+                                    f"'{given[0].key}': a model starts from one set of weights",
+                                    help="keep one of pretrained, checkpoint, from_run"))
+        return None, False
+    entry = given[0]
+    value = entry.value
+    before = len(diags)
+    init: ModelInit | None = None
+    if entry.key == "pretrained":
+        if isinstance(value, Name):
+            init = _pretrained(value, arch, diags)
+        else:
+            diags.add(InvalidValue(value.span, "'pretrained' names torchvision weights",
+                                   help="e.g. `pretrained = IMAGENET1K_V1` or `DEFAULT`"))
+    elif entry.key == "checkpoint":
+        if isinstance(value, String):
+            init = _checkpoint(value, diags)
+        else:
+            diags.add(InvalidValue(value.span, "'checkpoint' is a file path in quotes",
+                                   help='e.g. `checkpoint = "teachers/resnet56-seed0.pt"`'))
+    elif isinstance(value, String) and MLFLOW_RUN_ID.match(value.value):
+        init = ModelInit(kind="run", name=value.value)
+    else:
+        diags.add(InvalidValue(value.span, "'from_run' is an MLflow run id (32 hex digits) in "
+                               "quotes", help="the run id shown in the MLflow UI or "
+                               "`kdspec run`'s summary table"))
+    return init, len(diags) == before
