@@ -14,7 +14,11 @@ refuses ("table ... already exists"). So kdspec creates a missing store itself:
 Step 2 runs MLflow's ~3 s of migrations once per MLflow version, into an empty template store
 in ``~/.cache/kdspec/mlflow-stores``; every later store is a copy of it whose Default experiment
 is pointed at its own artifact folder (the one value of an empty store that depends on where it
-is), so a new store costs milliseconds.
+is), so a new store costs milliseconds. That one edit is made in the ``experiments`` table
+directly (MLflow has no API to move an experiment's artifact location): the MLflow versions
+kdspec supports are pinned in pyproject.toml (``mlflow<4``), and the tests open such a copy with
+``MlflowClient`` and log to it. The head schema revision a complete store must have is read
+from the template MLflow built, not from MLflow's private functions.
 
 A file at the real path whose schema is not MLflow's current head and that holds no runs is a
 half-created store (from before this existed, or made by plain MLflow): it is moved aside to
@@ -32,11 +36,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +63,22 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(rest)
 
 
+@functools.cache
 def head_revision() -> str:
-    """The schema revision this MLflow creates (the single head of its migrations)."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
-
-    return str(_get_latest_schema_revision())
+    """The schema revision this MLflow creates: that of the empty template store MLflow built
+    (no private MLflow function is needed to know it); without a usable template cache, that of
+    a store MLflow builds in a temporary folder."""
+    template = _template()
+    revision = schema_revision(template[0]) if template is not None else None
+    if revision is not None:
+        return revision
+    with tempfile.TemporaryDirectory(prefix="kdspec-mlflow-head-") as scratch:
+        probe = Path(scratch) / "probe.db"
+        _build_with_mlflow(probe, str(Path(scratch) / "artifacts"))
+        revision = schema_revision(probe)
+    if revision is None:
+        raise TrackingError("MLflow built a sqlite store without a schema revision")
+    return revision
 
 
 def _query(path: Path, sql: str) -> list[tuple[object, ...]] | None:
@@ -145,12 +162,16 @@ def _template() -> tuple[Path, str] | None:
     folder = template_dir()
     path = folder / f"empty-mlflow-{VERSION}.db"
     root = str(folder / "template-artifacts")
+
+    def made() -> bool:  # renamed into place only once MLflow had built it whole
+        return path.is_file() and schema_revision(path) is not None
+
     try:
-        if is_complete(path):
+        if made():
             return path, root
         folder.mkdir(parents=True, exist_ok=True)
         with creation_lock(path):
-            if not is_complete(path):
+            if not made():
                 _remove_dead_attempts(path)
                 partial = path.parent / f".{path.name}.creating-{os.getpid()}"
                 with contextlib.suppress(FileNotFoundError):
