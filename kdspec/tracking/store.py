@@ -28,6 +28,7 @@ from kdspec.errors import TrackingError
 from kdspec.plan import Study
 from kdspec.tracking import schema
 from kdspec.tracking.client import (
+    active_experiment_ids,
     download,
     is_server_uri,
     local_artifact_root,
@@ -99,6 +100,10 @@ class RunStore(Protocol):
     def log_file(self, mlflow_id: str, path: Path, artifact_dir: str | None = None) -> None: ...
     def log_bytes(self, mlflow_id: str, artifact_path: str, data: bytes) -> None: ...
     def download(self, mlflow_id: str, artifact_path: str, dst_dir: Path) -> Path: ...
+
+
+#: Up to this many kdspec ids are looked up one filtered search each (see ``find_runs``).
+PER_ID_SEARCH_LIMIT = 16
 
 
 class MlflowStore:
@@ -185,9 +190,16 @@ class MlflowStore:
         if self.absent or not wanted:
             return result
         tags = {schema.TAG_KIND: schema.KIND_RUN}
-        if len(wanted) == 1 and "'" not in (only := next(iter(wanted))):
-            tags[schema.TAG_RUN_ID] = only  # one id (a group's refresh): the store filters
-        for run in search_runs(self.client, tag_filter(tags)):
+        if len(wanted) <= PER_ID_SEARCH_LIMIT and not any("'" in k for k in wanted):
+            # A group's refresh (its runs and its teacher): one filtered search per id, so
+            # polling costs the same in a store of 100 runs as in one of 100,000.
+            experiments = active_experiment_ids(self.client)
+            found = [run for kid in sorted(wanted) for run in search_runs(
+                self.client, tag_filter({**tags, schema.TAG_RUN_ID: kid}),
+                experiment_ids=experiments)]
+        else:  # planning a shard: one pass over every kdspec run beats hundreds of searches
+            found = search_runs(self.client, tag_filter(tags))
+        for run in found:
             stored = stored_run(run)
             if stored.kdspec_id in wanted:
                 result[stored.kdspec_id].append(stored)
