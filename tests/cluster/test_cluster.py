@@ -19,9 +19,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from bench.lab_cluster import Cluster, missing, running_cluster
 from kdspec.plan import Plan
 from kdspec.tracking import schema
-from tests.cluster.infra import Cluster, missing, running_cluster
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[2]

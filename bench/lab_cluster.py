@@ -1,5 +1,6 @@
-"""A real lab cluster on this machine, for the cluster tests: PostgreSQL, an ``mlflow server``
-on it with proxied artifacts, munge and a one-node Slurm (slurmctld + slurmd). Brought up as
+"""A real lab cluster on this machine, for the cluster tests and the scale benchmark:
+PostgreSQL, an ``mlflow server`` on it with proxied artifacts (its access log counts the
+requests), and optionally munge and a one-node Slurm (slurmctld + slurmd). Brought up as
 ../shared/cluster-setup.md describes (nothing written to /etc: Slurm reads ``$SLURM_CONF``;
 daemons started by hand), torn down at the end. Needs root and the Debian packages
 postgresql, slurm-wlm, slurm-client and munge (``make test-cluster`` installs them), and
@@ -23,17 +24,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.mlflow_server import free_port
-
 PG_BIN = Path("/usr/lib/postgresql")
 NEEDED = ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "munged", "runuser", "unshare")
 
 
-def missing() -> str:
-    """Why the cluster cannot be brought up here ('' when it can)."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def missing(*, slurm: bool = True) -> str:
+    """Why the cluster (``slurm=False``: PostgreSQL and the server only) cannot be brought up
+    here ('' when it can)."""
     if os.geteuid() != 0:
         return "needs root (daemons run as postgres and munge)"
-    absent = [tool for tool in NEEDED if shutil.which(tool) is None]
+    absent = [tool for tool in (NEEDED if slurm else ("runuser",))
+              if shutil.which(tool) is None]
     if not _pg_bin():
         absent.append("postgresql")
     if absent:
@@ -72,8 +80,13 @@ class Cluster:
 
     root: Path
     tracking_uri: str
-    slurm_conf: Path
+    slurm_conf: Path | None
     env: dict[str, str]  # what a client needs: SLURM_CONF, PATH, PYTHONPATH, no MLflow URI
+
+    @property
+    def server_log(self) -> Path:
+        """The mlflow server's log: one uvicorn access line per request."""
+        return self.root / "mlflow-server.log"
 
     def slurm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), capture_output=True, text=True, env=self.env,
@@ -89,22 +102,24 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(repo: Path) -> Iterator[Cluster]:
+def running_cluster(repo: Path, *, slurm: bool = True, workers: int = 4) -> Iterator[Cluster]:
     """Bring the cluster up in a fresh folder under /tmp (world-executable: postgres and munge
-    must reach their folders), yield it, tear it down whatever happened."""
+    must reach their folders), yield it, tear it down whatever happened. ``slurm=False``: only
+    PostgreSQL and the server (``workers`` uvicorn processes)."""
     root = Path(tempfile.mkdtemp(prefix="kdspec-cluster-", dir="/tmp"))
     root.chmod(0o755)
     stops: list[object] = []
     try:
         pg_port = free_port()
-        tracking_uri = _start_postgres_and_mlflow(root, pg_port, stops)
-        munge_socket = _start_munge(root, stops)
-        slurm_conf = _start_slurm(root, munge_socket, stops)
-        env = dict(os.environ, SLURM_CONF=str(slurm_conf), MLFLOW_DISABLE_TELEMETRY="true",
+        tracking_uri = _start_postgres_and_mlflow(root, pg_port, stops, workers=workers)
+        slurm_conf = _start_slurm(root, _start_munge(root, stops), stops) if slurm else None
+        env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true",
                    PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
                    PATH=os.pathsep.join([str(Path(sys.executable).parent),
                                          os.environ.get("PATH", "")]))
+        if slurm_conf is not None:
+            env["SLURM_CONF"] = str(slurm_conf)
         env.pop("MLFLOW_TRACKING_URI", None)
         yield Cluster(root, tracking_uri, slurm_conf, env)
     finally:
@@ -114,7 +129,8 @@ def running_cluster(repo: Path) -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start_postgres_and_mlflow(root: Path, port: int, stops: list[object]) -> str:
+def _start_postgres_and_mlflow(root: Path, port: int, stops: list[object], *,
+                               workers: int) -> str:
     bin_dir = _pg_bin()
     assert bin_dir is not None
     data, sockets = root / "pg" / "data", root / "pgsock"
@@ -144,7 +160,7 @@ def _start_postgres_and_mlflow(root: Path, port: int, stops: list[object]) -> st
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
          f"postgresql+psycopg2://mlflow:mlflow@127.0.0.1:{port}/mlflow",
          "--artifacts-destination", (root / "artifacts").as_uri(), "--host", "127.0.0.1",
-         "--port", str(http_port)],
+         "--port", str(http_port), "--workers", str(workers)],
         env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                  MLFLOW_DISABLE_TELEMETRY="true"),
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
