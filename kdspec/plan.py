@@ -94,6 +94,9 @@ class DatasetSpec(Frozen):
     generated_train_size: GeneratedSize | None = None
     generated_test_size: GeneratedSize | None = None
     generated_combinations: TrifeatureCombinations | None = None
+    #: Share of the training images held out (seeded) as the validation split, which ``vary``
+    #: comparisons and any choice use; the test split then gives only the final numbers.
+    validation: Annotated[float, Field(gt=0.0, lt=0.5)] | None = None
 
     @model_validator(mode="after")
     def _class_names_match(self) -> DatasetSpec:
@@ -430,7 +433,7 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 
 #: DatasetSpec fields added after plan format 1 was first released.
-LATER_DATASET_FIELDS = ("generated_combinations",)
+LATER_DATASET_FIELDS = ("generated_combinations", "validation")
 
 
 def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class GroupAccuracy:
     run_ids: tuple[str, ...]
     overall: np.ndarray
     per_class: np.ndarray
+    #: Accuracy on the held-out validation split per seed (empty when the study has none).
+    validation: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def n(self) -> int:
@@ -61,9 +63,11 @@ def group_accuracy(key: GroupKey, runs: tuple[RunPredictions, ...], *, num_class
     overall = np.array([p[0] for p in pairs], dtype=np.float64)
     per_class = (np.stack([p[1] for p in pairs]) if pairs
                  else np.empty((0, num_classes), dtype=np.float64))
+    validation = (np.array([r.val_accuracy for r in runs], dtype=np.float64)
+                  if runs and all(r.val_accuracy is not None for r in runs) else np.empty(0))
     return GroupAccuracy(key=key, seeds=tuple(r.seed for r in runs),
                          run_ids=tuple(r.kdspec_id for r in runs), overall=overall,
-                         per_class=per_class)
+                         per_class=per_class, validation=validation)
 
 
 @dataclass(frozen=True)

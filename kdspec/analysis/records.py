@@ -48,6 +48,8 @@ class RunPredictions:
     y_true: np.ndarray
     y_pred: np.ndarray
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Accuracy on the held-out validation split (``val_acc``); None without one.
+    val_accuracy: float | None = None
 
     @property
     def group(self) -> GroupKey:

@@ -76,7 +76,11 @@ def setup_section(analysis: StudyAnalysis) -> Section:
     bullets: tuple[str, ...] = (
         f"Teacher: {study.teacher.arch} ({_training(study.teacher)}); student: "
         f"{study.student.arch} ({_training(study.student)}).",
-        f"Dataset: {ds.name}, {ds.num_classes} classes, {n_test} test samples{subset}.",
+        f"Dataset: {ds.name}, {ds.num_classes} classes, {n_test} test samples{subset}; "
+        + (f"validation: {100 * ds.validation:g} % of the training images held out (seeded) "
+           "for any choice, the test split only for the final numbers."
+           if ds.validation else "no validation split (every number here is on the test "
+           "split)."),
         f"Seeds: {', '.join(str(s) for s in study.seeds)}; temperatures: "
         f"{', '.join(f'{t:g}' for t in study.temperatures)}.",
         f"KD loss: hard weight {study.loss.hard_weight:g}, soft weight "

@@ -136,9 +136,11 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
     except ValueError as err:
         problems.append(_problem("bad_artifact", run, str(err), mlflow_id))
         return None, problems
+    val = chosen.data.metrics.get(schema.METRIC_VAL_ACC)
     return RunPredictions(kdspec_id=run.id, mlflow_run_id=mlflow_id, role=run.role,
                           seed=run.seed, temperature=run.temperature, y_true=y_true,
-                          y_pred=y_pred, attributes=attributes), problems
+                          y_pred=y_pred, attributes=attributes,
+                          val_accuracy=None if val is None else float(val)), problems
 
 
 def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan

@@ -47,6 +47,7 @@ DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
         "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
         "sensitive", "balance", "generated_train", "generated_test", "combinations",
+        "validation",
     )
 }
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
@@ -106,6 +107,7 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     put("balance", "balance", reader.choice("balance", ("none", "undersample")))
     for key in ("train_subset", "test_subset"):
         put(key, key, reader.positive_integer(key))
+    _read_validation(reader, draft, diags)
     _read_image_size(reader, draft, diags)
     _read_generated_sizes(reader, draft, diags)
     _read_target(reader, draft, diags)
@@ -116,6 +118,23 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     for attr, span in reader.names("sensitive") or []:
         _add_sensitive(draft, attr, span, diags)
     return draft
+
+
+def _read_validation(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:
+    share = reader.number("validation")
+    if share is None:
+        return
+    if not 0.0 < share < 0.5:
+        diags.add(InvalidValue(reader.span("validation"), f"validation is the share of the "
+                               f"training images held out, in (0, 0.5); found {share:g}",
+                               help="e.g. `validation = 0.1`"))
+        return
+    if draft.facts.name == "imagenet":
+        diags.add(InconsistentStudy(reader.span("validation"), "imagenet streams its training "
+                                    "images; a held-out validation split is not supported "
+                                    "there yet", help="remove validation"))
+        return
+    draft.fields["validation"], draft.spans["validation"] = share, reader.span("validation")
 
 
 def _read_image_size(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:

@@ -354,6 +354,10 @@ def _record_epoch(result: EpochResult, epochs: int, last_eval: dict[str, Evaluat
         last_eval[run.id] = evaluation
         accuracy = evaluation.accuracy
         metrics[schema.METRIC_TEST_ACC] = accuracy
+        if dataset.validation is not None:
+            metrics[schema.METRIC_VAL_ACC] = evaluate(
+                trainee.model, dataset.validation, num_classes=dataset.num_classes,
+                autocast=autocast).accuracy
     else:
         last_eval.pop(run.id, None)
     if result.failure is not None:
@@ -376,7 +380,10 @@ def _finish(trainee: Trainee, evaluation: Evaluation | None, dataset: LoadedData
     if evaluation is None:
         evaluation = evaluate(trainee.model, dataset.test, num_classes=dataset.num_classes,
                               autocast=autocast)
-    recorder.finish(trainee, evaluation, checkpoints.final_state(
+    validation = None if dataset.validation is None or trainee.run.recipe.epochs else evaluate(
+        trainee.model, dataset.validation, num_classes=dataset.num_classes,
+        autocast=autocast).accuracy
+    recorder.finish(trainee, evaluation, validation, checkpoints.final_state(
         trainee, in_channels=dataset.channels, image_size=dataset.image_size,
         num_classes=dataset.num_classes))
     outcome.recorded = True

@@ -87,6 +87,8 @@ class LoadedDataset:
     #: and where it was read from.
     digest: str = ""
     source: str = ""
+    #: Held out from the training images (``dataset { validation = f }``); None without one.
+    validation: EvalSource | None = None
 
 
 class TeacherSignal(Protocol):

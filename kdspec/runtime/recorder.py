@@ -85,8 +85,8 @@ class RunRecorder(Protocol):
     def close(self) -> None: ...
     def fail(self, run: Run, reason: str, *, epoch: int | None = None,
              metrics: Mapping[str, float] | None = None) -> None: ...
-    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
-               ) -> None: ...
+    def finish(self, trainee: Trainee, evaluation: Evaluation, validation: float | None,
+               final_state: dict[str, Any]) -> None: ...
     def release(self, reason: str) -> None: ...
     def mlflow_id(self, run: Run) -> str: ...
 
@@ -128,8 +128,8 @@ class NullRecorder:
              metrics: Mapping[str, float] | None = None) -> None:
         pass
 
-    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
-               ) -> None:
+    def finish(self, trainee: Trainee, evaluation: Evaluation, validation: float | None,
+               final_state: dict[str, Any]) -> None:
         pass
 
     def release(self, reason: str) -> None:
@@ -443,17 +443,22 @@ class StoreRecorder:
             self.store.fail(mlflow_id, reason)
             self._ended.add(run.id)
 
-    def finish(self, trainee: Trainee, evaluation: Evaluation, final_state: dict[str, Any]
-               ) -> None:
+    def finish(self, trainee: Trainee, evaluation: Evaluation, validation: float | None,
+               final_state: dict[str, Any]) -> None:
         """Final evaluation artifacts, ``final.pt``, FINISHED, superseded runs retired (after
-        every queued write: a run is FINISHED only with all its epochs in the store)."""
+        every queued write: a run is FINISHED only with all its epochs in the store).
+        ``validation``: the accuracy on the held-out validation split, when the dataset has
+        one (trained runs log ``val_acc`` every evaluated epoch; an evaluated-only run here)."""
         self._settle(wait=True)
         self._writes.flush()
         run = trainee.run
         mlflow_id = self.mlflow_ids[run.id]
         store = self.store
-        if run.recipe.epochs == 0:  # evaluated only: no epoch logged its accuracy
-            store.log_metrics(mlflow_id, {schema.METRIC_TEST_ACC: evaluation.accuracy}, step=0)
+        if run.recipe.epochs == 0:  # evaluated only: no epoch logged its accuracies
+            scores = {schema.METRIC_TEST_ACC: evaluation.accuracy}
+            if validation is not None:
+                scores[schema.METRIC_VAL_ACC] = validation
+            store.log_metrics(mlflow_id, scores, step=0)
         store.log_bytes(mlflow_id, schema.ARTIFACT_PREDICTIONS, evaluation.predictions_npz())
         store.log_bytes(mlflow_id, schema.ARTIFACT_CLASS_ACCURACY,
                         evaluation.class_accuracy_json(self.study.dataset.class_names).encode())

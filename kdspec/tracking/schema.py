@@ -91,6 +91,7 @@ KIND_RUN = "run"
 # Metrics
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_TEST_ACC = "test_acc"
+METRIC_VAL_ACC = "val_acc"  # accuracy on the held-out validation split (dataset validation = f)
 METRIC_LR = "lr"
 METRIC_TEMPERATURE = "temperature"
 

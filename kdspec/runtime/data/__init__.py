@@ -156,6 +156,7 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
                         f"{spec.num_classes} classes")
     train_ix = subset_indices(len(arrays.train_labels), spec.train_subset)
     test_ix = subset_indices(len(arrays.test_labels), spec.test_subset)
+    train_ix, val_ix = split_validation(train_ix, spec.validation)
     augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device)
     plain = make_augmenter(spec.name, "none", spec.image_size, spec.channels, device)
     train = InMemoryTrainSource(_take(arrays.train_images, train_ix),
@@ -164,8 +165,11 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
         _take(arrays.test_images, test_ix), _take(arrays.test_labels, test_ix), plain, device,
         attributes={k: _take(np.asarray(v), test_ix) for k, v in arrays.test_attributes.items()},
     )
+    validation = None if val_ix is None else InMemoryEvalSource(
+        _take(arrays.train_images, val_ix), _take(arrays.train_labels, val_ix), plain, device)
+    held = f" / {validation.num_samples} validation" if validation is not None else ""
     description = (
-        f"{spec.name}: {train.num_samples} train / {test.num_samples} test images "
+        f"{spec.name}: {train.num_samples} train{held} / {test.num_samples} test images "
         f"{spec.channels}x{spec.image_size}x{spec.image_size}, augment {spec.augment} "
         f"({train.num_views} views), from {arrays.source}"
     )
@@ -176,8 +180,26 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
                             _take(arrays.train_labels, train_ix),
                             _take(arrays.test_images, test_ix),
                             _take(arrays.test_labels, test_ix)),
-        source=arrays.source,
+        source=arrays.source, validation=validation,
     )
+
+
+#: Seed of the validation hold-out: the same images on every machine, for every run.
+VALIDATION_SEED = 20_261_205
+
+
+def split_validation(train_ix: np.ndarray, share: float | None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(train, validation)`` indices: a seeded share of the training indices held out
+    (``round(share x n)``, at least one), the rest kept in their order; (all, None) without a
+    share."""
+    if share is None:
+        return train_ix, None
+    count = max(1, round(share * len(train_ix)))
+    held = np.random.default_rng(VALIDATION_SEED).permutation(len(train_ix))[:count]
+    mask = np.zeros(len(train_ix), dtype=bool)
+    mask[held] = True
+    return train_ix[~mask], train_ix[np.sort(held)]
 
 
 def array_digest(*arrays: np.ndarray) -> str:
