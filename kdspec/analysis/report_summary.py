@@ -8,6 +8,7 @@ flags); "nothing" is a possible conclusion and is said plainly.
 from __future__ import annotations
 
 import math
+import re
 
 from kdspec.analysis.claims import ClaimTest
 from kdspec.analysis.paper_results import PAPER
@@ -87,8 +88,8 @@ def summary_section(analysis: StudyAnalysis) -> Section:
     paragraphs = [what]
     if study.note:
         paragraphs.append(f"The spec says: {study.note}")
-    rows = tuple((c.claim, _verdict_cell(c), _p(c.p_adjusted), c.seeds_needed.split(" (")[0])
-                 for c in analysis.claims.claims)
+    rows = tuple((c.claim, _verdict_cell(c), _p(c.p_adjusted),
+                  re.split(r" \(|: ", c.seeds_needed)[0]) for c in analysis.claims.claims)
     table = Table(("claim of the paper", "verdict", "p after Holm", "seeds for 80 % power"),
                   rows, "Each claim's test, assumption, power and result are in the claims "
                   "section below.")
