@@ -152,6 +152,11 @@ DATASETS: dict[str, DatasetFacts] = {
         " under root: tiny-imagenet-200/train/<wnid>/images, tiny-imagenet-200/val/images and "
         "val/val_annotations.txt",
     ),
+    "imagefolder": DatasetFacts(
+        "imagefolder", 3, 32, (), None, None, "none", resizable=True, fairness_dataset=True,
+        how_to_get="root = a folder holding train/<class>/ and test/<class>/ image folders "
+        "(docs/datasets.md, 'Your own images')",
+    ),
     "digits": DatasetFacts(
         "digits", 1, 8, DIGIT_CLASSES, 1_437, 360, "none",
         how_to_get="ships with scikit-learn (sklearn.datasets.load_digits)",

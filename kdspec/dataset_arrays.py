@@ -24,6 +24,9 @@ class ArraySplits:
     test_labels: np.ndarray
     source: str  # where it was read from, for the one-line description
     test_attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The reader's own per-channel (mean, std) in [0, 1], for data whose statistics are not
+    #: known in advance (an imagefolder's); None: the dataset's published or default ones.
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 __all__ = ["ArraySplits"]

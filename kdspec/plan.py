@@ -97,6 +97,13 @@ class DatasetSpec(Frozen):
     #: Share of the training images held out (seeded) as the validation split, which ``vary``
     #: comparisons and any choice use; the test split then gives only the final numbers.
     validation: Annotated[float, Field(gt=0.0, lt=0.5)] | None = None
+    #: imagefolder only: the digest of its files' paths, labels and sizes, so two folders with
+    #: the same class names are different data in run ids (kdspec.image_folder_layout).
+    content_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    #: imagefolder only: the CSV of per-image attributes (absolute path), if the spec gives one.
+    attributes_file: str | None = None
+    #: imagefolder only: the training images the compiler counted (for the plan's work estimate).
+    counted_train_images: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _class_names_match(self) -> DatasetSpec:
@@ -433,18 +440,20 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 
 #: DatasetSpec fields added after plan format 1 was first released.
-LATER_DATASET_FIELDS = ("generated_combinations", "validation")
+LATER_DATASET_FIELDS = ("generated_combinations", "validation", "content_digest",
+                        "counted_train_images")
 
 
 def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:
     """The dataset fields that change what a model learns or is tested on.
 
-    ``root``, ``download`` and ``sensitive`` are left out: where the files live and which
-    attributes the analysis looks at do not change a run (predictions keep every attribute).
+    ``root``, ``download``, ``sensitive`` and ``attributes_file`` are left out: where the
+    files live and which attributes the analysis looks at do not change a run (predictions keep
+    every attribute; an imagefolder's images enter through ``content_digest``).
     Fields added after the first release enter only when set (``LATER_DATASET_FIELDS``), so
     the ids of runs that do not use them stay what they were.
     """
-    identity = dataset.model_dump(exclude={"root", "download", "sensitive"})
+    identity = dataset.model_dump(exclude={"root", "download", "sensitive", "attributes_file"})
     for name in LATER_DATASET_FIELDS:
         if identity.get(name) is None:
             identity.pop(name, None)

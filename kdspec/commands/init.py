@@ -10,8 +10,10 @@ existing file is never overwritten.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from kdspec.errors import KdspecError
@@ -33,15 +35,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None,
                         help="the attribute to predict, for datasets whose label is one of "
                              "their attributes (trifeature: shape, celeba: e.g. Smiling)")
+    parser.add_argument("--root", type=Path, default=None,
+                        help="imagefolder: the folder holding train/<class>/ and test/<class>/")
+    parser.add_argument("--attributes", type=Path, default=None,
+                        help="imagefolder: the CSV of per-image attributes (file,ATTRIBUTE,...)")
+
+
+def image_folder_fields(spec: Path, root: Path | None, attributes: Path | None
+                        ) -> tuple[str, int, tuple[str, ...]]:
+    """The ``imagefolder`` section's lines for a spec written at ``spec`` (paths made relative
+    to the spec's folder), with the class count and the CSV's attribute names."""
+    from kdspec.image_folder_layout import read_attribute_header, scan_image_folder
+
+    if root is None:
+        raise KdspecError("imagefolder needs --root, the folder holding train/<class>/ and "
+                          "test/<class>/ (docs/datasets.md, 'Your own images')")
+    base = spec.resolve().parent
+    layout = scan_image_folder(root.resolve())
+    fields = (f'\n    root = "{os.path.relpath(root.resolve(), base)}"'
+              "\n    image_size = 32   # every image: shorter side to 32 px, centre crop")
+    names: tuple[str, ...] = ()
+    if attributes is not None:
+        names = read_attribute_header(attributes.resolve())
+        fields += f'\n    attributes = "{os.path.relpath(attributes.resolve(), base)}"'
+        fields += f"  # columns: {', '.join(names)}"
+    return fields, len(layout.class_names), names
 
 
 def spec_text(*, dataset: str, teacher: str, student: str, seeds: int, temperatures: str,
-              epochs: int, sensitive: str | None, name: str, target: str | None = None) -> str:
-    """The commented spec (see the module docstring)."""
+              epochs: int, sensitive: str | None, name: str, target: str | None = None,
+              image_folder: tuple[str, int, tuple[str, ...]] | None = None) -> str:
+    """The commented spec (see the module docstring); ``image_folder``: the section's lines,
+    class count and attributes of an ``imagefolder`` dataset (:func:`image_folder_fields`)."""
     facts = dataset_facts(dataset)
     fields, fairness = "", ""
     classes = len(facts.class_names)
-    if facts.fairness_dataset:  # the label is one of the attributes
+    if image_folder is not None:
+        fields, classes, attributes = image_folder
+        facts = replace(facts, attributes=attributes)
+    elif facts.fairness_dataset:  # the label is one of the attributes
         if target is None or target not in facts.attributes:
             raise KdspecError(f"{dataset} predicts one of its attributes: give --target, one "
                               f"of {', '.join(facts.attributes)}")
@@ -110,9 +142,12 @@ def run(args: argparse.Namespace) -> int:
     if path.exists():
         raise KdspecError(f"{path} exists: kdspec init never overwrites a file")
     name = re.sub(r"\W", "_", path.stem) or "study"
+    folder = (image_folder_fields(path, args.root, args.attributes)
+              if args.dataset == "imagefolder" else None)
     text = spec_text(dataset=args.dataset, teacher=args.teacher, student=args.student,
                      seeds=args.seeds, temperatures=args.temperatures, epochs=args.epochs,
-                     sensitive=args.sensitive, name=name, target=args.target)
+                     sensitive=args.sensitive, name=name, target=args.target,
+                     image_folder=folder)
     plan = compile_text(text, str(path))  # diagnostics for an unknown name, a bad grid, ...
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -65,10 +65,12 @@ def datasets_text() -> str:
     for name, entry in sorted(registry().datasets.items()):
         f = entry.facts
         classes = str(len(f.class_names)) if f.class_names else "by target"
+        attributes = ", ".join(f.attributes[:4]) + (", ..." if len(f.attributes) > 4 else "")
+        if name == "imagefolder":  # both are read from the user's files when a spec compiles
+            classes, attributes = "its folders", "its CSV"
         rows.append((name, entry.source, str(f.channels),
                      f"{f.image_size}{' (resizable)' if f.resizable else ''}", classes,
-                     ", ".join(f.attributes[:4]) + (", ..." if len(f.attributes) > 4 else "")
-                     or "-", f.how_to_get))
+                     attributes or "-", f.how_to_get))
     return "\n".join(["datasets:", *_table(rows)]) + "\n"
 
 

@@ -70,11 +70,18 @@ def stem_warnings(plan: Plan) -> list[str]:
 
 
 def train_samples(study: Study) -> int | None:
-    """Training images per epoch, when known without reading the data."""
+    """Training images per epoch, when known without reading the data (after the validation
+    split, if any, is held out)."""
     data = study.dataset
     known = [n for n in (data.train_subset, data.generated_train_size,
-                         dataset_facts(data.name).train_size) if n is not None]
-    return min(known) if known else None
+                         data.counted_train_images, dataset_facts(data.name).train_size)
+             if n is not None]
+    if not known:
+        return None
+    images = min(known)
+    if data.validation is not None:
+        images -= max(1, round(data.validation * images))
+    return images
 
 
 def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:

@@ -8,7 +8,8 @@ Trifeature the classes are the values of the ``target`` attribute. Attributes na
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, get_args
 
 from kdspec.catalog import (
@@ -29,7 +30,8 @@ from kdspec.dsl.diagnostics import (
 from kdspec.dsl.reader import Key, SectionReader
 from kdspec.dsl.syntax import Section
 from kdspec.dsl.validation import build_model
-from kdspec.errors import Span
+from kdspec.errors import DataError, Span
+from kdspec.image_folder_layout import read_attribute_header, scan_image_folder
 from kdspec.plan import (
     MAX_GENERATED_BYTES,
     MAX_GENERATED_IMAGES,
@@ -47,9 +49,11 @@ DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
         "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
         "sensitive", "balance", "generated_train", "generated_test", "combinations",
-        "validation",
+        "validation", "attributes", "channels",
     )
 }
+#: Keys that only ``imagefolder`` takes (its data is not in the catalogue).
+IMAGE_FOLDER_KEYS = ("attributes", "channels")
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
                                                       "aggregate")}
 def _fairness_datasets() -> str:
@@ -61,6 +65,7 @@ AGGREGATES: tuple[str, ...] = get_args(MulticlassAggregate)
 #: The paper's Algorithm 1 averages the one-vs-rest metric over classes.
 DEFAULT_AGGREGATE = "mean"
 COMBINATIONS: tuple[str, ...] = get_args(TrifeatureCombinations)
+IMAGE_FOLDER = "imagefolder"
 
 
 @dataclass
@@ -96,12 +101,22 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
                               "image_size": facts.image_size, "augment": facts.default_augment}
     spans: dict[str, Span] = {}
     draft = DatasetDraft(facts, fields, spans, [], section.label.span)
+    if name == IMAGE_FOLDER:
+        if not _read_image_folder(reader, draft, diags):
+            return None
+    else:
+        for key in IMAGE_FOLDER_KEYS:
+            if reader.has(key):
+                diags.add(InconsistentStudy(reader.span(key), f"{name} has no '{key}' setting",
+                                            help=f"{key} applies only to imagefolder (your own "
+                                                 "images); remove it"))
 
     def put(field: str, key: str, value: Any) -> None:
         if value is not None:
             fields[field], spans[field] = value, reader.span(key)
 
-    put("root", "root", reader.string("root"))
+    if name != IMAGE_FOLDER:
+        put("root", "root", reader.string("root"))
     put("download", "download", reader.boolean("download"))
     put("augment", "augment", reader.choice("augment", AUGMENT_PRESETS))
     put("balance", "balance", reader.choice("balance", ("none", "undersample")))
@@ -118,6 +133,62 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     for attr, span in reader.names("sensitive") or []:
         _add_sensitive(draft, attr, span, diags)
     return draft
+
+
+def _spec_relative(value: str, span: Span) -> Path:
+    """A path written in a spec: relative to the spec's folder (or the working folder for a
+    spec read from a string), user-expanded, absolute."""
+    base = Path(span.path).parent if not span.path.startswith("<") else Path()
+    return (base / Path(value).expanduser()).resolve()
+
+
+def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> bool:
+    """``dataset imagefolder { root = ...; attributes = ...; channels = ... }``: the folders are
+    listed now (class names, the content digest of the run ids, the CSV's attribute names),
+    so a wrong path is an error at its position in the spec. False when the study cannot
+    compile without them."""
+    root = reader.string("root")
+    if root is None:
+        if not reader.has("root"):
+            diags.add(MissingField(draft.where, "imagefolder needs root, the folder holding "
+                                   "train/<class>/ and test/<class>/",
+                                   help='e.g. `root = "data/faces"` (relative to this spec)'))
+        return False
+    try:
+        layout = scan_image_folder(_spec_relative(root, reader.span("root")))
+    except DataError as error:
+        diags.add(InvalidValue(reader.span("root"), str(error),
+                               help="a path relative to the spec, or absolute; docs/datasets.md "
+                                    "shows the layout"))
+        return False
+    fields = draft.fields
+    fields["root"], draft.spans["root"] = str(layout.root), reader.span("root")
+    fields["content_digest"] = layout.content_digest
+    fields["counted_train_images"] = len(layout.train_files)
+    attributes: tuple[str, ...] = ()
+    table = reader.string("attributes")
+    if table is not None:
+        path = _spec_relative(table, reader.span("attributes"))
+        try:
+            attributes = read_attribute_header(path)
+        except DataError as error:
+            diags.add(InvalidValue(reader.span("attributes"), str(error),
+                                   help="a CSV whose header is `file,ATTRIBUTE,...`, relative "
+                                        "to the spec or absolute"))
+            return False
+        fields["attributes_file"] = str(path)
+        draft.spans["attributes_file"] = reader.span("attributes")
+    channels = reader.positive_integer("channels")
+    if channels is not None:
+        if channels not in (1, 3):
+            diags.add(InvalidValue(reader.span("channels"), f"channels is 1 (grey) or 3 (RGB), "
+                                   f"found {channels}"))
+        else:
+            fields["channels"], draft.spans["channels"] = channels, reader.span("channels")
+    draft.facts = replace(draft.facts, class_names=layout.class_names,
+                          train_size=len(layout.train_files), test_size=len(layout.test_files),
+                          attributes=attributes, channels=fields["channels"])
+    return True
 
 
 def _read_validation(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:
@@ -149,8 +220,8 @@ def _read_image_size(reader: SectionReader, draft: DatasetDraft, diags: Diagnost
         diags.add(InconsistentStudy(reader.span("image_size"),
                                     f"{draft.facts.name} images are always "
                                     f"{draft.facts.image_size}x{draft.facts.image_size}",
-                                    help="remove image_size (only imagenet, celeba and "
-                                         "trifeature can be resized)"))
+                                    help="remove image_size (only imagenet, celeba, "
+                                         "trifeature and imagefolder can be resized)"))
         return
     draft.fields["image_size"], draft.spans["image_size"] = size, reader.span("image_size")
 

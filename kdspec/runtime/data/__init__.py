@@ -25,6 +25,7 @@ from kdspec.runtime.data.classification_readers import (
     read_fashion_mnist,
     read_svhn,
 )
+from kdspec.runtime.data.image_folder import read_image_folder
 from kdspec.runtime.data.in_memory import (
     InMemoryEvalSource,
     InMemoryTrainSource,
@@ -70,6 +71,8 @@ def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:
         return read_celeba(spec, cache_dir)
     if spec.name == "tiny_imagenet":
         return read_tiny_imagenet(spec, cache_dir)
+    if spec.name == "imagefolder":
+        return read_image_folder(spec, cache_dir)
     entry = datasets().get(spec.name)
     if entry is None or not entry.read:
         raise DataError(f"{spec.name}: no reader (not a kdspec dataset, and no installed plugin "
@@ -157,8 +160,10 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
     train_ix = subset_indices(len(arrays.train_labels), spec.train_subset)
     test_ix = subset_indices(len(arrays.test_labels), spec.test_subset)
     train_ix, val_ix = split_validation(train_ix, spec.validation)
-    augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device)
-    plain = make_augmenter(spec.name, "none", spec.image_size, spec.channels, device)
+    augmenter = make_augmenter(spec.name, spec.augment, spec.image_size, spec.channels, device,
+                               statistics=arrays.normalization)
+    plain = make_augmenter(spec.name, "none", spec.image_size, spec.channels, device,
+                           statistics=arrays.normalization)
     train = InMemoryTrainSource(_take(arrays.train_images, train_ix),
                                 _take(arrays.train_labels, train_ix), augmenter, device)
     test = InMemoryEvalSource(

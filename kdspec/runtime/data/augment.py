@@ -128,12 +128,14 @@ class ViewAugmenter:
 
 
 def make_augmenter(
-    dataset: str, preset: AugmentPreset, image_size: int, channels: int, device: torch.device
+    dataset: str, preset: AugmentPreset, image_size: int, channels: int, device: torch.device,
+    *, statistics: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> ViewAugmenter:
-    """The augmenter for a dataset's normalisation; ``imagenet`` is not a view preset."""
+    """The augmenter for a dataset's normalisation (``statistics``, the reader's own mean and
+    std, where it computed them); ``imagenet`` is not a view preset."""
     if preset == "imagenet":
         raise ValueError("the imagenet preset (random resized crop) has no discrete views")
-    mean, std = normalization(dataset)
+    mean, std = statistics if statistics is not None else normalization(dataset)
     if len(mean) != channels:
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
     shape = (1, channels, 1, 1)

@@ -98,6 +98,9 @@ def required_files(spec: DatasetSpec, cache_dir: Path | None) -> list[Path]:
                 folder / "list_bbox_celeba.txt", folder / "list_landmarks_align_celeba.txt"]
     if spec.name == "imagenet":
         return [root / "train", root / "val"]
+    if spec.name == "imagefolder":
+        extra = [Path(spec.attributes_file)] if spec.attributes_file else []
+        return [root / "train", root / "test", *extra]
     if spec.name == "tiny_imagenet":
         folder = root / TINY_IMAGENET_FOLDER
         return [folder / "train", folder / "val" / "images", folder / "val" /
