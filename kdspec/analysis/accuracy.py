@@ -55,6 +55,22 @@ class GroupAccuracy:
         """Sample standard deviation (ddof = 1) over seeds; NaN for fewer than 2 runs."""
         return float(self.overall.std(ddof=1)) if self.n >= 2 else float("nan")
 
+    @property
+    def worst_class(self) -> np.ndarray:
+        """Each run's lowest per-class accuracy (classes without a test sample ignored),
+        shape ``[n]``."""
+        if not self.n or not np.isfinite(self.per_class).any():
+            return np.full(self.n, np.nan)
+        return np.asarray(np.nanmin(self.per_class, axis=1))
+
+    def lowest_class_on_average(self) -> tuple[int, float] | None:
+        """The class with the lowest mean accuracy over seeds, and that mean."""
+        if not self.n or not np.isfinite(self.per_class).any():
+            return None
+        means = np.nanmean(self.per_class, axis=0)
+        c = int(np.nanargmin(means))
+        return c, float(means[c])
+
 
 def group_accuracy(key: GroupKey, runs: tuple[RunPredictions, ...], *, num_classes: int
                    ) -> GroupAccuracy:

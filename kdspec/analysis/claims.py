@@ -65,6 +65,7 @@ from kdspec.plan import Comparison, FairnessMetric
 Verdict = Literal["supported", "not supported", "inconclusive"]
 MIN_TEMPERATURES = 3
 FAMILY = "Holm over the {k} claims with a p-value (family-wise error at most alpha)"
+NO_FAMILY = "no claim could be tested (none has a p-value), so there is nothing to correct"
 NO_SEEDS_FOR_COUNTS = (
     "not defined: with more seeds every changed class becomes significant at every T, so the "
     "counts saturate and their trend can weaken; the count trend is a statement about this "
@@ -501,7 +502,7 @@ def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResul
                                 else ("n/a", "n/a", math.nan))
         out.append(replace(test, verdict=verdict, p_adjusted=p_adj, power=power,
                            seeds_needed=needed, power_value=value))
-    return ClaimsResult(tuple(out), alpha, FAMILY.format(k=k))
+    return ClaimsResult(tuple(out), alpha, FAMILY.format(k=k) if k else NO_FAMILY)
 
 
 def study_claims(records: StudyRecords, accuracy: AccuracyResult,

@@ -43,9 +43,12 @@ def write_accuracy_csv(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
     groups = analysis.accuracy.groups
     summary = write_csv(
         out_dir / "accuracy.csv",
-        ["role", "temperature", "n", "mean_accuracy", "sd_accuracy", "seeds"],
+        ["role", "temperature", "n", "mean_accuracy", "sd_accuracy", "seeds",
+         "mean_worst_class_accuracy", "sd_worst_class_accuracy"],
         ([ROLE_LABELS[g.key.role], g.key.temperature, g.n, g.mean, g.sd,
-          " ".join(str(s) for s in g.seeds)] for g in groups),
+          " ".join(str(s) for s in g.seeds),
+          float(g.worst_class.mean()) if g.n else None,
+          float(g.worst_class.std(ddof=1)) if g.n >= 2 else None] for g in groups),
     )
     by_id = {r.kdspec_id: r for r in analysis.records.runs}
     per_run = write_csv(
@@ -142,9 +145,31 @@ def write_disagreement_csv(analysis: StudyAnalysis, out_dir: Path) -> Path:
     )
 
 
+def write_group_accuracy_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
+    """``accuracy_by_group.csv``: one row per sensitive attribute, group and run."""
+    if not analysis.attribute_accuracy:
+        return None
+
+    def rows() -> Iterable[Sequence[Cell]]:
+        for table in analysis.attribute_accuracy:
+            for pop in table.populations:
+                for seed, values in zip(pop.seeds, pop.per_run, strict=True):
+                    for group, count, value in zip(table.groups, table.samples, values,
+                                                   strict=True):
+                        yield [table.attribute, ROLE_LABELS[pop.key.role], pop.key.temperature,
+                               seed, group, count, float(value)]
+
+    return write_csv(out_dir / "accuracy_by_group.csv",
+                     ["attribute", "role", "temperature", "seed", "group", "test_samples",
+                      "accuracy"], rows())
+
+
 def write_tables(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
     """Every CSV the data allows; returns their paths."""
     paths = write_accuracy_csv(analysis, out_dir)
+    by_group = write_group_accuracy_csv(analysis, out_dir)
+    if by_group is not None:
+        paths.append(by_group)
     paths.append(write_significance_csv(analysis, out_dir))
     fairness = write_fairness_csv(analysis, out_dir)
     if fairness is not None:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kdspec.analysis.accuracy import GroupAccuracy
+from kdspec.analysis.attribute_accuracy import AttributeAccuracy
+from kdspec.analysis.claims import NO_FAMILY
 from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
 from kdspec.analysis.fairness_evidence import INTERVAL_LEVEL, SMALL_CELL, Interval
 from kdspec.analysis.fairness_reference import REFERENCE_PERMUTATIONS
@@ -38,6 +41,7 @@ from kdspec.analysis.significance import (
     direction,
 )
 from kdspec.analysis.study_analysis import StudyAnalysis
+from kdspec.catalog import DATASETS
 from kdspec.plan import ModelSpec
 
 #: Per comparison and temperature, at most this many significant classes are listed (largest
@@ -121,14 +125,76 @@ def data_section(analysis: StudyAnalysis) -> Section:
     return Section("Runs", finding=finding, bullets=bullets)
 
 
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) >= 2 else math.nan
+
+
+def _lowest_class(group: GroupAccuracy, names: tuple[str, ...]) -> str:
+    lowest = group.lowest_class_on_average()
+    return "n/a" if lowest is None else f"{names[lowest[0]]} ({100 * lowest[1]:.2f})"
+
+
+#: Groups of an attribute shown one column each; beyond this, worst and best group only.
+GROUP_COLUMNS = 8
+
+
+def group_names(analysis: StudyAnalysis, attribute: str, groups: tuple[int, ...]
+                ) -> tuple[str, ...]:
+    """The names of an attribute's groups where the catalogue knows them (Trifeature's
+    colours, CelebA's two values), else the codes the predictions carry."""
+    facts = DATASETS.get(analysis.records.study.dataset.name)
+    values = facts.attribute_values.get(attribute, ()) if facts is not None else ()
+    return tuple(values[g] if 0 <= g < len(values) else f"group {g}" for g in groups)
+
+
+def attribute_accuracy_table(analysis: StudyAnalysis, table: AttributeAccuracy) -> Table:
+    """Accuracy within each group of one attribute, per population (mean +- sd over seeds),
+    and the gap between its best and worst group."""
+    names = group_names(analysis, table.attribute, table.groups)
+    wide = len(table.groups) > GROUP_COLUMNS
+    header = [f"model (by '{table.attribute}')", "n"]
+    if wide:
+        header += ["worst group % (mean +- sd)", "best group % (mean +- sd)"]
+    else:
+        header += [f"{name} (n = {count}) %" for name, count in zip(names, table.samples,
+                                                                     strict=True)]
+    header.append("best - worst group, points")
+    rows = []
+    for pop in table.populations:
+        if not len(pop.per_run):
+            continue
+        row = [pop.key.label, str(len(pop.per_run))]
+        if wide:
+            worst, best = np.nanmin(pop.per_run, axis=1), np.nanmax(pop.per_run, axis=1)
+            row += [mean_sd(float(worst.mean()), _sd(worst)), mean_sd(float(best.mean()), _sd(best))]
+        else:
+            row += [mean_sd(float(m), float(s)) for m, s in zip(pop.mean, pop.sd, strict=True)]
+        gap = np.nanmax(pop.per_run, axis=1) - np.nanmin(pop.per_run, axis=1)
+        row.append(mean_sd(float(gap.mean()), _sd(gap)))
+        rows.append(tuple(row))
+    return Table(tuple(header), tuple(rows),
+                 f"Test accuracy within each group of '{table.attribute}' (mean +- sd over "
+                 "seeds); the gap is each run's best minus worst group, averaged. A DS that is "
+                 "fairer only because its best groups lost accuracy shows here.")
+
+
 def accuracy_section(analysis: StudyAnalysis) -> Section:
-    """Mean +- sd test accuracy with n for the teacher, the NDS and the DS per T."""
+    """Mean +- sd test accuracy with n for the teacher, the NDS and the DS per T, the worst
+    class, and the accuracy within each group of every sensitive attribute."""
+    names = analysis.records.class_names
     rows = tuple(
-        (g.key.label, str(g.n), mean_sd(g.mean, g.sd)) for g in analysis.accuracy.groups
+        (g.key.label, str(g.n), mean_sd(g.mean, g.sd),
+         mean_sd(float(g.worst_class.mean()) if g.n else math.nan, _sd(g.worst_class)),
+         _lowest_class(g, names))
+        for g in analysis.accuracy.groups
     )
-    table = Table(("model", "n", "test accuracy % (mean +- sd)"), rows,
-                  "sd is the sample standard deviation over seeds (ddof = 1).")
-    return Section("Accuracy", finding=accuracy_finding(analysis), tables=(table,))
+    table = Table(("model", "n", "test accuracy % (mean +- sd)",
+                   "worst class % (mean +- sd)", "lowest class on average (%)"), rows,
+                  "sd is the sample standard deviation over seeds (ddof = 1). Worst class: "
+                  "each run's lowest per-class accuracy, averaged over seeds; the last column "
+                  "names the class with the lowest mean accuracy.")
+    groups = tuple(attribute_accuracy_table(analysis, a) for a in analysis.attribute_accuracy)
+    return Section("Accuracy", finding=accuracy_finding(analysis), tables=(table, *groups))
 
 
 def _count_cell(test: ClassTests | None) -> str:
@@ -383,8 +449,9 @@ def claims_section(analysis: StudyAnalysis) -> Section:
     finding = (f"Of the paper's {len(claims)} claims this study can be asked, "
                f"{supported} {'is' if supported == 1 else 'are'} supported, "
                f"{result.count('not supported')} not supported and "
-               f"{result.count('inconclusive')} inconclusive at alpha = {result.alpha:g} "
-               f"after {result.family.split(' (')[0]}.")
+               f"{result.count('inconclusive')} inconclusive at alpha = {result.alpha:g}"
+               + (f" after {result.family.split(' (')[0]}." if result.family != NO_FAMILY
+                  else f": {NO_FAMILY}."))
     table = Table(("claim (poster)", "result", "p", "p after Holm", "verdict", "power",
                    "seeds for 80 % power"), rows,
                   f"Family-wise control: {result.family}. Supported: Holm-adjusted p < alpha; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdspec.analysis.accuracy import AccuracyResult, study_accuracy
+from kdspec.analysis.attribute_accuracy import AttributeAccuracy, study_attribute_accuracy
 from kdspec.analysis.claims import ClaimsResult, study_claims
 from kdspec.analysis.disagreement import DisagreementResult, study_disagreement
 from kdspec.analysis.fairness import FairnessResult, study_fairness
@@ -22,6 +23,8 @@ class StudyAnalysis:
     disagreement: tuple[DisagreementResult, ...]
     fairness: FairnessResult | None
     claims: ClaimsResult
+    #: Accuracy within each group of every sensitive attribute (empty without one).
+    attribute_accuracy: tuple[AttributeAccuracy, ...] = ()
 
     def figure_temperature(self) -> tuple[float | None, str]:
         """The temperature Fig. 1 shows and how it was picked: the spec's
@@ -54,4 +57,5 @@ def analyse_study(records: StudyRecords) -> StudyAnalysis:
         disagreement=study_disagreement(records),
         fairness=fairness,
         claims=study_claims(records, accuracy, significance, fairness),
+        attribute_accuracy=study_attribute_accuracy(records),
     )
