@@ -64,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-seconds", type=float, default=30.0, metavar="SECONDS",
                         help="while only runs other processes are training are left, look at "
                              "the store this often (default 30)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="train on the CPU even where a GPU is present (without it, a "
+                             "machine whose GPUs torch cannot use is an error, not a silent "
+                             "fall-back to the CPU)")
     spec_selection.add_arguments(parser)
 
 
@@ -84,7 +88,7 @@ def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOpt
         dry_run=args.dry_run, quiet=args.quiet, eval_every=args.eval_every,
         data_parallel=args.data_parallel, log_dir=args.log_dir, cache_dir=args.cache_dir,
         spec_text=spec_text, lease_timeout_s=args.lease_timeout, poll_seconds=args.poll_seconds,
-        settle_seconds=args.claim_settle,
+        settle_seconds=args.claim_settle, cpu=args.cpu,
     )
 
 
@@ -130,8 +134,11 @@ def run(args: argparse.Namespace) -> int:
 def _execute(plan: Plan, options: RunOptions, logger: logging.Logger, log_path: Path | None,
              stop: StopRequest, spec_text: str | None) -> int:
     from kdspec.commands.run_tables import dry_run_table, summary_table
+    from kdspec.runtime.device_check import check_gpu_usable
     from kdspec.runtime.executor import Executor
 
+    if not options.dry_run:
+        check_gpu_usable(allow_cpu=options.cpu)
     executor = Executor(plan, options, logger, stop=stop)
     runs = executor.my_runs()
     executor.preflight(runs)

@@ -78,8 +78,8 @@ JOB_SPREADING_TIMEOUT = timedelta(days=7)
 DATA_PARALLEL_TIMEOUT = timedelta(minutes=30)
 
 
-def make_accelerator(plan: Plan, *, collective_timeout: timedelta = JOB_SPREADING_TIMEOUT
-                     ) -> Accelerator:
+def make_accelerator(plan: Plan, *, collective_timeout: timedelta = JOB_SPREADING_TIMEOUT,
+                     force_cpu: bool = False) -> Accelerator:
     """One Accelerator per process, with the plan's precision when all its studies agree.
 
     Accelerate keeps its state per process: if it was already set up with another precision
@@ -90,7 +90,7 @@ def make_accelerator(plan: Plan, *, collective_timeout: timedelta = JOB_SPREADIN
     # Without an accelerator, cpu=True is what lets Accelerate see the processes of
     # `accelerate launch --multi_gpu` / torchrun (it then uses gloo); otherwise every process
     # believes it is alone.
-    cpu = not torch.cuda.is_available()
+    cpu = force_cpu or not torch.cuda.is_available()
     handlers = [InitProcessGroupKwargs(timeout=collective_timeout)]
     try:
         return Accelerator(mixed_precision=wanted, cpu=cpu, kwargs_handlers=handlers)
@@ -167,7 +167,8 @@ class Executor:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         self.accelerator = make_accelerator(
             plan, collective_timeout=DATA_PARALLEL_TIMEOUT
-            if use_data_parallel(plan, options, world) else JOB_SPREADING_TIMEOUT)
+            if use_data_parallel(plan, options, world) else JOB_SPREADING_TIMEOUT,
+            force_cpu=options.cpu)
         self.processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.data_parallel = use_data_parallel(plan, options, self.processes)
@@ -426,6 +427,9 @@ class Executor:
         except CheckpointUnreadable as unreadable:
             self.logger.warning("%s: %s", fresh.label, unreadable)
             return False
+        finally:
+            if self.data_parallel:  # prepare_model kept a reference to each of the group's
+                self.accelerator.free_memory()  # models; let them go with the group
         for outcome in results:
             outcomes[outcome.run.id] = outcome
         if self.data_parallel:

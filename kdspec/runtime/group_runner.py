@@ -104,6 +104,16 @@ class GroupSettings:
         return lambda: autocast_for(self.device, precision)
 
 
+def step_forward(model: torch.nn.Module, *,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None,
+                 compile_it: bool) -> torch.nn.Module:
+    """What a training step calls: the data-parallel wrap first, then ``torch.compile`` of
+    that, so a run tagged compiled runs compiled (compiling the model and wrapping it afterwards
+    would drop the compiled forward, as an earlier version did)."""
+    forward = wrap(model) if wrap is not None else model
+    return cast(torch.nn.Module, torch.compile(forward)) if compile_it else forward
+
+
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
@@ -194,10 +204,8 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
             if start > 0:
                 outcomes[trainee.run.id].note = f"resumed at epoch {start + 1}"
             recorder.note(trainee.run, choice.tags())
-            if choice.compile:
-                trainee.forward = cast(torch.nn.Module, torch.compile(trainee.model))
-            if settings.wrap_model is not None:
-                trainee.forward = settings.wrap_model(trainee.model)
+            trainee.forward = step_forward(trainee.model, wrap=settings.wrap_model,
+                                           compile_it=choice.compile)
         teacher: TeacherSignal | None = None
         if (signal := _teacher_signal(group, trainees, study, dataset, source, settings)):
             teacher, teacher_precision = signal

@@ -76,6 +76,8 @@ class RunOptions:
     settle_seconds: float = CLAIM_SETTLE_S
     #: Seconds between looks at the store while only runs of other processes are left.
     poll_seconds: float = 30.0
+    #: Train on the CPU even where a GPU is usable or present (``kdspec run --cpu``).
+    cpu: bool = False
 
 
 def select_runs(run_ids: list[str], roles: dict[str, str], only: tuple[str, ...]) -> set[str]:
