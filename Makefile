@@ -9,7 +9,7 @@ TRACKING_URI ?= sqlite:///mlruns.db
 PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: all install test test-fast test-cluster lint run report ui bench bench-gpu bench-data bench-report bench-claims clean
+.PHONY: all install test test-fast test-cluster lint run report ui bench bench-gpu gpu-check bench-data bench-report bench-claims clean
 
 all: lint test
 
@@ -77,6 +77,14 @@ bench: install
 # machine without a GPU: make bench-gpu BENCH_ARGS="--device cpu --quick" (its smoke test).
 bench-gpu: install
 	$(BIN)/python bench/bench_distillation.py --paper-shaped --device cuda --workers 8 $(BENCH_ARGS)
+
+# The GPU check (docs/speed.md, "Checking a GPU machine"): the GPU suite, the fair benchmark and
+# a study end to end, one summary in gpu-check/. No pip and no network (the device machine has
+# none): on a bare GPU machine install the wheels first. GPU_CHECK_ARGS="--quick" (under 3 min),
+# or "--cpu" (the CPU mode CI runs).
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 bench-data: install
 	$(BIN)/python bench/bench_data.py

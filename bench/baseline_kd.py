@@ -20,7 +20,7 @@ import contextlib
 import gzip
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +32,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
-from kdspec.plan import DatasetSpec, Plan, Recipe, Role, Run, Study
-from kdspec.runtime.data import read_arrays
+from kdspec.plan import DatasetSpec, Plan, Precision, Recipe, Role, Run, Study
+from kdspec.runtime.data import load_dataset, read_arrays
 from kdspec.runtime.data.augment import NORMALIZATION, crop_padding
 from kdspec.runtime.data.in_memory import subset_indices
 from kdspec.runtime.data.locations import DEBIAN_FASHION_MNIST
 from kdspec.runtime.models import build_model
 from kdspec.runtime.optimization import build_optimizer, build_scheduler
+from kdspec.runtime.precision import autocast_for
 
 PHASES = ("teachers", "nds", "ds")
 PHASE_ROLES: tuple[Role, ...] = ("teacher", "student", "distilled")
@@ -157,20 +158,26 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, *, teacher: nn.Module | None = None,
-               run: Run | None = None, timers: Timers | None = None) -> float:
+               run: Run | None = None, timers: Timers | None = None,
+               precision: Precision = "fp32") -> float:
     """One SGD step; a distilled ``run`` runs ``teacher``'s forward on the same images first.
+    ``precision``: the forwards under autocast (bf16/fp16), the loss in fp32.
 
     Returns the loss with ``.item()`` (the per-batch host sync those repositories all do).
     """
     if teacher is not None:
         assert run is not None and run.temperature is not None and run.loss is not None
         with timers.measure("teacher_forward") if timers else contextlib.nullcontext(), \
-                torch.no_grad():
-            teacher_logits = teacher(images)
-        loss = kd_loss(model(images), teacher_logits, labels, temperature=run.temperature,
+                torch.no_grad(), autocast_for(images.device, precision):
+            teacher_logits = teacher(images).float()
+        with autocast_for(images.device, precision):
+            logits = model(images).float()
+        loss = kd_loss(logits, teacher_logits, labels, temperature=run.temperature,
                        hard_weight=run.loss.hard_weight, soft_weight=run.loss.soft_weight)
     else:
-        loss = F.cross_entropy(model(images), labels)
+        with autocast_for(images.device, precision):
+            logits = model(images).float()
+        loss = F.cross_entropy(logits, labels)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -178,21 +185,43 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader[object], device: torch.device) -> float:
-    """Top-1 accuracy on the test loader."""
+def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             device: torch.device, precision: Precision = "fp32") -> float:
+    """Top-1 accuracy on the test batches."""
     model.eval()
     correct = total = 0
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
-        correct += int((model(images).argmax(1) == labels).sum())
+        with autocast_for(device, precision):
+            correct += int((model(images).argmax(1) == labels).sum())
         total += labels.numel()
     return correct / max(total, 1)
 
 
-def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
-              test_loader: DataLoader[object], *, device: torch.device, num_workers: int,
-              timers: Timers, teacher: nn.Module | None = None) -> tuple[nn.Module, float]:
-    """Train one run from scratch (seeded init, seeded DataLoader); (model, final test acc)."""
+class InMemoryBatches:
+    """kdspec's data path under the plain loop: the study's images as uint8 on the device,
+    augmented there in whole batches (``kdspec.runtime.data``), so the fair comparison can
+    separate kdspec's data path from the rest of its design."""
+
+    def __init__(self, spec: DatasetSpec, device: torch.device, workdir: Path) -> None:
+        self.data = load_dataset(spec, device=device, cache_dir=workdir / "cache")
+
+    def epoch(self, *, seed: int, epoch: int, batch_size: int
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.data.train.epoch(seed=seed, epoch=epoch, batch_size=batch_size):
+            yield batch.images, batch.labels
+
+    def test(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self.data.test.batches(batch_size=256):
+            yield batch.images, batch.labels
+
+
+def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object] | InMemoryBatches,
+              test_loader: DataLoader[object] | None, *, device: torch.device,
+              num_workers: int, timers: Timers, teacher: nn.Module | None = None,
+              precision: Precision = "fp32") -> tuple[nn.Module, float]:
+    """Train one run from scratch (seeded init, seeded DataLoader or kdspec's seeded in-memory
+    batches); (model, final test acc)."""
     torch.manual_seed(run.seed)
     model = build_model(run.arch, in_channels=spec.channels, image_size=spec.image_size,
                         num_classes=spec.num_classes).to(device)
@@ -200,15 +229,17 @@ def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
     # The runtime's own optimizer and per-epoch schedule, so the two ways cannot drift apart.
     optimizer = build_optimizer(model, recipe)
     scheduler = build_scheduler(optimizer, recipe)
-    loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=True,
-                        num_workers=num_workers, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(run.seed))
+    loader = None if isinstance(train_set, InMemoryBatches) else DataLoader(
+        train_set, batch_size=recipe.batch_size, shuffle=True, num_workers=num_workers,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(run.seed))
     if teacher is not None:
         teacher.eval()
     acc = 0.0
-    for _epoch in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
         model.train()
-        batches = iter(loader)
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = (
+            iter(loader) if loader is not None else train_set.epoch(  # type: ignore[union-attr]
+                seed=run.seed, epoch=epoch, batch_size=recipe.batch_size))
         while True:
             with timers.measure("data"):
                 item = next(batches, None)
@@ -216,20 +247,30 @@ def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object],
                     images, labels = item[0].to(device), item[1].to(device)
             if item is None:
                 break
-            train_step(model, optimizer, images, labels, teacher=teacher, run=run, timers=timers)
+            train_step(model, optimizer, images, labels, teacher=teacher, run=run, timers=timers,
+                       precision=precision)
         scheduler.step()
         with timers.measure("evaluation"):
-            acc = evaluate(model, test_loader, device)
+            tests = test_loader if test_loader is not None else train_set.test()  # type: ignore[union-attr]
+            acc = evaluate(model, tests, device, precision)
     return model, acc
 
 
 def run_baseline(plan: Plan, study: Study, *, device: torch.device, workdir: Path,
-                 num_workers: int = 2, log: Callable[[str], None] = print) -> BaselineResult:
-    """Train every run of ``study`` one at a time: teachers, then NDS, then DS."""
+                 num_workers: int = 2, log: Callable[[str], None] = print,
+                 precision: Precision | dict[Role, Precision] = "fp32",
+                 in_memory: bool = False) -> BaselineResult:
+    """Train every run of ``study`` one at a time: teachers, then NDS, then DS. ``precision``
+    and ``in_memory`` (kdspec's on-device data path instead of DataLoader + PIL transforms) are
+    the fair-comparison variants of bench_distillation.py's ``--fair``."""
     spec = study.dataset
-    train_set, test_set = make_datasets(spec, workdir)
-    test_loader: DataLoader[object] = DataLoader(test_set, batch_size=256,
-                                                 num_workers=num_workers)
+    train_set: Dataset[object] | InMemoryBatches
+    test_loader: DataLoader[object] | None = None
+    if in_memory:
+        train_set = InMemoryBatches(spec, device, workdir)
+    else:
+        train_set, test_set = make_datasets(spec, workdir)
+        test_loader = DataLoader(test_set, batch_size=256, num_workers=num_workers)
     results: list[BaselineRun] = []
     phase_seconds: dict[str, float] = {}
     activity: dict[str, dict[str, float]] = {}
@@ -240,11 +281,15 @@ def run_baseline(plan: Plan, study: Study, *, device: torch.device, workdir: Pat
         for run in plan.runs_of(study, role):
             model, acc = train_run(run, spec, train_set, test_loader, device=device,
                                    num_workers=num_workers, timers=timers,
-                                   teacher=teachers[run.seed] if role == "distilled" else None)
+                                   teacher=teachers[run.seed] if role == "distilled" else None,
+                                   precision=precision if isinstance(precision, str)
+                                   else precision[role])
             if role == "teacher":
                 teachers[run.seed] = model
+            size = (train_set.data.train.num_samples if isinstance(train_set, InMemoryBatches)
+                    else len(train_set))  # type: ignore[arg-type]
             results.append(BaselineRun(role, run.seed, run.temperature, acc,
-                                       run.recipe.epochs * len(train_set)))  # type: ignore[arg-type]
+                                       run.recipe.epochs * size))
             label = f"T={run.temperature:g} " if run.temperature is not None else ""
             log(f"baseline {role:<9} seed {run.seed} {label}test_acc {acc:.4f}")
         phase_seconds[phase] = time.perf_counter() - start

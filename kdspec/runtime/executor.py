@@ -40,7 +40,7 @@ from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.group_runner import GroupSettings, Outcome, train_group
 from kdspec.runtime.interfaces import LoadedDataset
-from kdspec.runtime.precision import accelerator_mode, autocast_factory
+from kdspec.runtime.precision import accelerator_mode, autocast_factory, configure_cuda_numerics
 from kdspec.runtime.progress import GroupProgress, PlanClock, console_mode
 from kdspec.runtime.recorder import (
     CheckpointUnreadable,
@@ -169,6 +169,7 @@ class Executor:
             plan, collective_timeout=DATA_PARALLEL_TIMEOUT
             if use_data_parallel(plan, options, world) else JOB_SPREADING_TIMEOUT,
             force_cpu=options.cpu)
+        configure_cuda_numerics(self.accelerator.device)
         self.processes = self.accelerator.num_processes
         self.process_index = self.accelerator.process_index
         self.data_parallel = use_data_parallel(plan, options, self.processes)

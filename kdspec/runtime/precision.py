@@ -208,6 +208,20 @@ def needs_grad_scaler(precision: Precision, device: torch.device) -> bool:
     return precision == "fp16" and device.type == "cuda"
 
 
+def configure_cuda_numerics(device: torch.device) -> None:
+    """On CUDA, make fp32 mean fp32: TF32 off for matmuls and for cuDNN convolutions (torch
+    leaves cuDNN's TF32 on by default, which rounds fp32 convolutions to 10 mantissa bits on
+    Ampere and later), and cuDNN's autotuner off so a run picks the same kernels each time.
+    bf16/fp16 runs are unaffected (their matmuls are not fp32). A no-op elsewhere. The legacy
+    ``allow_tf32`` flags, not ``fp32_precision``: with the newer API set, torch 2.14 refuses to
+    read the legacy flags that other libraries still read."""
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+
+
 def to_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """``model`` on ``device`` in channels-last layout (its 4-d weights NHWC): convolutions are
     faster so on CUDA and, measured with bench/bench_precision.py on a 2-core AVX-512 CPU, there

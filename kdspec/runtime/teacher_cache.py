@@ -95,10 +95,15 @@ def estimate_teacher_cache(
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """Bytes the table may take: a share of free GPU memory, or of RAM (capped) on the CPU."""
+    """Bytes the table may take: a share of free GPU memory, or of RAM (capped) on the CPU.
+
+    On CUDA, free memory includes the blocks PyTorch's allocator holds but no tensor uses
+    (``memory_reserved - memory_allocated``): the driver counts them as taken, so an earlier
+    group's freed activations would otherwise shrink every later group's budget."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free * DEFAULT_MEMORY_FRACTION)
+        reusable = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int((free + reusable) * DEFAULT_MEMORY_FRACTION)
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return min(int(physical * DEFAULT_MEMORY_FRACTION), CPU_BUDGET_CAP_BYTES)
 
