@@ -37,6 +37,10 @@ Comparison = Literal["nds_vs_ds", "teacher_vs_ds"]
 DisagreementPair = Literal["teacher_vs_nds", "teacher_vs_ds"]
 FairnessMetric = Literal["dpd", "eod"]
 MulticlassAggregate = Literal["max", "mean"]
+#: Individual fairness: what f(x) is, the input distance d, and which pairs are averaged.
+IndividualOutput = Literal["probabilities", "confidence"]
+InputDistance = Literal["euclidean", "cosine"]
+PairChoice = Literal["nearest", "random"]
 TeacherCacheMode = Literal["auto", "on", "off"]
 #: Trifeature: every shape x texture x colour combination equally often, or features drawn
 #: independently (see kdspec.runtime.data.trifeature).
@@ -206,6 +210,36 @@ class FairnessSpec(Frozen):
     multiclass_aggregate: MulticlassAggregate | None = None
 
 
+class IndividualFairnessSpec(Frozen):
+    """Individual fairness after Dwork et al. (2012): ``I(f) = mean over pairs (x, x') of
+    D(f(x), f(x')) / d(x, x')``, lower is fairer (docs/fairness.md, "Individual fairness").
+
+    ``output``: ``probabilities`` (f = the softmax vector, D = total variation distance, half
+    the L1 distance) or ``confidence`` (f = the top-class probability, D = absolute difference).
+    ``distance``: d in the test images' input space after the dataset's normalisation
+    (``euclidean``, or ``cosine`` = 1 - cosine similarity). ``pairs``: each sampled image with
+    its ``neighbours`` nearest other sampled images under d, or with as many random partners.
+    ``samples``: test images drawn (seeded, without replacement) for the pairs.
+    """
+
+    output: IndividualOutput = "probabilities"
+    distance: InputDistance = "euclidean"
+    pairs: PairChoice = "nearest"
+    samples: Annotated[int, Field(ge=2, le=20_000)] = 2000
+    neighbours: Annotated[int, Field(ge=1, le=100)] = 5
+
+    def describe(self) -> str:
+        """One line for reports and logs."""
+        what = ("f = softmax probabilities, D = total variation" if self.output == "probabilities"
+                else "f = top-class probability, D = absolute difference")
+        dist = ("Euclidean" if self.distance == "euclidean" else "cosine (1 - cos)")
+        pairs = (f"each of {self.samples} seeded test images with its {self.neighbours} nearest"
+                 if self.pairs == "nearest" else
+                 f"each of {self.samples} seeded test images with {self.neighbours} random")
+        return (f"{what}; d = {dist} distance in the normalised input space; pairs: {pairs} "
+                "other sampled images")
+
+
 class AnalysisSpec(Frozen):
     """Options of the significance and disagreement analysis."""
 
@@ -287,6 +321,8 @@ class Study(Frozen):
     seeds: tuple[Seed, ...]
     loss: KDLoss
     fairness: FairnessSpec | None = None
+    #: Measured when declared (``individual_fairness { ... }``); does not change run ids.
+    individual_fairness: IndividualFairnessSpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
     runtime: RuntimeSpec = RuntimeSpec()
     tracking: TrackingSpec

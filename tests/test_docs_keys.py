@@ -14,6 +14,7 @@ from kdspec.dsl.recipes import RECIPE_KEYS, SCHEDULE_KEYS
 from kdspec.dsl.study import (
     ANALYSIS_KEYS,
     DISTILL_KEYS,
+    INDIVIDUAL_FAIRNESS_KEYS,
     RUNTIME_KEYS,
     STUDY_KEYS,
     TRACKING_KEYS,
@@ -21,7 +22,7 @@ from kdspec.dsl.study import (
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 KNOWN = (set(STUDY_KEYS) | set(DISTILL_KEYS) | set(ANALYSIS_KEYS) | set(RUNTIME_KEYS)
-         | set(TRACKING_KEYS) | set(DATASET_KEYS) | set(FAIRNESS_KEYS) | set(RECIPE_KEYS)
+         | set(TRACKING_KEYS) | set(INDIVIDUAL_FAIRNESS_KEYS) | set(DATASET_KEYS) | set(FAIRNESS_KEYS) | set(RECIPE_KEYS)
          | set(SCHEDULE_KEYS) | set(INIT_KEYS) | {"recipe", "study", "include", "vary"})
 #: Formulas in the statistics pages that look like assignments but are not spec keys.
 NOT_KEYS = {"df", "se", "y_pred", "pixel", "key", "flip", "mask"}

@@ -48,6 +48,7 @@ from kdspec.analysis.accuracy import AccuracyResult
 from kdspec.analysis.class_change import combined_p, paired_class_tests, relabelled_count_test
 from kdspec.analysis.count_trend import count_trend_test, simulated_trend_power
 from kdspec.analysis.fairness import METRIC_LABELS, FairnessResult
+from kdspec.analysis.individual_fairness import IndividualFairnessResult
 from kdspec.analysis.paper_results import paper_fairness
 from kdspec.analysis.power import (
     equivalence_power,
@@ -389,7 +390,7 @@ def _paper_effect(records: StudyRecords, attribute: str, metric: FairnessMetric,
 
 
 def _one_sided_power(values: np.ndarray, paper: float | None, level: float, unit: str,
-                     ) -> tuple[str, str, float]:
+                     scale: float = 100.0) -> tuple[str, str, float]:
     """Power text for a one-sided (less) t-test of per-seed ``values``: from the
     median-unbiased sd (:func:`kdspec.analysis.power.sd_at`), with the 80 % interval the sd's
     uncertainty gives."""
@@ -399,15 +400,15 @@ def _one_sided_power(values: np.ndarray, paper: float | None, level: float, unit
         low, power, high = power_interval(paper, estimate, n, alpha=level, alternative="less")
         needed = seeds_needed(paper, sd, alpha=level, alternative="less")
         return (f"{power:.2f} (80 % interval {low:.2f}-{high:.2f}) for the paper's effect "
-                f"({100 * paper:+.3g} {unit}; seed sd {100 * sd:.3g}, level {level:.2g})",
+                f"({scale * paper:+.3g} {unit}; seed sd {scale * sd:.3g}, level {level:.2g})",
                 _seeds_text(needed, "for the paper's effect"), power)
     mde = minimal_detectable_effect(sd, n, alpha=level, alternative="less")
     observed = float(values.mean())
     needed = seeds_needed(observed, sd, alpha=level, alternative="less") \
         if observed < 0 else None
-    return (f"MDE {100 * mde:.3g} {unit} at 80 % power (seed sd {100 * sd:.3g}, level "
+    return (f"MDE {scale * mde:.3g} {unit} at 80 % power (seed sd {scale * sd:.3g}, level "
             f"{level:.2g}; the paper reports no effect for this design)",
-            _seeds_text(needed, f"for the observed {100 * observed:+.3g} {unit}")
+            _seeds_text(needed, f"for the observed {scale * observed:+.3g} {unit}")
             if observed < 0 else "n/a (the observed effect is not in the claimed direction)",
             math.nan)
 
@@ -453,6 +454,14 @@ def _upper_bound(values: np.ndarray, alpha: float) -> float:
                  / math.sqrt(n))
 
 
+def _slopes(values: np.ndarray, temperatures: tuple[float, ...]) -> np.ndarray:
+    """Per row, the least-squares slope of ``values[row]`` on ``temperatures``."""
+    ts = np.array(temperatures)
+    centred = ts - ts.mean()
+    return np.asarray((values - values.mean(axis=1, keepdims=True)) @ centred
+                      / (centred @ centred))
+
+
 def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric, *,
                    records: StudyRecords, flag: str) -> _Draft:
     """Claim 4b: the excess DPD/EOD falls as T rises (mean per-seed slope below 0)."""
@@ -466,9 +475,7 @@ def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric
                              "complete seed(s)",
                              f"needs 2 seeds with a DS at {MIN_TEMPERATURES}+ temperatures. "
                              + "; ".join(seeds.left_out))
-    ts = np.array(seeds.temperatures)
-    centred = ts - ts.mean()
-    slopes = (seeds.ds - seeds.ds.mean(axis=1, keepdims=True)) @ centred / (centred @ centred)
+    slopes = _slopes(seeds.ds, seeds.temperatures)
     p = float(stats.ttest_1samp(slopes, 0.0, alternative="less").pvalue)
     p = 1.0 if math.isnan(p) else p
     alpha = records.study.analysis.alpha
@@ -479,6 +486,54 @@ def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric
     return _Draft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
                             detail="; ".join(seeds.left_out)),
                   lambda level: _one_sided_power(slopes, paper, level, "points per unit T"))
+
+
+INDIVIDUAL_ASSUMPTION = (
+    "Seeds independent, per-seed slopes roughly normal; the pairs and their input distances are "
+    "the same for every run, so a slope is the model's change alone. I(f) also falls when "
+    "outputs only get flatter: the flag says when the DS's confidence falls with T.")
+
+
+def individual_fairness_trend(result: IndividualFairnessResult, records: StudyRecords
+                              ) -> _Draft:
+    """The paper's Table 4: individual fairness improves (I falls) as T rises."""
+    claim = "Higher T makes the DS individually fairer: I(f) falls as T rises."
+    test = ("Per seed, least-squares slope of the DS's I(f) on T; one-sided one-sample t-test "
+            "of the mean slope < 0 with its one-sided upper bound.")
+    temperatures = tuple(t for t in records.study.temperatures
+                         if result.per_seed(GroupKey("distilled", t)))
+    by_t = [result.per_seed(GroupKey("distilled", t)) for t in temperatures]
+    seeds = sorted(set.intersection(*(set(d) for d in by_t))) if by_t else []
+    left = sorted({s for d in by_t for s in d} - set(seeds))
+    detail = f"seeds without a DS at every T, left out: {left}" if left else ""
+    if len(temperatures) < MIN_TEMPERATURES or len(seeds) < 2:
+        return _inconclusive(claim, test, INDIVIDUAL_ASSUMPTION,
+                             f"{len(temperatures)} temperature(s), {len(seeds)} complete "
+                             "seed(s)", f"needs 2 seeds with a DS at {MIN_TEMPERATURES}+ "
+                             "temperatures")
+    values = np.array([[d[s].score.value for d in by_t] for s in seeds])
+    confidence = np.array([[d[s].confidence for d in by_t] for s in seeds])
+    slopes = _slopes(values, temperatures)
+    p = float(stats.ttest_1samp(slopes, 0.0, alternative="less").pvalue)
+    p = 1.0 if math.isnan(p) else p
+    alpha = records.study.analysis.alpha
+    result_text = (f"mean slope {float(slopes.mean()):+.3g} per unit of T (DS I(f) "
+                   f"{float(values[:, 0].mean()):.4g} at T = {temperatures[0]:g} to "
+                   f"{float(values[:, -1].mean()):.4g} at T = {temperatures[-1]:g}), one-sided "
+                   f"{100 * (1 - alpha):g} % upper bound {_upper_bound(slopes, alpha):+.3g} "
+                   f"(over {len(seeds)} seeds)")
+    flag = ""
+    if float(_slopes(confidence, temperatures).mean()) < 0:
+        flag = (f"flatter outputs: the DS's mean top-class probability falls from "
+                f"{float(confidence[:, 0].mean()):.3f} at T = {temperatures[0]:g} to "
+                f"{float(confidence[:, -1].mean()):.3f} at T = {temperatures[-1]:g}; a lower "
+                "I(f) can come from less confident outputs rather than similar inputs treated "
+                "more alike")
+    paper = result.paper.slope(temperatures) if result.paper else None
+    return _Draft(ClaimTest(claim, test, INDIVIDUAL_ASSUMPTION, result_text, p, flag=flag,
+                            detail=detail),
+                  lambda level: _one_sided_power(slopes, paper, level, "of I(f) per unit T",
+                                                 scale=1.0))
 
 
 def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResult:
@@ -507,6 +562,7 @@ def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResul
 
 def study_claims(records: StudyRecords, accuracy: AccuracyResult,
                  significance: SignificanceResult, fairness: FairnessResult | None, *,
+                 individual: IndividualFairnessResult | None = None,
                  power: bool = True) -> ClaimsResult:
     """Every insight the study's design touches, in the poster's order, after Holm
     (``power=False``: no power statements, for simulations that only need the verdicts)."""
@@ -534,4 +590,6 @@ def study_claims(records: StudyRecords, accuracy: AccuracyResult,
                                               flag=flag))
                 drafts.append(fairness_trend(seeds, attribute, metric, records=records,
                                              flag=flag))
+    if individual is not None:
+        drafts.append(individual_fairness_trend(individual, records))
     return _finish(drafts, options.alpha, power)

@@ -164,6 +164,19 @@ def write_group_accuracy_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | N
                       "accuracy"], rows())
 
 
+def write_individual_fairness_csv(analysis: StudyAnalysis, out_dir: Path) -> Path | None:
+    """``individual_fairness.csv``: one row per run with individual-fairness outputs."""
+    result = analysis.individual_fairness
+    if result is None:
+        return None
+    rows = [[ROLE_LABELS[r.group.role], r.group.temperature, r.seed, r.kdspec_id,
+             r.score.value, r.score.pairs_used, r.score.zero_distance, r.confidence]
+            for r in result.runs]
+    return write_csv(out_dir / "individual_fairness.csv",
+                     ["role", "temperature", "seed", "kdspec_id", "individual_fairness",
+                      "pairs_used", "pairs_at_distance_0", "mean_top_probability"], rows)
+
+
 def write_tables(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
     """Every CSV the data allows; returns their paths."""
     paths = write_accuracy_csv(analysis, out_dir)
@@ -175,4 +188,7 @@ def write_tables(analysis: StudyAnalysis, out_dir: Path) -> list[Path]:
     if fairness is not None:
         paths.append(fairness)
     paths.append(write_disagreement_csv(analysis, out_dir))
+    individual = write_individual_fairness_csv(analysis, out_dir)
+    if individual is not None:
+        paths.append(individual)
     return paths

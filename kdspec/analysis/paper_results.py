@@ -76,3 +76,58 @@ def paper_fairness(dataset: str, teacher: str, student: str, attribute: str
                 dataset, teacher, student, attribute):
             return column
     return None
+
+
+@dataclass(frozen=True)
+class PaperIndividualFairness:
+    """One column of the paper's Table 4 (individual fairness, lower is fairer; as published in
+    the authors' summary of the paper, which does not state f, d or the pairs)."""
+
+    dataset: str
+    teacher_arch: str
+    student_arch: str
+    teacher: float
+    nds: float
+    distilled: dict[float, float]
+
+    def slope(self, temperatures: tuple[float, ...]) -> float | None:
+        """Least-squares slope per unit of T of the paper's DS values over the shared T."""
+        shared = [t for t in temperatures if t in self.distilled]
+        if len(shared) < 2:
+            return None
+        mean_t = sum(shared) / len(shared)
+        values = [self.distilled[t] for t in shared]
+        mean_v = sum(values) / len(values)
+        num = sum((t - mean_t) * (v - mean_v) for t, v in zip(shared, values, strict=True))
+        return num / sum((t - mean_t) ** 2 for t in shared)
+
+
+def _table4(values: tuple[float, ...]) -> dict[float, float]:
+    return {float(t): v for t, v in zip(range(1, 11), values, strict=True)}
+
+
+TABLE_4 = (
+    PaperIndividualFairness(
+        dataset="celeba", teacher_arch="resnet50", student_arch="resnet18", teacher=0.0407,
+        nds=0.1240, distilled=_table4((0.1130, 0.1040, 0.0908, 0.0906, 0.0886, 0.0799, 0.0753,
+                                       0.0712, 0.0701, 0.0697))),
+    PaperIndividualFairness(
+        dataset="trifeature", teacher_arch="resnet20", student_arch="lenet5", teacher=0.016,
+        nds=0.0462, distilled=_table4((0.0422, 0.0407, 0.0393, 0.0387, 0.0384, 0.0377, 0.0356,
+                                       0.0349, 0.0341, 0.0338))),
+    PaperIndividualFairness(
+        dataset="hatexplain", teacher_arch="bert-base-uncased",
+        student_arch="distilbert-base-uncased", teacher=0.0320, nds=0.1078,
+        distilled=_table4((0.0994, 0.0985, 0.0927, 0.0882, 0.0823, 0.0768, 0.0727, 0.0689,
+                           0.0681, 0.0654))),
+)
+
+
+def paper_individual_fairness(dataset: str, teacher: str, student: str
+                              ) -> PaperIndividualFairness | None:
+    """The paper's Table 4 column for this design, if the paper has one."""
+    for column in TABLE_4:
+        if (column.dataset, column.teacher_arch, column.student_arch) == (dataset, teacher,
+                                                                          student):
+            return column
+    return None

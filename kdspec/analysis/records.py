@@ -33,6 +33,18 @@ class GroupKey:
 
 
 @dataclass(frozen=True)
+class StoredIndividualOutputs:
+    """What a run stored for individual fairness (see :mod:`kdspec.runtime.individual_outputs`):
+    float ``[n, C]`` probabilities on the sampled test images, int ``[P, 2]`` pairs of positions
+    into them, float ``[P]`` input distances, and the declaration they were made under (JSON)."""
+
+    probabilities: np.ndarray
+    pairs: np.ndarray
+    distances: np.ndarray
+    declaration: str
+
+
+@dataclass(frozen=True)
 class RunPredictions:
     """The test predictions of one finished run.
 
@@ -50,6 +62,8 @@ class RunPredictions:
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
     #: Accuracy on the held-out validation split (``val_acc``); None without one.
     val_accuracy: float | None = None
+    #: Outputs for individual fairness; None when the run stored none.
+    individual: StoredIndividualOutputs | None = None
 
     @property
     def group(self) -> GroupKey:

@@ -23,6 +23,7 @@ from kdspec.analysis.figures import (
     FIG_FAIRNESS,
     FigureFile,
 )
+from kdspec.analysis.individual_fairness_section import individual_fairness_section
 from kdspec.analysis.report_findings import (
     accuracy_finding,
     disagreement_finding,
@@ -481,5 +482,6 @@ def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> Report
             significance_section(analysis, by_name),
             significant_classes_section(analysis),
             *([fairness] if (fairness := fairness_section(analysis, by_name)) else []),
+            *([individual] if (individual := individual_fairness_section(analysis)) else []),
         ),
     )

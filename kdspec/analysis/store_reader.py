@@ -20,7 +20,13 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from kdspec.analysis.records import ProblemKind, RunPredictions, RunProblem, StudyRecords
+from kdspec.analysis.records import (
+    ProblemKind,
+    RunPredictions,
+    RunProblem,
+    StoredIndividualOutputs,
+    StudyRecords,
+)
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Run, Study
 from kdspec.tracking import schema
@@ -101,6 +107,34 @@ def parse_predictions(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndar
     return y_true.astype(np.int64), y_pred.astype(np.int64), attributes
 
 
+def parse_individual_outputs(path: Path) -> StoredIndividualOutputs | None:
+    """The ``individual/...`` arrays of a predictions.npz, or None when the run stored none.
+
+    Raises ValueError naming what is inconsistent (shapes, pair positions, declaration)."""
+    prefix = schema.PRED_INDIVIDUAL_PREFIX
+    with np.load(path, allow_pickle=False) as npz:
+        if f"{prefix}declaration" not in npz.files:
+            return None
+        try:
+            probabilities = npz[f"{prefix}probabilities"]
+            pairs, distances = npz[f"{prefix}pairs"], npz[f"{prefix}distances"]
+            declaration = str(npz[f"{prefix}declaration"])
+        except KeyError as err:
+            raise ValueError(f"predictions.npz: individual-fairness entry {err} is missing"
+                             ) from err
+    n = probabilities.shape[0] if probabilities.ndim == 2 else -1
+    if (n < 0 or pairs.ndim != 2 or pairs.shape[1:] != (2,)
+            or distances.shape != (pairs.shape[0],)):
+        raise ValueError(f"predictions.npz: individual-fairness arrays have shapes "
+                         f"probabilities {probabilities.shape}, pairs {pairs.shape}, "
+                         f"distances {distances.shape} (want [n, C], [P, 2], [P])")
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= n):
+        raise ValueError(f"predictions.npz: individual-fairness pairs point outside the {n} "
+                         "sampled images")
+    return StoredIndividualOutputs(probabilities.astype(np.float64), pairs.astype(np.int64),
+                                   distances.astype(np.float64), declaration)
+
+
 #: What reading one plan run gave: its predictions (None when unusable) and its problems.
 RunRead = tuple[RunPredictions | None, list[RunProblem]]
 
@@ -133,6 +167,7 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
         return None, problems
     try:
         y_true, y_pred, attributes = parse_predictions(Path(local), num_classes)
+        individual = parse_individual_outputs(Path(local))
     except ValueError as err:
         problems.append(_problem("bad_artifact", run, str(err), mlflow_id))
         return None, problems
@@ -140,7 +175,8 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
     return RunPredictions(kdspec_id=run.id, mlflow_run_id=mlflow_id, role=run.role,
                           seed=run.seed, temperature=run.temperature, y_true=y_true,
                           y_pred=y_pred, attributes=attributes,
-                          val_accuracy=None if val is None else float(val)), problems
+                          val_accuracy=None if val is None else float(val),
+                          individual=individual), problems
 
 
 def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan

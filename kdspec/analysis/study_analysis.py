@@ -9,6 +9,10 @@ from kdspec.analysis.attribute_accuracy import AttributeAccuracy, study_attribut
 from kdspec.analysis.claims import ClaimsResult, study_claims
 from kdspec.analysis.disagreement import DisagreementResult, study_disagreement
 from kdspec.analysis.fairness import FairnessResult, study_fairness
+from kdspec.analysis.individual_fairness import (
+    IndividualFairnessResult,
+    study_individual_fairness,
+)
 from kdspec.analysis.records import StudyRecords
 from kdspec.analysis.significance import SignificanceResult, study_significance
 
@@ -25,6 +29,8 @@ class StudyAnalysis:
     claims: ClaimsResult
     #: Accuracy within each group of every sensitive attribute (empty without one).
     attribute_accuracy: tuple[AttributeAccuracy, ...] = ()
+    #: Individual fairness per run and population (None unless the study declares it).
+    individual_fairness: IndividualFairnessResult | None = None
 
     def figure_temperature(self) -> tuple[float | None, str]:
         """The temperature Fig. 1 shows and how it was picked: the spec's
@@ -50,12 +56,14 @@ def analyse_study(records: StudyRecords) -> StudyAnalysis:
     accuracy = study_accuracy(records)
     significance = study_significance(accuracy, records.study.analysis)
     fairness = study_fairness(records)
+    individual = study_individual_fairness(records)
     return StudyAnalysis(
         records=records,
         accuracy=accuracy,
         significance=significance,
         disagreement=study_disagreement(records),
         fairness=fairness,
-        claims=study_claims(records, accuracy, significance, fairness),
+        claims=study_claims(records, accuracy, significance, fairness, individual=individual),
         attribute_accuracy=study_attribute_accuracy(records),
+        individual_fairness=individual,
     )

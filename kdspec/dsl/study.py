@@ -35,9 +35,13 @@ from kdspec.plan import (
     Correction,
     DisagreementPair,
     FairnessSpec,
+    IndividualFairnessSpec,
+    IndividualOutput,
+    InputDistance,
     KDLoss,
     ModelSpec,
     Normalization,
+    PairChoice,
     PrecisionSetting,
     Recipe,
     Run,
@@ -56,7 +60,8 @@ MOST_RUNS = 10_000
 STUDY_KEYS: dict[str, Key] = {
     "dataset": Key("section"), "teacher": Key("section"), "student": Key("section"),
     "distill": Key("section"), "fairness": Key("section"), "analysis": Key("section"),
-    "runtime": Key("section"), "tracking": Key("section"), "seeds": Key(), "note": Key(),
+    "individual_fairness": Key("section"), "runtime": Key("section"),
+    "tracking": Key("section"), "seeds": Key(), "note": Key(),
 }
 #: Longest ``note`` (a paragraph, not a document).
 LONGEST_NOTE = 2_000
@@ -67,6 +72,8 @@ DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
 ANALYSIS_KEYS: dict[str, Key] = {k: Key() for k in (
     "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds",
     "bootstrap", "figure_temperature", "permutations", "equivalence_margin")}
+INDIVIDUAL_FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in (
+    "output", "distance", "pairs", "samples", "neighbours")}
 RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lockstep",
                                                     "teacher_cache")}
 TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}
@@ -99,6 +106,13 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
         "normalization": get_args(Normalization), "correction": get_args(Correction),
         "over_seeds": ("sum", "mean")}, {
         "comparisons": get_args(Comparison), "disagreement": get_args(DisagreementPair)}, diags)
+    individual = None
+    if (s := study.section("individual_fairness")) is not None:
+        individual = _options(s, IndividualFairnessSpec, INDIVIDUAL_FAIRNESS_KEYS,
+                              "individual_fairness", {
+                                  "output": get_args(IndividualOutput),
+                                  "distance": get_args(InputDistance),
+                                  "pairs": get_args(PairChoice)}, {}, diags)
     runtime = _options(study.section("runtime"), RuntimeSpec, RUNTIME_KEYS, "runtime", {
         "precision": get_args(PrecisionSetting), "compile": ("auto", "true", "false"),
         "teacher_cache": ("auto", "on", "off")}, {}, diags)
@@ -130,7 +144,8 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
                        precision=runtime.precision)
     fields = dict(name=name, dataset=dataset, teacher=teacher, student=student,
                   temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
-                  analysis=analysis, runtime=runtime, tracking=tracking, note=note,
+                  individual_fairness=individual, analysis=analysis, runtime=runtime,
+                  tracking=tracking, note=note,
                   run_ids=tuple(r.id for r in runs),
                   variant_of=None if variant is None else variant[0],
                   variant=() if variant is None else variant[1])
@@ -326,7 +341,7 @@ def _options(section: Section | None, model: Any, keys: dict[str, Key], what: st
             value = reader.choices(key, several[key])
         elif key in ("alpha", "figure_temperature", "equivalence_margin"):
             value = reader.number(key)
-        elif key in ("bootstrap", "permutations"):
+        elif key in ("bootstrap", "permutations", "samples", "neighbours"):
             value = reader.integer(key)
         else:
             value = reader.boolean(key)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from kdspec.plan import IndividualFairnessSpec
+from kdspec.runtime.individual_outputs import IndividualOutputs, individual_outputs
 from kdspec.runtime.interfaces import AutocastFactory, EvalSource
 from kdspec.tracking import schema
 
@@ -35,6 +37,8 @@ class Evaluation:
     confusion: np.ndarray
     class_accuracy: np.ndarray
     attributes: dict[str, np.ndarray]
+    #: Outputs and pairs for individual fairness, when the study declares it.
+    individual: IndividualOutputs | None = None
 
     @property
     def accuracy(self) -> float:
@@ -46,6 +50,8 @@ class Evaluation:
         arrays = {schema.PRED_Y_TRUE: self.y_true, schema.PRED_Y_PRED: self.y_pred}
         for name, values in self.attributes.items():
             arrays[f"{schema.PRED_ATTRIBUTE_PREFIX}{name}"] = np.asarray(values, dtype=np.int64)
+        if self.individual is not None:
+            arrays.update(self.individual.arrays())
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
@@ -104,3 +110,14 @@ def evaluate(
         class_accuracy=class_accuracy.astype(np.float64),
         attributes={k: np.asarray(v, dtype=np.int64) for k, v in test.attributes.items()},
     )
+
+
+def with_individual_outputs(evaluation: Evaluation, model: torch.nn.Module, test: EvalSource,
+                            spec: IndividualFairnessSpec | None, *,
+                            autocast: AutocastFactory = contextlib.nullcontext) -> Evaluation:
+    """``evaluation`` plus the model's individual-fairness outputs (one more pass over the test
+    split) when ``spec`` declares them; unchanged otherwise."""
+    if spec is None:
+        return evaluation
+    return replace(evaluation, individual=individual_outputs(model, test, spec,
+                                                             autocast=autocast))

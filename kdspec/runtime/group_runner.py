@@ -24,7 +24,7 @@ import torch
 from kdspec.errors import DataParallelFailure, TrackingError
 from kdspec.plan import Precision, Run, Study
 from kdspec.runtime import checkpoints
-from kdspec.runtime.evaluation import Evaluation, evaluate
+from kdspec.runtime.evaluation import Evaluation, evaluate, with_individual_outputs
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
 from kdspec.runtime.precision import (
     COMPILE_VERIFIED_DEVICES,
@@ -388,6 +388,8 @@ def _finish(trainee: Trainee, evaluation: Evaluation | None, dataset: LoadedData
     if evaluation is None:
         evaluation = evaluate(trainee.model, dataset.test, num_classes=dataset.num_classes,
                               autocast=autocast)
+    evaluation = with_individual_outputs(evaluation, trainee.model, dataset.test,
+                                         study.individual_fairness, autocast=autocast)
     validation = None if dataset.validation is None or trainee.run.recipe.epochs else evaluate(
         trainee.model, dataset.validation, num_classes=dataset.num_classes,
         autocast=autocast).accuracy

@@ -112,6 +112,10 @@ PRED_Y_PRED = "y_pred"
 #: Every per-sample attribute of the test set is stored as "attr/<name>" (int array), so a later
 #: analysis can pick any sensitive attribute without retraining.
 PRED_ATTRIBUTE_PREFIX = "attr/"
+#: With an ``individual_fairness`` declaration: "individual/indices" (int64 [n] test indices),
+#: "individual/probabilities" (float32 [n, C]), "individual/pairs" (int32 [P, 2] positions into
+#: the indices), "individual/distances" (float32 [P]) and "individual/declaration" (JSON).
+PRED_INDIVIDUAL_PREFIX = "individual/"
 
 
 def temperature_param(temperature: float) -> str:
