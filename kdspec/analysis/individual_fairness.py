@@ -67,6 +67,7 @@ class RunIndividualFairness:
     seed: int
     score: PairScore
     confidence: float
+    mlflow_run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def run_individual_fairness(run: RunPredictions, spec: IndividualFairnessSpec
     score = individual_fairness(stored.probabilities, stored.pairs, stored.distances,
                                 spec.output)
     confidence = float(stored.probabilities.max(axis=1).mean())
-    return RunIndividualFairness(run.kdspec_id, run.group, run.seed, score, confidence)
+    return RunIndividualFairness(run.kdspec_id, run.group, run.seed, score, confidence,
+                                 run.mlflow_run_id)
 
 
 def study_individual_fairness(records: StudyRecords) -> IndividualFairnessResult | None:

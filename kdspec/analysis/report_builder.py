@@ -75,7 +75,8 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
     teacher, the NDS and the DS per T over the first sensitive attribute (``dpd_nds``,
     ``dpd_ds``, ...). Per run: ``dpd``/``eod`` and their excess over the no-group-effect
     reference ``dpd_excess``/``eod_excess`` (first attribute), and each with ``_<attribute>``.
-    Shares, not per cent.
+    Shares, not per cent. Individual fairness, when declared: see
+    :func:`_individual_fairness_metrics`.
     """
     now = int(time.time() * 1000)
     parent: list[Metric] = []
@@ -115,7 +116,33 @@ def summary_metrics(analysis: StudyAnalysis) -> tuple[list[Metric], dict[str, li
                     metrics.append(Metric(f"{label}_{row.attribute}", value, now, 0))
                     if row.attribute == first:
                         metrics.append(Metric(label, value, now, 0))
+    parent += _individual_fairness_metrics(analysis, per_run, now)
     return parent, per_run
+
+
+def _individual_fairness_metrics(analysis: StudyAnalysis, per_run: dict[str, list[Metric]],
+                                 now: int) -> list[Metric]:
+    """Parent: ``individual_fairness_teacher``/``_nds`` and ``individual_fairness_ds`` per T;
+    per run (added to ``per_run``): ``individual_fairness`` and ``mean_top_probability``."""
+    result = analysis.individual_fairness
+    if result is None:
+        return []
+    parent: list[Metric] = []
+    for group in result.groups:
+        if not group.n:
+            continue
+        if group.key.temperature is None:
+            role = "teacher" if group.key.role == "teacher" else "nds"
+            parent.append(Metric(f"individual_fairness_{role}", group.mean, now, 0))
+        else:
+            parent += _per_temperature("individual_fairness_ds", group.key.temperature,
+                                       group.mean, now)
+    for row in result.runs:
+        if row.mlflow_run_id:
+            per_run.setdefault(row.mlflow_run_id, []).extend([
+                Metric("individual_fairness", row.score.value, now, 0),
+                Metric("mean_top_probability", row.confidence, now, 0)])
+    return parent
 
 
 def metrics_digest(parent: list[Metric], per_run: dict[str, list[Metric]]) -> str:

@@ -58,6 +58,16 @@ def test_runs_store_outputs_and_the_report_scores_them(blank_store: Path,
     assert "each of 200 seeded test images with its 3 nearest" in text
     assert "Higher T makes the DS individually fairer" in text
 
+    # Runs compare in the MLflow UI: I(f) on each run, per model on the study's parent run.
+    client = MlflowClient(uri)
+    for run in nested_runs(uri):
+        metrics = client.get_run(run.info.run_id).data.metrics
+        assert metrics["individual_fairness"] > 0 and 0 < metrics["mean_top_probability"] <= 1
+    parent = [r for r in client.search_runs([runs[0].info.experiment_id])
+              if r.data.tags.get(schema.TAG_KIND) != schema.KIND_RUN]
+    assert {"individual_fairness_nds", "individual_fairness_ds_T4"} <= set(
+        parent[0].data.metrics)
+
     # The same store read under another declaration: listed, not scored.
     other = tmp_path / "other.kdspec"
     other.write_text(SPEC.replace("samples = 200", "samples = 100"))
