@@ -33,7 +33,7 @@ from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.progress import format_duration
 from kdspec.runtime.scheduling import lockstep_key
-from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
+from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, lease_holder, now_ms
 from kdspec.tracking.schema import resolve_tracking_uri
 from kdspec.tracking.store import MlflowStore, StoredRun
 
@@ -79,9 +79,9 @@ def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: floa
     finished = [s for s in stored if s.status == "FINISHED"]
     if finished:
         return make("finished", finished[-1])
-    live = [s for s in stored if is_live(s.status, s.lease, at_ms=at_ms, timeout_s=timeout_s)]
-    if live:
-        s = live[-1]
+    holder = lease_holder(stored, at_ms=at_ms, timeout_s=timeout_s)
+    if holder is not None:
+        s = holder
         age = s.lease.age_s(at_ms)
         return make("running", s, f"on {s.lease.host} (pid {s.lease.pid}), heartbeat "
                                   f"{age:.0f} s ago; the lease expires in "

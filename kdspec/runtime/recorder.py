@@ -58,7 +58,7 @@ from kdspec.tracking.leases import (
     Lease,
     claim_tags,
     heartbeat_tags,
-    is_live,
+    lease_holder,
     now_ms,
 )
 from kdspec.tracking.store import DatasetRecord, RunStore, StoredRun
@@ -341,9 +341,7 @@ class StoreRecorder:
             known = {s.mlflow_id for s in self._superseded.get(run.id, ())}
             done = [s for s in stored[run.id] if s.status == "FINISHED"
                     and s.mlflow_id not in known]
-            live = [s for s in stored[run.id]
-                    if is_live(s.status, s.lease, at_ms=at, timeout_s=self.lease_timeout_s)]
-            holder = min(live, key=lambda s: (s.lease.claimed_ms, s.mlflow_id), default=None)
+            holder = lease_holder(stored[run.id], at_ms=at, timeout_s=self.lease_timeout_s)
             if done:
                 lost.append((run, done[-1]))
             elif holder is None or holder.mlflow_id != mine or holder.lease.owner != self.owner:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from kdspec.plan import DatasetSpec, Plan, Run
 from kdspec.runtime.models.cost import study_forward_flops
-from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, is_live, now_ms
+from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, lease_holder, now_ms
 from kdspec.tracking.store import StoredRun
 
 ActionKind = Literal["reuse", "resume", "train", "elsewhere"]
@@ -58,10 +58,9 @@ def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool,
     if finished and not force:
         return Action(run, "reuse", stored=finished[-1])
     at = now_ms() if at_ms is None else at_ms
-    live = [s for s in stored
-            if is_live(s.status, s.lease, at_ms=at, timeout_s=lease_timeout_s)]
-    if live:
-        return Action(run, "elsewhere", start_epoch=live[-1].epochs_done, stored=live[-1])
+    holder = lease_holder(stored, at_ms=at, timeout_s=lease_timeout_s)
+    if holder is not None:
+        return Action(run, "elsewhere", start_epoch=holder.epochs_done, stored=holder)
     unfinished = tuple(s for s in stored if s.status != "FINISHED")
     resumable = [s for s in unfinished if 0 < s.epochs_done <= run.recipe.epochs]
     if resumable and not force:

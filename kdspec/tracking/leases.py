@@ -26,9 +26,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from kdspec.tracking import schema
 
@@ -113,6 +115,30 @@ class Lease:
 def is_live(status: str, lease: Lease, *, at_ms: int, timeout_s: float) -> bool:
     """Whether a stored run is being trained right now by some process."""
     return status == "RUNNING" and lease.age_s(at_ms) < timeout_s and not lease.owner_dead()
+
+
+class Leased(Protocol):
+    """What :func:`lease_holder` reads of a stored run."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def lease(self) -> Lease: ...
+    @property
+    def mlflow_id(self) -> str: ...
+
+
+LeasedRun = TypeVar("LeasedRun", bound=Leased)
+
+
+def lease_holder(stored: Sequence[LeasedRun], *, at_ms: int, timeout_s: float
+                 ) -> LeasedRun | None:
+    """Of the stored runs of one kdspec id, the one whose claim holds: the oldest live claim
+    (ties: the smaller MLflow run id); None when no run is live. The only rule for "who trains
+    this run": the claim check, the scheduler and ``kdspec status`` all use it, so they name
+    the same process while two claims are being settled."""
+    live = [s for s in stored if is_live(s.status, s.lease, at_ms=at_ms, timeout_s=timeout_s)]
+    return min(live, key=lambda s: (s.lease.claimed_ms, s.mlflow_id), default=None)
 
 
 def claim_tags(owner: str, at_ms: int) -> dict[str, str]:
