@@ -30,7 +30,9 @@ TERMS = (
 
 
 def _verdict_cell(claim: ClaimTest) -> str:
-    return claim.verdict + (" (levelling down)" if claim.flag else "")
+    """The verdict and, when the claim is flagged, the flag's name ("levelling down",
+    "flatter outputs"): the text before its first colon."""
+    return claim.verdict + (f" ({claim.flag.split(':', 1)[0]})" if claim.flag else "")
 
 
 def _p(value: float) -> str:

@@ -271,3 +271,17 @@ def test_the_paper_table_4_columns() -> None:
     slope = trifeature.slope(TEMPERATURES)
     assert slope is not None and slope < 0
     assert paper_individual_fairness("trifeature", "resnet56", "lenet5") is None
+
+
+def test_the_summary_names_the_flag_a_claim_carries() -> None:
+    from kdspec.analysis.claims import ClaimTest
+    from kdspec.analysis.report_summary import _verdict_cell
+
+    base = ClaimTest("c", "t", "a", "r", 0.2, verdict="not supported")
+    assert _verdict_cell(base) == "not supported"
+    flat = ClaimTest("c", "t", "a", "r", 0.2, verdict="not supported",
+                     flag="flatter outputs: the DS's mean top-class probability falls")
+    assert _verdict_cell(flat) == "not supported (flatter outputs)"
+    down = ClaimTest("c", "t", "a", "r", 0.2, verdict="supported",
+                     flag="levelling down: DS accuracy -3.0 points vs NDS")
+    assert _verdict_cell(down) == "supported (levelling down)"
