@@ -220,6 +220,8 @@ class IndividualFairnessSpec(Frozen):
     (``euclidean``, or ``cosine`` = 1 - cosine similarity). ``pairs``: each sampled image with
     its ``neighbours`` nearest other sampled images under d, or with as many random partners.
     ``samples``: test images drawn (seeded, without replacement) for the pairs.
+    ``same_label``: keep only the pairs whose two images have the same true class (similar
+    individuals who deserve the same outcome); a choice of the analysis, like ``output``.
     """
 
     output: IndividualOutput = "probabilities"
@@ -227,6 +229,13 @@ class IndividualFairnessSpec(Frozen):
     pairs: PairChoice = "nearest"
     samples: Annotated[int, Field(ge=2, le=20_000)] = 2000
     neighbours: Annotated[int, Field(ge=1, le=100)] = 5
+    same_label: bool = False
+
+    def stored_part(self) -> dict[str, object]:
+        """What a run's stored outputs depend on (the pairs): changing anything else (output,
+        same_label) is a new analysis of the same runs, not a new evaluation."""
+        return {"distance": self.distance, "pairs": self.pairs, "samples": self.samples,
+                "neighbours": self.neighbours}
 
     def describe(self) -> str:
         """One line for reports and logs."""
@@ -237,7 +246,9 @@ class IndividualFairnessSpec(Frozen):
                  if self.pairs == "nearest" else
                  f"each of {self.samples} seeded test images with {self.neighbours} random")
         return (f"{what}; d = {dist} distance in the normalised input space; pairs: {pairs} "
-                "other sampled images")
+                "other sampled images"
+                + (", kept only where both have the same true class" if self.same_label
+                   else ""))
 
 
 class AnalysisSpec(Frozen):

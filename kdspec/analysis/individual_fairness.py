@@ -10,7 +10,10 @@ says what ``f`` and ``D`` are:
   (half the L1 distance, in [0, 1]);
 - ``confidence``: ``f(x)`` the top-class probability, ``D`` the absolute difference.
 
-Pairs at input distance 0 (duplicate images) have no ratio and are left out and counted. A
+Pairs at input distance 0 (duplicate images) have no ratio and are left out and counted. With
+``same_label``, only the stored pairs whose two images share the true class are averaged: an
+accurate, confident model's outputs differ across a class boundary by design, and over all
+nearest pairs I(f) then mostly counts how often neighbours in input space differ in class. A
 constant model scores 0, whatever the pairs. ``I`` falls when a model's outputs become flatter
 (a uniform predictor is perfectly "fair"), so each run's mean top-class probability is kept
 beside it: a DS whose ``I`` falls with T while its confidence falls too may only be flatter.
@@ -99,11 +102,13 @@ class IndividualFairnessResult:
 
 
 def _declared(stored: StoredIndividualOutputs, spec: IndividualFairnessSpec) -> bool:
-    """Whether the run's pairs were made under the study's declaration."""
+    """Whether the run's pairs were made as the study declares (distance, pairs, samples,
+    neighbours; ``output`` and ``same_label`` are choices of the analysis alone)."""
     try:
-        return IndividualFairnessSpec.model_validate(json.loads(stored.declaration)) == spec
+        made = IndividualFairnessSpec.model_validate(json.loads(stored.declaration))
     except ValueError:
         return False
+    return made.stored_part() == spec.stored_part()
 
 
 def run_individual_fairness(run: RunPredictions, spec: IndividualFairnessSpec
@@ -116,8 +121,12 @@ def run_individual_fairness(run: RunPredictions, spec: IndividualFairnessSpec
                 "declared individual_fairness, or under another study that did not)")
     if not _declared(stored, spec):
         return f"{who}: its pairs were made under another declaration ({stored.declaration})"
-    score = individual_fairness(stored.probabilities, stored.pairs, stored.distances,
-                                spec.output)
+    pairs, distances = stored.pairs, stored.distances
+    if spec.same_label:
+        labels = run.y_true[stored.indices]
+        same = labels[pairs[:, 0]] == labels[pairs[:, 1]]
+        pairs, distances = pairs[same], distances[same]
+    score = individual_fairness(stored.probabilities, pairs, distances, spec.output)
     confidence = float(stored.probabilities.max(axis=1).mean())
     return RunIndividualFairness(run.kdspec_id, run.group, run.seed, score, confidence,
                                  run.mlflow_run_id)

@@ -36,12 +36,15 @@ class GroupKey:
 class StoredIndividualOutputs:
     """What a run stored for individual fairness (see :mod:`kdspec.runtime.individual_outputs`):
     float ``[n, C]`` probabilities on the sampled test images, int ``[P, 2]`` pairs of positions
-    into them, float ``[P]`` input distances, and the declaration they were made under (JSON)."""
+    into them, float ``[P]`` input distances, the declaration they were made under (JSON) and
+    the sampled images' test indices."""
 
     probabilities: np.ndarray
     pairs: np.ndarray
     distances: np.ndarray
     declaration: str
+    #: The test-sample index of each sampled image (row of ``probabilities``).
+    indices: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def parse_individual_outputs(path: Path) -> StoredIndividualOutputs | None:
         try:
             probabilities = npz[f"{prefix}probabilities"]
             pairs, distances = npz[f"{prefix}pairs"], npz[f"{prefix}distances"]
+            indices = npz[f"{prefix}indices"]
             declaration = str(npz[f"{prefix}declaration"])
         except KeyError as err:
             raise ValueError(f"predictions.npz: individual-fairness entry {err} is missing"
@@ -128,11 +129,15 @@ def parse_individual_outputs(path: Path) -> StoredIndividualOutputs | None:
         raise ValueError(f"predictions.npz: individual-fairness arrays have shapes "
                          f"probabilities {probabilities.shape}, pairs {pairs.shape}, "
                          f"distances {distances.shape} (want [n, C], [P, 2], [P])")
+    if indices.shape != (n,):
+        raise ValueError(f"predictions.npz: {indices.shape[0] if indices.ndim else 0} "
+                         f"individual-fairness indices for {n} sampled images")
     if pairs.size and (pairs.min() < 0 or pairs.max() >= n):
         raise ValueError(f"predictions.npz: individual-fairness pairs point outside the {n} "
                          "sampled images")
     return StoredIndividualOutputs(probabilities.astype(np.float64), pairs.astype(np.int64),
-                                   distances.astype(np.float64), declaration)
+                                   distances.astype(np.float64), declaration,
+                                   indices.astype(np.int64))
 
 
 #: What reading one plan run gave: its predictions (None when unusable) and its problems.

@@ -73,7 +73,7 @@ ANALYSIS_KEYS: dict[str, Key] = {k: Key() for k in (
     "normalization", "alpha", "correction", "comparisons", "disagreement", "over_seeds",
     "bootstrap", "figure_temperature", "permutations", "equivalence_margin")}
 INDIVIDUAL_FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in (
-    "output", "distance", "pairs", "samples", "neighbours")}
+    "output", "distance", "pairs", "samples", "neighbours", "same_label")}
 RUNTIME_KEYS: dict[str, Key] = {k: Key() for k in ("precision", "compile", "lockstep",
                                                     "teacher_cache")}
 TRACKING_KEYS: dict[str, Key] = {"experiment": Key(), "uri": Key()}

@@ -196,10 +196,11 @@ def test_inconsistent_stored_arrays_are_named(tmp_path: Path) -> None:
         parse_individual_outputs(path)
 
 
-def _run(individual: StoredIndividualOutputs | None) -> RunPredictions:
+def _run(individual: StoredIndividualOutputs | None,
+         y_true: np.ndarray | None = None) -> RunPredictions:
+    labels = np.zeros(3, np.int64) if y_true is None else y_true
     return RunPredictions(kdspec_id="abc", mlflow_run_id="m", role="student", seed=0,
-                          temperature=None, y_true=np.zeros(3, np.int64),
-                          y_pred=np.zeros(3, np.int64), individual=individual)
+                          temperature=None, y_true=labels, y_pred=labels, individual=individual)
 
 
 def test_runs_without_outputs_or_under_another_declaration_are_left_out_with_the_reason(
@@ -208,9 +209,11 @@ def test_runs_without_outputs_or_under_another_declaration_are_left_out_with_the
     assert "stored no individual-fairness outputs" in str(run_individual_fairness(_run(None),
                                                                                   spec))
     other = StoredIndividualOutputs(PROBS, PAIRS, DISTANCES,
-                                    IndividualFairnessSpec(samples=4).model_dump_json())
+                                    IndividualFairnessSpec(samples=4).model_dump_json(),
+                                    np.arange(3))
     assert "another declaration" in str(run_individual_fairness(_run(other), spec))
-    same = StoredIndividualOutputs(PROBS, PAIRS, DISTANCES, spec.model_dump_json())
+    same = StoredIndividualOutputs(PROBS, PAIRS, DISTANCES, spec.model_dump_json(),
+                                   np.arange(3))
     scored = run_individual_fairness(_run(same), spec)
     assert isinstance(scored, RunIndividualFairness)
     assert scored.confidence == pytest.approx((0.7 + 0.8 + 0.6) / 3)
@@ -285,3 +288,21 @@ def test_the_summary_names_the_flag_a_claim_carries() -> None:
     down = ClaimTest("c", "t", "a", "r", 0.2, verdict="supported",
                      flag="levelling down: DS accuracy -3.0 points vs NDS")
     assert _verdict_cell(down) == "supported (levelling down)"
+
+
+def test_output_and_same_label_are_analysis_choices_on_the_same_stored_pairs() -> None:
+    made = IndividualFairnessSpec(samples=3, neighbours=1)
+    stored = StoredIndividualOutputs(PROBS, PAIRS, DISTANCES, made.model_dump_json(),
+                                     np.array([5, 6, 7]))
+    # test samples 5, 6, 7 have classes 0, 1, 0: only the pair (0, 2) shares its class
+    y_true = np.zeros(8, np.int64)
+    y_true[6] = 1
+    run = _run(stored, y_true)
+    confidence = run_individual_fairness(
+        run, made.model_copy(update={"output": "confidence"}))
+    assert isinstance(confidence, RunIndividualFairness)
+    assert confidence.score.value == pytest.approx((0.1 / 2.0 + 0.1 / 0.5 + 0.2 / 4.0) / 3)
+    within = run_individual_fairness(run, made.model_copy(update={"same_label": True}))
+    assert isinstance(within, RunIndividualFairness)
+    assert within.score.pairs_used == 1
+    assert within.score.value == pytest.approx(0.1 / 0.5)

@@ -74,3 +74,13 @@ def test_runs_store_outputs_and_the_report_scores_them(blank_store: Path,
     assert main(["report", str(other), "--tracking-uri", uri, "--out", str(out)]) == 0
     text = (folder / "report.md").read_text()
     assert text.count("its pairs were made under another declaration") == 10
+
+    # What f is and whether pairs must share their class are choices of the analysis: the
+    # same stored runs are scored again, no run is left out.
+    within = tmp_path / "within.kdspec"
+    within.write_text(SPEC.replace("neighbours = 3", "neighbours = 3  same_label = true  "
+                                                     "output = confidence"))
+    assert main(["report", str(within), "--tracking-uri", uri, "--out", str(out)]) == 0
+    text = (folder / "report.md").read_text()
+    assert "another declaration" not in text
+    assert "kept only where both have the same true class" in text

@@ -24,10 +24,10 @@ def test_absent_means_not_measured_and_present_gets_the_stated_defaults() -> Non
 
 def test_every_key_is_read() -> None:
     text = _with("individual_fairness { output = confidence  distance = cosine  pairs = random "
-                 "samples = 300  neighbours = 2 }")
+                 "samples = 300  neighbours = 2  same_label = true }")
     spec = compile_text(text).studies[0].individual_fairness
     assert spec == IndividualFairnessSpec(output="confidence", distance="cosine", pairs="random",
-                                          samples=300, neighbours=2)
+                                          samples=300, neighbours=2, same_label=True)
 
 
 def test_declaring_it_does_not_change_any_run_id() -> None:
