@@ -28,8 +28,8 @@ from kdspec.errors import Span
 
 MSG_FORM = "an override is KEY=VALUE, e.g. seeds=5 or distill.temperatures=[2, 4]"
 #: The sections of a study an override may reach into (models by their label: see ARCH).
-STUDY_SECTIONS = ("dataset", "teacher", "student", "distill", "fairness", "analysis", "runtime",
-                  "tracking")
+STUDY_SECTIONS = ("dataset", "teacher", "student", "distill", "fairness", "individual_fairness",
+                  "analysis", "runtime", "tracking")
 ARCH = "arch"
 
 

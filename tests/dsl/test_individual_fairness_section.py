@@ -50,3 +50,12 @@ def test_mistakes_are_reported_at_the_key(section: str, expected: str) -> None:
     assert expected in diagnostic.message
     line = text.splitlines()[diagnostic.span.line - 1]
     assert line.strip().startswith("individual_fairness")
+
+
+def test_an_override_reaches_the_section_and_adds_it_when_missing() -> None:
+    measured = compile_text(_with("individual_fairness { samples = 500 }"),
+                            overrides=("individual_fairness.same_label=true",))
+    spec = measured.studies[0].individual_fairness
+    assert spec is not None and spec.same_label and spec.samples == 500
+    added = compile_text(CIFAR_STUDY, overrides=("individual_fairness.neighbours=3",))
+    assert added.studies[0].individual_fairness == IndividualFairnessSpec(neighbours=3)
