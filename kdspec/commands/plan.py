@@ -128,6 +128,8 @@ def study_table(plan: Plan, study: Study) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                         for r in rows]
+    if study.individual_fairness is not None:  # measured at each run's final evaluation
+        lines.append(f"  individual fairness: {study.individual_fairness.describe()}")
     return "\n".join(lines) + "\n"
 
 

@@ -59,3 +59,14 @@ def test_an_override_reaches_the_section_and_adds_it_when_missing() -> None:
     assert spec is not None and spec.same_label and spec.samples == 500
     added = compile_text(CIFAR_STUDY, overrides=("individual_fairness.neighbours=3",))
     assert added.studies[0].individual_fairness == IndividualFairnessSpec(neighbours=3)
+
+
+def test_kdspec_plan_says_what_individual_fairness_will_measure() -> None:
+    from kdspec.commands.plan import study_table
+
+    plan = compile_text(_with("individual_fairness { pairs = random  neighbours = 2 }"))
+    table = study_table(plan, plan.studies[0])
+    assert "individual fairness: f = softmax probabilities" in table
+    assert "with 2 random other sampled images" in table
+    plain = compile_text(CIFAR_STUDY)
+    assert "individual fairness" not in study_table(plain, plain.studies[0])
