@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdspec.commands import spec_selection
 from kdspec.errors import KdspecError
@@ -16,6 +17,9 @@ from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
 from kdspec.runtime.stop_request import StopRequest
 from kdspec.tracking.leases import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries
+
+if TYPE_CHECKING:  # the runtime (torch) is imported only when a plan runs
+    from kdspec.runtime.executor import Executor
 
 #: The environment variable that sets the default of ``--claim-settle`` (the tests shorten it).
 CLAIM_SETTLE_VARIABLE = "KDSPEC_CLAIM_SETTLE"
@@ -133,13 +137,22 @@ def run(args: argparse.Namespace) -> int:
 
 def _execute(plan: Plan, options: RunOptions, logger: logging.Logger, log_path: Path | None,
              stop: StopRequest, spec_text: str | None) -> int:
-    from kdspec.commands.run_tables import dry_run_table, summary_table
     from kdspec.runtime.device_check import check_gpu_usable
     from kdspec.runtime.executor import Executor
 
     if not options.dry_run:
         check_gpu_usable(allow_cpu=options.cpu)
     executor = Executor(plan, options, logger, stop=stop)
+    try:
+        return _run_plan(executor, options, logger, log_path, spec_text)
+    finally:
+        executor.close()
+
+
+def _run_plan(executor: Executor, options: RunOptions, logger: logging.Logger,
+              log_path: Path | None, spec_text: str | None) -> int:
+    from kdspec.commands.run_tables import dry_run_table, summary_table
+
     runs = executor.my_runs()
     executor.preflight(runs)
     prep = executor.prepare(runs)

@@ -261,6 +261,14 @@ class Executor:
                                           if a.kind == "elsewhere"])
         return Preparation(kept, blocked, form_groups(self.plan, kept), waiting)
 
+    def close(self) -> None:
+        """Several processes: destroy the process group before the interpreter exits (what
+        ``Accelerator.end_training`` does). Left to interpreter finalisation, gloo's worker
+        threads can abort the process ("terminate called without an active exception",
+        SIGABRT) after every run has finished, and ``accelerate launch`` then fails."""
+        if self.processes > 1:
+            self.accelerator.end_training()
+
     # -- doing it -----------------------------------------------------------------------------
     def execute(self, prep: Preparation, *, spec_text: str | None) -> list[Outcome]:
         """Train every group of ``prep``; returns one outcome per run (reused ones included)."""
