@@ -314,11 +314,23 @@ class MlflowStore:
         return dict(self.client.get_run(mlflow_id).data.tags)
 
     def log_input(self, mlflow_id: str, dataset: DatasetRecord) -> None:
-        """The dataset a run trained on, as an MLflow input (shown on the run's page)."""
+        """The dataset a run trained on, as an MLflow input (shown on the run's page).
+
+        MLflow looks the dataset up in the experiment and inserts it when missing, in one
+        transaction that does not lock the lookup: two processes starting runs of the same
+        experiment at once can both insert it, and the second fails on the store's unique key
+        (experiment, name, digest). The row then exists, so the call is made once more and finds
+        it; any other error, or the same one twice, is raised."""
         entity = Dataset(name=dataset.name, digest=dataset.digest, source_type="local",
                          source=dataset.source)
-        self.client.log_inputs(mlflow_id, datasets=[DatasetInput(
-            dataset=entity, tags=[InputTag("mlflow.data.context", "training")])])
+        inputs = [DatasetInput(dataset=entity,
+                               tags=[InputTag("mlflow.data.context", "training")])]
+        try:
+            self.client.log_inputs(mlflow_id, datasets=inputs)
+        except MlflowException as err:
+            if not is_unique_violation(err):
+                raise
+            self.client.log_inputs(mlflow_id, datasets=inputs)
 
     def log_file(self, mlflow_id: str, path: Path, artifact_dir: str | None = None) -> None:
         with quiet_artifacts():
@@ -335,6 +347,18 @@ class MlflowStore:
     def download(self, mlflow_id: str, artifact_path: str, dst_dir: Path) -> Path:
         """Fetch one artifact of a run into ``dst_dir``; returns its local path."""
         return download(self.client, mlflow_id, artifact_path, dst_dir)
+
+
+#: How a unique-key violation reads in MLflow's error, by database: sqlite, PostgreSQL, MySQL
+#: (through SQLAlchemy's IntegrityError), and MLflow's own wording over HTTP.
+UNIQUE_VIOLATION = re.compile(
+    r"UNIQUE constraint failed|duplicate key value|Duplicate entry|IntegrityError"
+    r"|RESOURCE_ALREADY_EXISTS", re.IGNORECASE)
+
+
+def is_unique_violation(err: MlflowException) -> bool:
+    """Whether ``err`` is the store refusing a row whose unique key another writer just took."""
+    return bool(UNIQUE_VIOLATION.search(str(err))) or err.error_code == "RESOURCE_ALREADY_EXISTS"
 
 
 def stored_run(run: MlflowRun) -> StoredRun:
