@@ -209,11 +209,11 @@ class InMemoryBatches:
     def epoch(self, *, seed: int, epoch: int, batch_size: int
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.data.train.epoch(seed=seed, epoch=epoch, batch_size=batch_size):
-            yield batch.images, batch.labels
+            yield batch.inputs, batch.labels
 
     def test(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.data.test.batches(batch_size=256):
-            yield batch.images, batch.labels
+            yield batch.inputs, batch.labels
 
 
 def train_run(run: Run, spec: DatasetSpec, train_set: Dataset[object] | InMemoryBatches,

@@ -94,7 +94,7 @@ def evaluate(
     predictions: list[torch.Tensor] = []
     with torch.no_grad(), autocast():
         for batch in test.batches(batch_size=batch_size):
-            predictions.append(model(batch.images).argmax(dim=1))
+            predictions.append(model(batch.inputs).argmax(dim=1))
     model.train(was_training)
     y_pred = torch.cat(predictions).cpu().numpy().astype(np.int64) if predictions \
         else np.zeros(0, dtype=np.int64)

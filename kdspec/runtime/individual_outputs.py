@@ -133,7 +133,7 @@ def individual_outputs(model: torch.nn.Module, test: EvalSource, spec: Individua
             keep = torch.as_tensor(wanted[batch.index.cpu().numpy()]).nonzero().squeeze(1)
             if keep.numel() == 0:
                 continue
-            images = batch.images[keep.to(batch.images.device)]
+            images = batch.inputs[keep.to(batch.inputs.device)]
             with autocast():
                 logits = model(images)
             probabilities.append(torch.softmax(logits.float(), dim=1).cpu())

@@ -22,14 +22,15 @@ AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
 class Batch:
     """One batch, already on the training device.
 
-    images: float32 ``[B, C, H, W]``, augmented and normalised.
+    inputs: what the model takes: images float32 ``[B, C, H, W]``, augmented and normalised;
+            for text, token ids int64 ``[B, L]`` (padded with the tokenizer's pad id).
     labels: int64 ``[B]``.
     index:  int64 ``[B]``, each sample's position in its split (0..num_samples-1).
     view:   int64 ``[B]``, the augmentation view each image was rendered with, in
             ``[0, num_views)``, when the augmentation has finitely many views; else None.
     """
 
-    images: torch.Tensor
+    inputs: torch.Tensor
     labels: torch.Tensor
     index: torch.Tensor
     view: torch.Tensor | None = None
@@ -53,8 +54,9 @@ class TrainSource(Protocol):
         ...
 
     def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` (normalised, on the device) of the given samples and views;
-        ``render(b.index, b.view)`` equals ``b.images`` for any batch ``b`` of ``epoch``."""
+        """Inputs (images ``[B, C, H, W]``, normalised, or token ids ``[B, L]``; on the device)
+        of the given samples and views;
+        ``render(b.index, b.view)`` equals ``b.inputs`` for any batch ``b`` of ``epoch``."""
         ...
 
 

@@ -32,7 +32,7 @@ class LiveTeacher:
 
     def logits(self, batch: Batch) -> torch.Tensor:
         with torch.no_grad(), self._autocast():
-            return self.teacher(batch.images).float()
+            return self.teacher(batch.inputs).float()
 
 
 def make_teacher_signal(

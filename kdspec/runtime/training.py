@@ -110,7 +110,7 @@ def train_step(
     run = trainee.run
     assert trainee.forward is not None
     with autocast():
-        logits = trainee.forward(batch.images)
+        logits = trainee.forward(batch.inputs)
     if run.role == "distilled":
         if teacher_logits is None or run.loss is None or run.temperature is None:
             raise ValueError(f"distilled run {run.id} needs teacher logits")

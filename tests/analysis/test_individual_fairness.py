@@ -156,7 +156,7 @@ class _TestSplit:
     def batches(self, *, batch_size: int):  # type: ignore[no-untyped-def]
         for start in range(0, self.num_samples, batch_size):
             chunk = self.images[start:start + batch_size]
-            yield Batch(images=chunk, labels=torch.zeros(len(chunk), dtype=torch.long),
+            yield Batch(inputs=chunk, labels=torch.zeros(len(chunk), dtype=torch.long),
                         index=torch.arange(start, start + len(chunk)), view=None)
 
 

@@ -39,7 +39,7 @@ def test_render_reproduces_every_batch_exactly(preset: str) -> None:
     source = random_train_source(preset)
     for batch in source.epoch(seed=4, epoch=2, batch_size=16):
         assert batch.view is not None
-        assert torch.equal(source.render(batch.index, batch.view), batch.images)
+        assert torch.equal(source.render(batch.index, batch.view), batch.inputs)
 
 
 def test_batches_depend_only_on_seed_and_epoch_not_global_rng() -> None:
@@ -51,7 +51,7 @@ def test_batches_depend_only_on_seed_and_epoch_not_global_rng() -> None:
     again = list(source.epoch(seed=7, epoch=1, batch_size=16))
     other_epoch = list(source.epoch(seed=7, epoch=2, batch_size=16))
     for a, b in zip(first, again, strict=True):
-        assert torch.equal(a.index, b.index) and torch.equal(a.images, b.images)
+        assert torch.equal(a.index, b.index) and torch.equal(a.inputs, b.inputs)
     assert not torch.equal(first[0].index, other_epoch[0].index)
 
 
@@ -105,7 +105,7 @@ def test_digits_load_with_the_catalogue_split_sizes() -> None:
     assert (data.train.num_samples, data.test.num_samples) == (1437, 360)
     assert data.train.num_views == 1
     batch = next(data.test.batches(batch_size=100))
-    assert batch.images.shape == (100, 1, 8, 8) and batch.images.dtype == torch.float32
+    assert batch.inputs.shape == (100, 1, 8, 8) and batch.inputs.dtype == torch.float32
     assert batch.view is None
     assert torch.equal(batch.index, torch.arange(100))
     assert np.array_equal(batch.labels.numpy(), data.test.labels[:100])
@@ -139,9 +139,9 @@ def test_fashion_mnist_from_the_debian_folder(tmp_path: Path) -> None:
     assert (tmp_path / "fashion_mnist" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
     assert str(DEBIAN_FASHION_MNIST) in data.description
     batch = next(data.train.epoch(seed=0, epoch=0, batch_size=64))
-    assert batch.images.shape == (64, 1, 28, 28)
+    assert batch.inputs.shape == (64, 1, 28, 28)
     assert batch.view is not None
-    assert torch.equal(data.train.render(batch.index, batch.view), batch.images)
+    assert torch.equal(data.train.render(batch.index, batch.view), batch.inputs)
     assert set(np.unique(data.test.labels)) <= set(range(10))
 
 
@@ -221,7 +221,7 @@ def test_shards_are_the_epochs_own_batches_and_only_those_are_rendered(
         for j, batch in enumerate(shard):
             reference = whole[k + j * processes]
             assert torch.equal(batch.index, reference.index)
-            assert torch.equal(batch.images, reference.images)
+            assert torch.equal(batch.inputs, reference.inputs)
             seen += batch.index.tolist()
     # The union is the epoch (less at most processes - 1 trailing batches), each sample once.
     expected = torch.cat([b.index for b in whole[:usable]]).tolist()

@@ -51,7 +51,7 @@ def test_offline_spec_datasets_load(label: str, study: Study, tmp_path: Path) ->
                                       or study.dataset.generated_train_size
                                       or data.train.num_samples)
     batch = next(data.train.epoch(seed=0, epoch=0, batch_size=64))
-    assert batch.images.shape[1:] == (study.dataset.channels, study.dataset.image_size,
+    assert batch.inputs.shape[1:] == (study.dataset.channels, study.dataset.image_size,
                                       study.dataset.image_size)
     if study.fairness is not None:
         assert set(study.fairness.sensitive) <= set(data.test.attributes)

@@ -56,7 +56,7 @@ def tensor_path_outcomes(count: int) -> np.ndarray:
     augmenter = ViewAugmenter("crop_flip", SIZE, torch.zeros(1, 3, 1, 1),
                               torch.tensor(IDENTITY_STD).view(1, 3, 1, 1))
     source = InMemoryTrainSource(images, torch.zeros(count), augmenter, CPU)
-    return np.concatenate([crop_and_flip_of(b.images)
+    return np.concatenate([crop_and_flip_of(b.inputs)
                            for b in source.epoch(seed=1, epoch=0, batch_size=512)])
 
 
@@ -64,7 +64,7 @@ def loader_path_outcomes(count: int) -> np.ndarray:
     transform = train_transform("crop_flip", SIZE, (0.0, 0.0, 0.0), IDENTITY_STD)
     source = StreamingTrainSource(RepeatedImage(coordinate_image(), count), np.arange(count),
                                   transform, CPU)
-    return np.concatenate([crop_and_flip_of(b.images)
+    return np.concatenate([crop_and_flip_of(b.inputs)
                            for b in source.epoch(seed=1, epoch=0, batch_size=512)])
 
 
@@ -118,12 +118,12 @@ def test_image_folder_streams_seeded_batches(image_folder_root: Path) -> None:
     assert data.train.num_views is None
     first = list(data.train.epoch(seed=3, epoch=0, batch_size=5))
     assert [len(b.index) for b in first] == [5, 5, 2]
-    assert all(b.view is None and b.images.shape[1:] == (3, 32, 32) for b in first)
+    assert all(b.view is None and b.inputs.shape[1:] == (3, 32, 32) for b in first)
     torch.manual_seed(99)
     again = list(data.train.epoch(seed=3, epoch=0, batch_size=5))
     other = list(data.train.epoch(seed=4, epoch=0, batch_size=5))
-    assert all(torch.equal(a.images, b.images) for a, b in zip(first, again, strict=True))
-    assert not torch.equal(first[0].images, other[0].images)
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first[0].inputs, other[0].inputs)
     assert sorted(torch.cat([b.index for b in first]).tolist()) == list(range(12))
     with pytest.raises(NotImplementedError, match="teacher-logit cache"):
         data.train.render(first[0].index, torch.zeros(5, dtype=torch.int64))
@@ -140,7 +140,7 @@ def test_worker_processes_give_the_same_batches(image_folder_root: Path) -> None
     with_workers = load_imagenet(spec, device=CPU, num_workers=2)
     a = list(in_process.train.epoch(seed=0, epoch=1, batch_size=4))
     b = list(with_workers.train.epoch(seed=0, epoch=1, batch_size=4))
-    assert all(torch.equal(x.images, y.images) and torch.equal(x.index, y.index)
+    assert all(torch.equal(x.inputs, y.inputs) and torch.equal(x.index, y.index)
                for x, y in zip(a, b, strict=True))
 
 
@@ -178,6 +178,6 @@ def test_a_shard_loads_only_its_own_batches(image_folder_root: Path) -> None:
         assert len(shard) == 2 and len(counting.loaded) == 6  # half the epoch decoded
         for j, batch in enumerate(shard):
             assert torch.equal(batch.index, whole[k + 2 * j].index)
-            assert torch.equal(batch.images, whole[k + 2 * j].images)
+            assert torch.equal(batch.inputs, whole[k + 2 * j].inputs)
             seen += batch.index.tolist()
     assert sorted(seen) == list(range(12))

@@ -56,7 +56,7 @@ def test_a_spec_names_it_and_the_runtime_loads_it() -> None:
     loaded = load_dataset(data, device=torch.device("cpu"))
     assert (loaded.train.num_samples, loaded.test.num_samples) == (1000, 500)
     batch = next(loaded.train.epoch(seed=0, epoch=0, batch_size=64))
-    assert batch.images.shape == (64, 3, 32, 32)
+    assert batch.inputs.shape == (64, 3, 32, 32)
 
 
 def test_defaults_are_cifar10s_sizes_and_combinations_are_refused() -> None:

@@ -36,7 +36,7 @@ def test_cifar10_reads_pickled_batches(tmp_path: Path, monkeypatch: pytest.Monke
     assert np.array_equal(data.test.labels, np.arange(6))
     batch = next(data.test.batches(batch_size=6))
     expected = make_augmenter("cifar10", "none", 32, 3, CPU).normalize(torch.from_numpy(test_images))
-    assert torch.equal(batch.images, expected)
+    assert torch.equal(batch.inputs, expected)
     assert str(tmp_path) in data.description
 
 
@@ -56,7 +56,7 @@ def test_svhn_maps_label_ten_to_zero_and_has_no_flip(tmp_path: Path,
     assert np.array_equal(data.test.labels, written % 10)
     assert data.train.num_views == 81  # crop only: 9 x 9 offsets
     batch = next(data.train.epoch(seed=0, epoch=0, batch_size=7))
-    assert batch.images.shape == (7, 3, 32, 32)
+    assert batch.inputs.shape == (7, 3, 32, 32)
 
 
 def celeba_tables(count: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -87,11 +87,11 @@ def test_celeba_target_attributes_and_undersampling(tmp_path: Path,
     assert set(data.test.attributes) == set(CELEBA_ATTRIBUTES)
     assert np.array_equal(data.test.attributes["Young"], attributes[test_rows, YOUNG])
     batch = next(data.test.batches(batch_size=6))
-    assert batch.images.shape == (6, 3, 16, 16)
+    assert batch.inputs.shape == (6, 3, 16, 16)
     # The resized images were cached and are reused.
     assert len(list((tmp_path / "cache" / "celeba").glob("*.npy"))) == 2
     again = load_dataset(spec, device=CPU, cache_dir=tmp_path / "cache")
-    assert torch.equal(next(again.test.batches(batch_size=6)).images, batch.images)
+    assert torch.equal(next(again.test.batches(batch_size=6)).inputs, batch.inputs)
 
 
 def test_undersampling_is_deterministic_and_balanced() -> None:

@@ -129,7 +129,7 @@ def test_load_caches_once_and_uses_the_target_attribute(tmp_path: Path) -> None:
     assert np.array_equal(data.test.labels, data.test.attributes["shape"])
     assert data.train.num_views == 1
     batch = next(data.test.batches(batch_size=8))
-    assert batch.images.shape == (8, 3, 32, 32)
+    assert batch.inputs.shape == (8, 3, 32, 32)
     modified = files[0].stat().st_mtime_ns
     by_colour = load_dataset(trifeature_spec(tmp_path, target="color",
                                              class_names=TRIFEATURE_COLORS), device=CPU)

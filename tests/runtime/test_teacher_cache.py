@@ -73,7 +73,7 @@ class LiveForward:
     @torch.no_grad()
     def logits(self, batch: Batch) -> torch.Tensor:
         self.teacher.eval()
-        return self.teacher(batch.images).float()
+        return self.teacher(batch.inputs).float()
 
 
 def small_teacher(channels: int = 1, classes: int = 5) -> nn.Module:
@@ -94,7 +94,7 @@ def source() -> CropFlipSource:
 def test_test_source_renders_its_own_batches(source: CropFlipSource) -> None:
     batch = next(source.epoch(seed=0, epoch=0, batch_size=7))
     assert batch.view is not None
-    torch.testing.assert_close(source.render(batch.index, batch.view), batch.images,
+    torch.testing.assert_close(source.render(batch.index, batch.view), batch.inputs,
                                rtol=1e-5, atol=1e-6)
 
 

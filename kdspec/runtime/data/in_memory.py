@@ -83,7 +83,7 @@ class InMemoryTrainSource:
             start = number * batch_size
             index = order[start:start + batch_size]
             view = views[start:start + batch_size]
-            yield Batch(images=self.render(index, view), labels=self.labels[index],
+            yield Batch(inputs=self.render(index, view), labels=self.labels[index],
                         index=index, view=view)
 
     def render(self, index: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
@@ -120,6 +120,6 @@ class InMemoryEvalSource:
         """The test samples in index order, normalised, ``view`` None."""
         for start in range(0, self.num_samples, batch_size):
             stop = min(start + batch_size, self.num_samples)
-            yield Batch(images=self.augmenter.normalize(self.images[start:stop]),
+            yield Batch(inputs=self.augmenter.normalize(self.images[start:stop]),
                         labels=self._labels_on_device[start:stop],
                         index=torch.arange(start, stop, device=self.device))

@@ -103,7 +103,7 @@ def _stream(dataset: SeededTransformDataset, *, batch_size: int, num_workers: in
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
                             worker_init_fn=seed_worker, pin_memory=cuda)
     for images, labels, index in loader:
-        yield Batch(images=images.to(device, non_blocking=cuda),
+        yield Batch(inputs=images.to(device, non_blocking=cuda),
                     labels=labels.to(device, dtype=torch.int64, non_blocking=cuda),
                     index=index.to(device, dtype=torch.int64, non_blocking=cuda))
 
