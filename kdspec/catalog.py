@@ -56,6 +56,20 @@ TRIFEATURE_TEXTURES = (
 TRIFEATURE_COLORS = (
     "red", "green", "blue", "yellow", "pink", "cyan", "purple", "ocean", "orange", "white",
 )
+#: HateXplain (Mathew et al., 2021): each post's label is its annotators' majority; the order
+#: is the released files' integer coding (0 hatespeech, 1 normal, 2 offensive).
+HATEXPLAIN_CLASSES = ("hatespeech", "normal", "offensive")
+#: The ten target communities HateXplain's own bias evaluation reports (the communities with
+#: the most posts); each is a binary attribute of a post: named by enough of its annotators.
+HATEXPLAIN_COMMUNITIES = (
+    "African", "Islam", "Jewish", "Homosexual", "Women", "Refugee", "Arab", "Caucasian",
+    "Asian", "Hispanic",
+)
+#: Text datasets take token ids: their tokenizer and sequence length unless the spec sets them.
+DEFAULT_TOKENIZER: Final = "bert-base-uncased"
+DEFAULT_MAX_LENGTH: Final = 128
+#: A post belongs to a community when at least this many of its three annotators named it.
+DEFAULT_COMMUNITY_VOTES: Final = 2
 #: Generated Trifeature deals every shape x texture x colour combination out equally often, as
 #: The synthetic CIFAR-shaped dataset (benchmarks without a download): 10 classes, 32 px RGB,
 #: CIFAR-10's split sizes unless the spec gives generated_train / generated_test.
@@ -101,6 +115,9 @@ class DatasetFacts:
     #: Per-channel pixel mean and std in [0, 1] (a plugin's; kdspec's own are in runtime.data).
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    #: "image" (inputs ``[C, H, W]``) or "text" (inputs are token ids; ``channels`` and
+    #: ``image_size`` are then 1 and mean nothing).
+    modality: str = "image"
 
 
 DATASETS: dict[str, DatasetFacts] = {
@@ -156,6 +173,12 @@ DATASETS: dict[str, DatasetFacts] = {
         "imagefolder", 3, 32, (), None, None, "none", resizable=True, fairness_dataset=True,
         how_to_get="root = a folder holding train/<class>/ and test/<class>/ image folders "
         "(docs/datasets.md, 'Your own images')",
+    ),
+    "hatexplain": DatasetFacts(
+        "hatexplain", 1, 1, HATEXPLAIN_CLASSES, None, None, "none",
+        attributes=HATEXPLAIN_COMMUNITIES, fairness_dataset=True, modality="text",
+        how_to_get="put the authors' release (Data/dataset.json and Data/post_id_divisions.json"
+        " from github.com/hate-alert/HateXplain) under root",
     ),
     "digits": DatasetFacts(
         "digits", 1, 8, DIGIT_CLASSES, 1_437, 360, "none",

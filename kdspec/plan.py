@@ -57,6 +57,8 @@ MAX_TEMPERATURE = 1000.0
 MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 MAX_IMAGE_SIZE = 1024
+#: Longest token sequence a text dataset may be cut to (BERT-family models take 512).
+MAX_SEQUENCE_LENGTH = 4096
 #: Images a generated dataset may have per split, and the bytes they may take (uint8).
 MAX_GENERATED_IMAGES = 10_000_000
 MAX_GENERATED_BYTES = 32 * 2**30
@@ -108,6 +110,18 @@ class DatasetSpec(Frozen):
     attributes_file: str | None = None
     #: imagefolder only: the training images the compiler counted (for the plan's work estimate).
     counted_train_images: PositiveInt | None = None
+    #: Text only: the Hugging Face tokenizer (hub name, or an absolute local folder) that turns
+    #: every post into token ids once, and the length posts are cut or padded to.
+    tokenizer: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    max_length: Annotated[int, Field(ge=8, le=MAX_SEQUENCE_LENGTH)] | None = None
+    #: HateXplain only: annotators (of three) who must name a community for a post to count
+    #: as targeting it.
+    community_votes: Annotated[int, Field(ge=1, le=3)] | None = None
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the inputs are token ids (``tokenizer`` is set for text datasets only)."""
+        return self.tokenizer is not None
 
     @model_validator(mode="after")
     def _class_names_match(self) -> DatasetSpec:
@@ -142,7 +156,7 @@ class Recipe(Frozen):
     schedule: Schedule = Schedule()
 
 
-InitKind = Literal["torchvision", "checkpoint", "run"]
+InitKind = Literal["torchvision", "checkpoint", "run", "huggingface"]
 
 
 class ModelInit(Frozen):
@@ -154,7 +168,11 @@ class ModelInit(Frozen):
     - ``checkpoint``: ``name`` is the absolute path of a ``.pt`` file (a state dict, or a
       kdspec ``final.pt``), ``digest`` its sha256 (part of the run id; checked when loaded);
     - ``run``: ``name`` is an MLflow run id whose ``checkpoints/final.pt`` is loaded from the
-      study's store.
+      study's store;
+    - ``huggingface``: ``name`` is the Hugging Face model (hub name or absolute folder) of an
+      ``hf:`` architecture, whose published weights are loaded (the encoder; the new
+      classification head starts from the seed), ``digest`` the sha256 of a local folder's
+      weight files.
 
     Weights whose shape does not fit the model (a 1000-class head on a 10-class study, a
     3-channel stem on grey images) are left as the seed initialised them.
@@ -168,9 +186,12 @@ class ModelInit(Frozen):
 class ModelSpec(Frozen):
     """An architecture, the recipe that trains it, and where its weights start from."""
 
-    #: A registered architecture, or ``torchvision:NAME`` / ``timm:NAME``.
-    arch: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(:[A-Za-z0-9_.-]+)?$",
-                               max_length=200)]
+    #: A registered architecture, ``torchvision:NAME`` / ``timm:NAME``, or ``hf:NAME`` (a
+    #: Hugging Face hub name such as ``google/bert_uncased_L-2_H-128_A-2``, or an absolute
+    #: folder).
+    arch: Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(:[A-Za-z0-9_.-]+)?"
+                                       r"|hf:[A-Za-z0-9_./~-]+)$",
+                               max_length=4096)]
     recipe: Recipe
     init: ModelInit | None = None
 
@@ -237,16 +258,20 @@ class IndividualFairnessSpec(Frozen):
         return {"distance": self.distance, "pairs": self.pairs, "samples": self.samples,
                 "neighbours": self.neighbours}
 
-    def describe(self) -> str:
-        """One line for reports and logs."""
+    def describe(self, *, text: bool = False) -> str:
+        """One line for reports and logs (``text``: the inputs are posts, compared as bags of
+        tokens)."""
         what = ("f = softmax probabilities, D = total variation" if self.output == "probabilities"
                 else "f = top-class probability, D = absolute difference")
         dist = ("Euclidean" if self.distance == "euclidean" else "cosine (1 - cos)")
-        pairs = (f"each of {self.samples} seeded test images with its {self.neighbours} nearest"
-                 if self.pairs == "nearest" else
-                 f"each of {self.samples} seeded test images with {self.neighbours} random")
-        return (f"{what}; d = {dist} distance in the normalised input space; pairs: {pairs} "
-                "other sampled images"
+        items = "posts" if text else "images"
+        space = ("the bag-of-tokens space (token counts, special tokens left out)" if text
+                 else "the normalised input space")
+        pairs = (f"each of {self.samples} seeded test {items} with its {self.neighbours} "
+                 "nearest" if self.pairs == "nearest" else
+                 f"each of {self.samples} seeded test {items} with {self.neighbours} random")
+        return (f"{what}; d = {dist} distance in {space}; pairs: {pairs} "
+                f"other sampled {items}"
                 + (", kept only where both have the same true class" if self.same_label
                    else ""))
 
@@ -488,7 +513,7 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 #: DatasetSpec fields added after plan format 1 was first released.
 LATER_DATASET_FIELDS = ("generated_combinations", "validation", "content_digest",
-                        "counted_train_images")
+                        "counted_train_images", "tokenizer", "max_length", "community_votes")
 
 
 def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:

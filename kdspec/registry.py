@@ -1,6 +1,6 @@
 """Architectures and datasets by name: kdspec's own (:mod:`kdspec.catalog`), those of installed
-plugins, and any torchvision or timm classification model as ``torchvision:NAME`` /
-``timm:NAME``.
+plugins, any torchvision or timm classification model as ``torchvision:NAME`` /
+``timm:NAME``, and any Hugging Face sequence classifier as ``hf:NAME`` (text datasets).
 
 A plugin is a Python package that declares entry points in the groups ``kdspec.architectures``
 and ``kdspec.datasets``; each names a list of :class:`ArchitectureEntry` or
@@ -42,6 +42,11 @@ ARCHITECTURE_GROUP = "kdspec.architectures"
 DATASET_GROUP = "kdspec.datasets"
 TORCHVISION_PREFIX = "torchvision:"
 TIMM_PREFIX = "timm:"
+#: Any Hugging Face ``transformers`` sequence classifier: ``hf:bert-base-uncased``,
+#: ``hf:google/bert_uncased_L-2_H-128_A-2``, or ``hf:/a/local/folder`` (for text datasets).
+HF_PREFIX = "hf:"
+MSG_NO_TRANSFORMERS = ("install it with `pip install 'kdspec[text]'` (or `pip install "
+                       "transformers`) to use hf:NAME models and text datasets")
 MSG_NO_TIMM = ("install it with `pip install 'kdspec[timm]'` (or `pip install timm`) to use "
                "timm:NAME models")
 #: Assumed for a torchvision or timm model until the meta build says otherwise.
@@ -139,8 +144,22 @@ def dataset_facts(name: str) -> DatasetFacts:
 # -- architectures ----------------------------------------------------------------------------
 
 def is_external(name: str) -> bool:
-    """Whether ``name`` is a ``torchvision:`` or ``timm:`` model."""
-    return name.startswith((TORCHVISION_PREFIX, TIMM_PREFIX))
+    """Whether ``name`` is a ``torchvision:``, ``timm:`` or ``hf:`` model (built by another
+    library from its name)."""
+    return name.startswith((TORCHVISION_PREFIX, TIMM_PREFIX, HF_PREFIX))
+
+
+def short_arch(name: str) -> str:
+    """An architecture as names and logs show it: an ``hf:`` folder by its last component
+    (``hf:/home/me/models/tiny-bert`` -> ``hf:tiny-bert``), every other name as it is."""
+    if name.startswith(HF_PREFIX + "/"):
+        return HF_PREFIX + name.rstrip("/").rsplit("/", 1)[-1]
+    return name
+
+
+def is_huggingface(name: str) -> bool:
+    """Whether ``name`` is an ``hf:`` model (it takes token ids, not images)."""
+    return name.startswith(HF_PREFIX)
 
 
 @cache
@@ -193,9 +212,18 @@ def architecture(name: str) -> ArchitectureEntry:
             raise ArchitectureError(f"timm has no model '{model}'",
                                     help=did_you_mean(model, timm_known, "timm models"))
         return _external(name, "timm")
+    if name.startswith(HF_PREFIX):
+        if len(name) == len(HF_PREFIX):
+            raise ArchitectureError("hf: names no model",
+                                    help="e.g. hf:bert-base-uncased or hf:./models/tiny-bert")
+        return ArchitectureEntry(
+            ArchFacts(name, "huggingface", params_millions=0.0, forward_mflops=0.0,
+                      ref_size=1, min_size=1),
+            build="kdspec.huggingface_models:build_huggingface", source="huggingface")
     hint = did_you_mean(name, registry().architectures, "known architectures")
     if not hint.startswith("did you mean"):
-        hint += "; or torchvision:NAME / timm:NAME (`kdspec list architectures`)"
+        hint += ("; or torchvision:NAME / timm:NAME / hf:NAME (`kdspec list "
+                 "architectures`)")
     raise ArchitectureError(f"unknown architecture '{name}'", help=hint)
 
 
@@ -256,8 +284,8 @@ def study_facts(name: str, data: DatasetSpec) -> ArchFacts:
     """An architecture's facts for one study's input: the catalogue's or a plugin's as they
     are; a torchvision or timm model's measured by :func:`probe_external` at that input."""
     facts = architecture(name).facts
-    if not is_external(name):
-        return facts
+    if not is_external(name) or is_huggingface(name):
+        return facts  # a Hugging Face model's cost is not probed (its config may be remote)
     probe = probe_external(name, in_channels=data.channels, image_size=data.image_size,
                            num_classes=data.num_classes)
     if probe.problem is not None:

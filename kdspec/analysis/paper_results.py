@@ -116,8 +116,8 @@ TABLE_4 = (
         nds=0.0462, distilled=_table4((0.0422, 0.0407, 0.0393, 0.0387, 0.0384, 0.0377, 0.0356,
                                        0.0349, 0.0341, 0.0338))),
     PaperIndividualFairness(
-        dataset="hatexplain", teacher_arch="bert-base-uncased",
-        student_arch="distilbert-base-uncased", teacher=0.0320, nds=0.1078,
+        dataset="hatexplain", teacher_arch="hf:bert-base-uncased",
+        student_arch="hf:distilbert-base-uncased", teacher=0.0320, nds=0.1078,
         distilled=_table4((0.0994, 0.0985, 0.0927, 0.0882, 0.0823, 0.0768, 0.0727, 0.0689,
                            0.0681, 0.0654))),
 )

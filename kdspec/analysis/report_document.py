@@ -64,7 +64,10 @@ def _training(model: ModelSpec) -> str:
     source = {"torchvision": f"pretrained {model.init.name}",
               "checkpoint": f"checkpoint {Path(model.init.name).name} (sha256 "
                             f"{model.init.digest[:12]})",
-              "run": f"from MLflow run {model.init.name}"}[model.init.kind]
+              "run": f"from MLflow run {model.init.name}",
+              "huggingface": f"pretrained weights of {model.init.name}"
+                             + (f" (sha256 {model.init.digest[:12]})" if model.init.digest
+                                else "")}[model.init.kind]
     return f"{source}, " + ("evaluated only" if model.recipe.epochs == 0
                             else f"fine-tuned {epochs}")
 

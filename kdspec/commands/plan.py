@@ -61,7 +61,7 @@ def stem_warnings(plan: Plan) -> list[str]:
     for study in plan.studies:
         size = study.dataset.image_size
         for arch in dict.fromkeys((study.teacher.arch, study.student.arch)):
-            if is_external(arch) and size < SMALL_INPUT:
+            if is_external(arch) and size < SMALL_INPUT and not study.dataset.is_text:
                 own = arch.split(":", 1)[1]
                 out.append(MSG_IMAGENET_STEM.format(
                     study=study.name, arch=arch, size=size,
@@ -110,9 +110,11 @@ def study_table(plan: Plan, study: Study) -> str:
     """The runs of one study as an aligned text table with a work estimate per run."""
     data = study.dataset
     per_epoch = train_samples(study)
-    header = (f"study {study.name}: {data.name} ({data.image_size}x{data.image_size}, "
-              f"{data.num_classes} classes, "
-              f"{'unknown' if per_epoch is None else f'{per_epoch:,}'} training images), "
+    inputs = (f"{data.max_length} tokens of {data.tokenizer}" if data.is_text
+              else f"{data.image_size}x{data.image_size}")
+    items = "posts" if data.is_text else "images"
+    header = (f"study {study.name}: {data.name} ({inputs}, {data.num_classes} classes, "
+              f"{'unknown' if per_epoch is None else f'{per_epoch:,}'} training {items}), "
               f"teacher {study.teacher.arch} -> student {study.student.arch}, "
               f"{len(study.seeds)} seeds, T = {', '.join(f'{t:g}' for t in study.temperatures)}")
     rows = [("role", "arch", "seed", "T", "id", "depends_on", "epochs x samples", "forward")]
@@ -129,7 +131,8 @@ def study_table(plan: Plan, study: Study) -> str:
     lines = [header] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                         for r in rows]
     if study.individual_fairness is not None:  # measured at each run's final evaluation
-        lines.append(f"  individual fairness: {study.individual_fairness.describe()}")
+        lines.append("  individual fairness: "
+                     + study.individual_fairness.describe(text=study.dataset.is_text))
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,9 @@ from typing import Any, get_args
 
 from kdspec.catalog import (
     COMBINATION_DATASETS,
+    DEFAULT_COMMUNITY_VOTES,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_TOKENIZER,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
     DatasetFacts,
@@ -36,6 +39,7 @@ from kdspec.plan import (
     MAX_GENERATED_BYTES,
     MAX_GENERATED_IMAGES,
     MAX_IMAGE_SIZE,
+    MAX_SEQUENCE_LENGTH,
     AugmentPreset,
     DatasetSpec,
     FairnessMetric,
@@ -49,9 +53,12 @@ DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (
         "root", "download", "train_subset", "test_subset", "image_size", "augment", "target",
         "sensitive", "balance", "generated_train", "generated_test", "combinations",
-        "validation", "attributes", "channels",
+        "validation", "attributes", "channels", "tokenizer", "max_length", "community_votes",
     )
 }
+#: Keys that only text datasets take, and the one only HateXplain takes.
+TEXT_KEYS = ("tokenizer", "max_length")
+COMMUNITY_KEY = "community_votes"
 #: Keys that only ``imagefolder`` takes (its data is not in the catalogue).
 IMAGE_FOLDER_KEYS = ("attributes", "channels")
 FAIRNESS_KEYS: dict[str, Key] = {k: Key() for k in ("sensitive", "metrics", "multiclass",
@@ -123,6 +130,7 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     for key in ("train_subset", "test_subset"):
         put(key, key, reader.positive_integer(key))
     _read_validation(reader, draft, diags)
+    _read_text(reader, draft, diags)
     _read_image_size(reader, draft, diags)
     _read_generated_sizes(reader, draft, diags)
     _read_target(reader, draft, diags)
@@ -189,6 +197,52 @@ def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagno
                           train_size=len(layout.train_files), test_size=len(layout.test_files),
                           attributes=attributes, channels=fields["channels"])
     return True
+
+
+def _read_text(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:
+    """``tokenizer``, ``max_length`` (text datasets) and ``community_votes`` (HateXplain), with
+    their defaults; errors where an image dataset is given them."""
+    facts = draft.facts
+    text = facts.modality == "text"
+    for key in (*TEXT_KEYS, COMMUNITY_KEY):
+        applies = facts.name == "hatexplain" if key == COMMUNITY_KEY else text
+        if reader.has(key) and not applies:
+            diags.add(InconsistentStudy(reader.span(key), f"{facts.name} has no '{key}' "
+                                        "setting", help=f"{key} applies only to "
+                                        + ("hatexplain" if key == COMMUNITY_KEY
+                                           else "text datasets (hatexplain)")
+                                        + "; remove it"))
+    if not text:
+        return
+    if reader.has("augment") and draft.fields.get("augment") not in (None, "none"):
+        diags.add(InconsistentStudy(reader.span("augment"), f"{facts.name} is text: posts are "
+                                    "not augmented", help="remove augment"))
+    tokenizer = reader.string("tokenizer")
+    if tokenizer is not None and tokenizer.startswith((".", "/", "~")):
+        tokenizer = str(_spec_relative(tokenizer, reader.span("tokenizer")))
+    draft.fields["tokenizer"] = tokenizer or DEFAULT_TOKENIZER
+    if tokenizer is not None:
+        draft.spans["tokenizer"] = reader.span("tokenizer")
+    length = reader.positive_integer("max_length")
+    if length is not None and not 8 <= length <= MAX_SEQUENCE_LENGTH:
+        diags.add(InvalidValue(reader.span("max_length"), f"max_length is the tokens a post is "
+                               f"cut or padded to, 8 to {MAX_SEQUENCE_LENGTH}; found {length}",
+                               help="BERT-family models take at most 512; the paper's posts "
+                                    "fit in 128"))
+        length = None
+    draft.fields["max_length"] = length or DEFAULT_MAX_LENGTH
+    if length is not None:
+        draft.spans["max_length"] = reader.span("max_length")
+    if facts.name == "hatexplain":
+        votes = reader.positive_integer(COMMUNITY_KEY)
+        if votes is not None and votes > 3:
+            diags.add(InvalidValue(reader.span(COMMUNITY_KEY), "community_votes counts "
+                                   f"annotators of three, 1 to 3; found {votes}",
+                                   help="2 (a majority) is the default"))
+            votes = None
+        draft.fields["community_votes"] = votes or DEFAULT_COMMUNITY_VOTES
+        if votes is not None:
+            draft.spans["community_votes"] = reader.span(COMMUNITY_KEY)
 
 
 def _read_validation(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> None:

@@ -4,7 +4,8 @@
 - ``pretrained``: a torchvision weights enum member (``IMAGENET1K_V1``, ``DEFAULT``) of a
   ``torchvision:NAME`` model or of kdspec's torchvision-family ``resnet18/34/50``,
   ``densenet121/169``; checked against torchvision's list here, loaded from the torch hub cache
-  when the run starts (downloaded only where the machine can);
+  when the run starts (downloaded only where the machine can); of an ``hf:NAME`` model,
+  ``DEFAULT``: the weights published under that name (Hugging Face cache or folder);
 - ``checkpoint``: a ``.pt`` file, relative to the spec; its sha256 is part of the run id, so
   a changed file is a new run;
 - ``from_run``: the MLflow run id of a finished run in the study's store (its ``final.pt``).
@@ -23,7 +24,7 @@ from kdspec.dsl.diagnostics import Diagnostics, InconsistentStudy, InvalidValue,
 from kdspec.dsl.reader import Key
 from kdspec.dsl.syntax import Assignment, Name, Section, String
 from kdspec.plan import ModelInit, Recipe
-from kdspec.registry import TORCHVISION_PREFIX
+from kdspec.registry import HF_PREFIX, TORCHVISION_PREFIX
 from kdspec.suggestions import did_you_mean
 
 INIT_KEYS: dict[str, Key] = {"pretrained": Key(), "checkpoint": Key(), "from_run": Key()}
@@ -42,7 +43,32 @@ def _torchvision_builder(arch: str) -> str | None:
     return arch if arch in TORCHVISION_FAMILY else None
 
 
+def _huggingface_pretrained(value: Name, arch: str, diags: Diagnostics) -> ModelInit | None:
+    """``pretrained = DEFAULT`` of an ``hf:`` model: the weights published under its name (a
+    local folder's weight files enter the run id through their sha256)."""
+    source = arch.removeprefix(HF_PREFIX)
+    if value.value != "DEFAULT":
+        diags.add(InvalidValue(value.span, f"a Hugging Face model's weights are those "
+                               f"published as {source}: write `pretrained = DEFAULT`",
+                               help="another revision or fine-tuned weights: name that model "
+                                    "(hf:ORG/NAME or a folder) as the architecture"))
+        return None
+    digest = ""
+    if source.startswith("/"):
+        from kdspec.huggingface_models import weights_digest
+
+        digest = weights_digest(Path(source))
+        if not digest:
+            diags.add(InvalidValue(value.span, f"{source} holds no weights (model.safetensors "
+                                   "or pytorch_model.bin)", help="remove pretrained to train "
+                                   "from the configuration alone"))
+            return None
+    return ModelInit(kind="huggingface", name=source, digest=digest)
+
+
 def _pretrained(value: Name, arch: str, diags: Diagnostics) -> ModelInit | None:
+    if arch.startswith(HF_PREFIX):
+        return _huggingface_pretrained(value, arch, diags)
     builder = _torchvision_builder(arch)
     if builder is None:
         diags.add(InconsistentStudy(value.span, f"{arch} has no pretrained weights kdspec can "

@@ -7,6 +7,7 @@ the result is None when anything is wrong.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, get_args
 
 from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
@@ -50,7 +51,15 @@ from kdspec.plan import (
     TrackingSpec,
     expand_runs,
 )
-from kdspec.registry import ArchitectureError, architecture, is_external, probe_external, registry
+from kdspec.registry import (
+    HF_PREFIX,
+    ArchitectureError,
+    architecture,
+    is_external,
+    is_huggingface,
+    probe_external,
+    registry,
+)
 
 #: The paper trains every role over 5 seeds; a study without ``seeds`` gets 0..4.
 DEFAULT_SEED_COUNT = 5
@@ -163,11 +172,13 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
         diags.add(MissingField(section.key_span, f"{role} has no architecture",
                                help=f"write `{role} resnet20 {{ ... }}`"))
         return None
-    arch = section.label.value
+    arch = huggingface_arch(section.label.value, section.label.span)
     try:
         facts = architecture(arch).facts
     except ArchitectureError as err:
         diags.add(UnknownName(section.label.span, err.message, help=err.help))
+        return None
+    if draft is not None and not _fits_modality(arch, draft, section.label.span, diags):
         return None
     init, init_ok = read_init(section, arch, diags)
     if init is not None and not layer.fields and layer.base is None:
@@ -191,7 +202,8 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
                                     f"{facts.min_size}x{facts.min_size}; {draft.facts.name} "
                                     f"images here are {size}x{size}", help=fix))
         return None
-    if draft is not None and is_external(arch) and "?" not in draft.fields["class_names"]:
+    if (draft is not None and is_external(arch) and not is_huggingface(arch)
+            and "?" not in draft.fields["class_names"]):
         problem = probe_external(arch, in_channels=draft.fields["channels"],
                                  image_size=draft.fields["image_size"],
                                  num_classes=draft.num_classes).problem
@@ -201,6 +213,35 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
                                              "or another model"))
             return None
     return None if recipe is None else ModelSpec(arch=arch, recipe=recipe, init=init)
+
+
+def huggingface_arch(label: str, span: Span) -> str:
+    """An ``hf:`` label whose model is a folder (``hf:./models/tiny``, ``hf:~/m``) made
+    absolute, relative to the spec's folder; every other label as written."""
+    if not is_huggingface(label):
+        return label
+    source = label.removeprefix(HF_PREFIX)
+    if not source.startswith((".", "/", "~")):
+        return label
+    base = Path(span.path).parent if not span.path.startswith("<") else Path()
+    return HF_PREFIX + str((base / Path(source).expanduser()).resolve())
+
+
+def _fits_modality(arch: str, draft: DatasetDraft, span: Span, diags: Diagnostics) -> bool:
+    """Text datasets take Hugging Face models (token ids in), image datasets every other."""
+    text = draft.facts.modality == "text"
+    if text and not is_huggingface(arch):
+        diags.add(InconsistentStudy(span, f"{draft.facts.name} is text; {arch} takes images",
+                                    help="use a Hugging Face sequence classifier, e.g. "
+                                         "hf:bert-base-uncased or hf:distilbert-base-uncased"))
+        return False
+    if is_huggingface(arch) and not text:
+        diags.add(InconsistentStudy(span, f"{arch} takes token ids; {draft.facts.name} is "
+                                    "images", help="hf: models are for text datasets "
+                                    "(hatexplain); for images use torchvision:NAME or "
+                                    "timm:NAME"))
+        return False
+    return True
 
 
 def _distill(section: Section | None,

@@ -172,11 +172,12 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                             num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
     if group.start_epoch == 0:  # a resumed run's checkpoint holds its weights
-        _start_from_given_weights(trainees, source, group, logger)
+        _start_from_given_weights(trainees, source, group, logger, dataset.num_classes)
     # One choice for the group (its members share architecture, recipe and data).
     choice = resolve_speed(
         study.runtime, device=settings.device,
-        macs=model_macs(trainees[0].model, in_channels=dataset.channels,
+        macs=model_macs(trainees[0].model, sequence_length=dataset.sequence_length,
+                        in_channels=dataset.channels,
                         image_size=dataset.image_size),
         training_images=group.runs[0].recipe.epochs * dataset.train.num_samples)
     choice = keep_resumed_precision(choice, study.runtime, [
@@ -258,7 +259,7 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
 
 
 def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSource,
-                              group: Group, logger: logging.Logger) -> None:
+                              group: Group, logger: logging.Logger, num_classes: int) -> None:
     """Members with ``init`` start from those weights (pretrained, a checkpoint, another
     run's final.pt) instead of their seed's; what does not fit keeps the seed's values."""
     loaded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
@@ -268,7 +269,7 @@ def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSourc
             continue
         key = (init.kind, init.name)
         if key not in loaded:
-            loaded[key] = source.initial_weights(init)
+            loaded[key] = source.initial_weights(init, num_classes=num_classes)
         count, kept = checkpoints.load_initial(trainee.model, loaded[key])
         logger.info("%s: %s weights %s: %d tensors loaded%s", group.label, init.kind, init.name,
                     count, f"; kept the seed's for {len(kept)}: {', '.join(kept[:4])}"
@@ -288,6 +289,7 @@ def _teacher_signal(group: Group, trainees: list[Trainee], study: Study, dataset
     precision = resolve_speed(
         study.runtime, device=settings.device, training_images=0,
         macs=model_macs(teacher, in_channels=dataset.channels,
+                        sequence_length=dataset.sequence_length,
                         image_size=dataset.image_size)).precision
     signal = make_teacher_signal(
         teacher, dataset.train, runtime=study.runtime, precision=precision,

@@ -7,6 +7,9 @@ outputs depend on the model. Each finished run stores both in its ``predictions.
 ``individual/...``, see :mod:`kdspec.tracking.schema`), so the analysis stage computes ``I(f)``
 from what the run stored, and a report can say exactly which pairs it averaged.
 
+An input is its pixels, or for text its bag of tokens (token counts, special tokens left out):
+the declared distance (euclidean or cosine) is taken between those vectors.
+
 Size per run: ``samples x classes`` float32 probabilities plus ``samples x neighbours`` pairs
 (two int32 and one float32 each): 2,000 samples of 10 classes with 5 neighbours is 80 KB +
 120 KB before compression; ImageNet's 1,000 classes make the probabilities 8 MB. While the pairs are found, the sampled
@@ -116,6 +119,17 @@ def similar_pairs(inputs: torch.Tensor, spec: IndividualFairnessSpec
     return pairs.numpy().astype(np.int32), torch.cat(dists).numpy().astype(np.float32)
 
 
+def bag_of_tokens(ids: torch.Tensor, *, ignore: tuple[int, ...] = ()) -> torch.Tensor:
+    """Token counts ``[n, V']`` of posts given as ids ``[n, L]``, over the ``V'`` distinct ids
+    they use (every other vocabulary entry is 0 in all of them, so distances are those over
+    the whole vocabulary), leaving out ``ignore`` (padding, [CLS], [SEP])."""
+    vocabulary, position = torch.unique(ids, return_inverse=True)
+    counts = torch.zeros(ids.shape[0], vocabulary.numel(), dtype=torch.float32)
+    counts.scatter_add_(1, position, torch.ones_like(position, dtype=torch.float32))
+    keep = ~torch.isin(vocabulary, torch.tensor(ignore, dtype=vocabulary.dtype))
+    return counts[:, keep]
+
+
 def individual_outputs(model: torch.nn.Module, test: EvalSource, spec: IndividualFairnessSpec,
                        *, autocast: AutocastFactory = contextlib.nullcontext,
                        batch_size: int = EVAL_BATCH_SIZE) -> IndividualOutputs:
@@ -137,9 +151,13 @@ def individual_outputs(model: torch.nn.Module, test: EvalSource, spec: Individua
             with autocast():
                 logits = model(images)
             probabilities.append(torch.softmax(logits.float(), dim=1).cpu())
-            inputs.append(images.float().reshape(images.shape[0], -1).cpu())
+            inputs.append(images.reshape(images.shape[0], -1).cpu())
     model.train(was_training)
     x = torch.cat(inputs)
+    if x.is_floating_point():
+        x = x.float()
+    else:  # token ids: a post is its bag of tokens
+        x = bag_of_tokens(x, ignore=tuple(getattr(test, "special_ids", ())))
     pairs, distances = similar_pairs(x, spec)
     return IndividualOutputs(indices=indices, probabilities=torch.cat(probabilities).numpy(),
                              pairs=pairs, distances=distances,

@@ -91,6 +91,8 @@ class LoadedDataset:
     source: str = ""
     #: Held out from the training images (``dataset { validation = f }``); None without one.
     validation: EvalSource | None = None
+    #: Text: the token ids per input (``max_length``); None for images.
+    sequence_length: int | None = None
 
 
 class TeacherSignal(Protocol):

@@ -84,12 +84,15 @@ def accelerator_mode(precisions: Iterable[PrecisionSetting]) -> str:
     return MIXED_PRECISION.get(one, "no")
 
 
-def model_macs(model: torch.nn.Module, *, in_channels: int, image_size: int) -> int:
-    """Multiply-adds of one image's forward pass through ``model``'s convolutions and linear
-    layers (what the precision rule weighs; norms and activations are not counted).
+def model_macs(model: torch.nn.Module, *, in_channels: int, image_size: int,
+               sequence_length: int | None = None) -> int:
+    """Multiply-adds of one input's forward pass through ``model``'s convolutions and linear
+    layers (what the precision rule weighs; norms, activations and attention's own products
+    are not counted).
 
-    One eval-mode forward of a zero image on the model's device, no grad: running statistics,
-    the RNG and the train/eval mode are left as they were."""
+    One eval-mode forward of a zero image (of ``sequence_length`` token ids, all 1, for a text
+    model) on the model's device, no grad: running statistics, the RNG and the train/eval mode
+    are left as they were."""
     total = 0
 
     def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...],
@@ -109,7 +112,10 @@ def model_macs(model: torch.nn.Module, *, in_channels: int, image_size: int) -> 
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, image_size, image_size, device=device))
+            if sequence_length is not None:
+                model(torch.ones(1, sequence_length, dtype=torch.int64, device=device))
+            else:
+                model(torch.zeros(1, in_channels, image_size, image_size, device=device))
     finally:
         model.train(was_training)
         for hook in hooks:

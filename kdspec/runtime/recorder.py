@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from kdspec.plan import ModelInit, Plan, Run, Study
+from kdspec.registry import short_arch
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation
 from kdspec.runtime.scheduling import Action, Group
@@ -97,7 +98,8 @@ class ArtifactSource(Protocol):
 
     def teacher(self, teacher_id: str, *, device: torch.device) -> torch.nn.Module: ...
     def resume_state(self, action: Action) -> dict[str, Any]: ...
-    def initial_weights(self, init: ModelInit) -> dict[str, torch.Tensor]: ...
+    def initial_weights(self, init: ModelInit, *, num_classes: int
+                        ) -> dict[str, torch.Tensor]: ...
 
 
 class NullRecorder:
@@ -164,8 +166,10 @@ class StoreSource:
                                    self.workdir / "resume" / action.run.id)
         return checkpoints.load(path)
 
-    def initial_weights(self, init: ModelInit) -> dict[str, torch.Tensor]:
-        """torchvision's weights (the torch hub cache; downloaded where the machine can), a
+    def initial_weights(self, init: ModelInit, *, num_classes: int
+                        ) -> dict[str, torch.Tensor]:
+        """torchvision's or Hugging Face's published weights (their caches; downloaded where the
+        machine can), a
         checkpoint file (its sha256 checked against the plan's), or ``final.pt`` of an MLflow
         run of the store."""
         if init.kind == "torchvision":
@@ -175,6 +179,13 @@ class StoreSource:
             enum = get_model_weights(builder)
             weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
             return dict(weights.get_state_dict(progress=False))
+        if init.kind == "huggingface":
+            from kdspec.huggingface_models import pretrained_weights, weights_digest
+
+            if init.digest and weights_digest(Path(init.name)) != init.digest:
+                raise RuntimeError(f"the weights in {init.name} changed since the plan was "
+                                   "made: compile the spec again")
+            return pretrained_weights(init.name, num_classes)
         if init.kind == "checkpoint":
             path = Path(init.name)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -223,7 +234,7 @@ def run_name(run: Run, study: Study | None = None) -> str:
     """The name shown in the MLflow UI, unique within a study's experiment:
     ``<study>.distilled-lenet5-T4-s0`` (``distilled-lenet5-T4-s0`` without a study)."""
     temp = f"-T{run.temperature:g}" if run.temperature is not None else ""
-    base = f"{run.role}-{run.arch}{temp}-s{run.seed}"
+    base = f"{run.role}-{short_arch(run.arch)}{temp}-s{run.seed}"
     return base if study is None else f"{study.name}.{base}"
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kdspec.plan import DatasetSpec, Plan, Run
+from kdspec.registry import short_arch
 from kdspec.runtime.models.cost import study_forward_flops
 from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, lease_holder, now_ms
 from kdspec.tracking.store import StoredRun
@@ -89,8 +90,8 @@ class Group:
         first = self.actions[0].run
         if first.role == "distilled":
             temps = ",".join(f"{a.run.temperature:g}" for a in self.actions)
-            return f"distilled {first.arch} seed {first.seed} T={temps}"
-        return f"{first.role} {first.arch} seed {first.seed}"
+            return f"distilled {short_arch(first.arch)} seed {first.seed} T={temps}"
+        return f"{first.role} {short_arch(first.arch)} seed {first.seed}"
 
 
 def lockstep_key(run: Run) -> tuple[str, ...]:

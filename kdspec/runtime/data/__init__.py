@@ -1,7 +1,8 @@
 """Datasets for the runtime: ``load_dataset(spec, device=...)`` and ``check_dataset_available``.
 
-Everything except ImageNet is read once into uint8 tensors on the device and augmented there
-in whole batches (``in_memory``); ImageNet streams through a DataLoader (``streaming``). Where
+Every image dataset except ImageNet is read once into uint8 tensors on the device and augmented
+there in whole batches (``in_memory``); ImageNet streams through a DataLoader (``streaming``);
+text is tokenised once and held as token ids on the device (``tokenized``). Where
 files are looked for is in ``locations``; docs/datasets.md is the user's guide.
 """
 
@@ -126,6 +127,10 @@ def load_dataset(
         raise DataError(f"{spec.name}: augment 'imagenet' (random resized crop) needs the "
                         "streaming path, which only the imagenet dataset uses; choose none, "
                         "flip, crop or crop_flip")
+    if spec.is_text:
+        from kdspec.runtime.data.tokenized import load_text_dataset  # transformers: lazily
+
+        return load_text_dataset(spec, device=device, cache_dir=cache_dir)
     if spec.name == "imagenet":
         from kdspec.runtime.data.imagenet import load_imagenet  # torchvision: lazily
 

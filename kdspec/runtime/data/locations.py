@@ -6,6 +6,8 @@
 - Fashion-MNIST: the Debian package's folder ``/usr/share/datasets/fashion-mnist`` (gz IDX files);
 - Trifeature: ``<cache>/trifeature/trifeature-<hash of the generation options>.npz``;
 - digits: scikit-learn's bundled copy (no files);
+- HateXplain: ``root`` holds ``dataset.json`` and ``post_id_divisions.json`` (the authors'
+  ``Data/`` folder); without one, ``<cache>/data/hatexplain``;
 - everything else: ``<cache>/data``,
 
 where ``<cache>`` is the ``cache_dir`` argument, else ``~/.cache/kdspec``.
@@ -34,6 +36,18 @@ DOWNLOADABLE = frozenset({"cifar10", "cifar100", "svhn", "fashion_mnist", "celeb
 def cache_root(cache_dir: Path | None) -> Path:
     """The kdspec cache folder: ``cache_dir`` or ``~/.cache/kdspec``, user-expanded."""
     return Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
+
+
+#: The authors' release of HateXplain (their repository's ``Data/`` folder).
+HATEXPLAIN_FILES = ("dataset.json", "post_id_divisions.json")
+
+
+def hatexplain_folder(spec: DatasetSpec, cache_dir: Path | None) -> Path:
+    """The folder holding HateXplain's two files: ``root`` itself, else
+    ``<cache>/data/hatexplain``."""
+    if spec.root is not None:
+        return Path(spec.root).expanduser()
+    return cache_root(cache_dir) / "data" / "hatexplain"
 
 
 def data_root(spec: DatasetSpec, cache_dir: Path | None) -> Path:
@@ -101,6 +115,9 @@ def required_files(spec: DatasetSpec, cache_dir: Path | None) -> list[Path]:
     if spec.name == "imagefolder":
         extra = [Path(spec.attributes_file)] if spec.attributes_file else []
         return [root / "train", root / "test", *extra]
+    if spec.name == "hatexplain":
+        folder = hatexplain_folder(spec, cache_dir)
+        return [folder / name for name in HATEXPLAIN_FILES]
     if spec.name == "tiny_imagenet":
         folder = root / TINY_IMAGENET_FOLDER
         return [folder / "train", folder / "val" / "images", folder / "val" /
