@@ -9,7 +9,7 @@ TRACKING_URI ?= sqlite:///mlruns.db
 PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: all install test test-fast test-cluster lint run report ui bench bench-gpu gpu-check bench-data bench-report bench-claims clean
+.PHONY: all install install-text test test-fast test-cluster lint run report ui bench bench-gpu gpu-check bench-data bench-report bench-claims clean
 
 all: lint test
 
@@ -33,10 +33,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# The text extra (transformers) only for the tests: `make run` does not need it.
+$(VENV)/.installed-text: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,text]'
+	touch $@
+
+install-text: $(VENV)/.installed-text
+
+test: install-text
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install-text
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 # Slurm array jobs against an MLflow server on PostgreSQL, all on this machine (tests/cluster):
@@ -55,7 +62,7 @@ test-cluster: install
 	fi
 	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
-lint: install
+lint: install-text
 	$(BIN)/ruff check kdspec tests bench examples
 	$(BIN)/mypy
 

@@ -67,6 +67,9 @@ def write_tiny_models(folder: Path, *, weights: bool = True) -> tuple[Path, Path
     when ``weights``) and ``tiny-distilbert`` (1 layer, width 32) under ``folder``."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
     from transformers import DistilBertConfig
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     vocab = vocabulary()
     bert, distil = folder / "tiny-bert", folder / "tiny-distilbert"

@@ -122,7 +122,11 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
         if value is not None:
             fields[field], spans[field] = value, reader.span(key)
 
-    if name != IMAGE_FOLDER:
+    if facts.modality == "text":  # a folder of files the user put somewhere: spec-relative
+        root = reader.string("root")
+        put("root", "root", None if root is None else str(_spec_relative(root,
+                                                                          reader.span("root"))))
+    elif name != IMAGE_FOLDER:
         put("root", "root", reader.string("root"))
     put("download", "download", reader.boolean("download"))
     put("augment", "augment", reader.choice("augment", AUGMENT_PRESETS))

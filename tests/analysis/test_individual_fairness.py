@@ -29,6 +29,7 @@ from kdspec.plan import IndividualFairnessSpec
 from kdspec.runtime.evaluation import Evaluation
 from kdspec.runtime.individual_outputs import (
     IndividualOutputs,
+    bag_of_tokens,
     individual_outputs,
     sample_indices,
     similar_pairs,
@@ -306,3 +307,33 @@ def test_output_and_same_label_are_analysis_choices_on_the_same_stored_pairs() -
     assert isinstance(within, RunIndividualFairness)
     assert within.score.pairs_used == 1
     assert within.score.value == pytest.approx(0.1 / 0.5)
+
+
+def test_a_post_is_its_bag_of_tokens_without_special_ids() -> None:
+    ids = torch.tensor([[2, 7, 9, 7, 3, 0, 0],
+                        [2, 9, 5, 3, 0, 0, 0],
+                        [2, 7, 7, 9, 3, 0, 0]])
+    counts = bag_of_tokens(ids, ignore=(0, 2, 3))
+    # columns: ids 5, 7, 9 (the distinct ids used, special ids left out)
+    np.testing.assert_array_equal(counts.numpy(), [[0, 2, 1], [1, 0, 1], [0, 2, 1]])
+    # word order does not matter: posts 0 and 2 are the same bag, distance 0
+    spec = IndividualFairnessSpec(samples=3, neighbours=1, distance="euclidean")
+    pairs, distances = similar_pairs(counts, spec)
+    assert pairs[0].tolist() == [0, 2] and distances[0] == 0.0
+    assert distances[1] == pytest.approx(math.sqrt(1 + 4 + 0))  # post 1 to post 0 (or 2)
+
+
+def test_token_inputs_are_compared_as_bags_of_tokens() -> None:
+    ids = torch.tensor([[2, 7, 9, 3, 0], [2, 9, 7, 3, 0], [2, 5, 5, 3, 0], [2, 5, 3, 0, 0]])
+
+    class Split(_TestSplit):
+        special_ids = (0, 2, 3)
+
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(),
+                                torch.nn.Linear(20, 3))
+    outputs = individual_outputs(model, Split(ids), IndividualFairnessSpec(
+        samples=4, neighbours=1, distance="cosine"), batch_size=2)
+    nearest = dict(zip(outputs.pairs[:, 0].tolist(), outputs.pairs[:, 1].tolist(),
+                       strict=True))
+    assert nearest[0] == 1 and nearest[1] == 0  # same words, other order
+    assert nearest[2] == 3 and outputs.distances[2] == pytest.approx(0.0, abs=1e-6)
