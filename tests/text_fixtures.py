@@ -65,8 +65,12 @@ def write_hatexplain(folder: Path, *, train: int = 96, test: int = 48, seed: int
 def write_tiny_models(folder: Path, *, weights: bool = True) -> tuple[Path, Path]:
     """``tiny-bert`` (2 layers, width 32; with its tokenizer, and with random weights saved
     when ``weights``) and ``tiny-distilbert`` (1 layer, width 32) under ``folder``."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-    from transformers import DistilBertConfig
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        DistilBertConfig,
+    )
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
