@@ -110,6 +110,7 @@ def test_posts_are_tokenised_once_and_batched_by_seed_and_epoch(tmp_path: Path) 
     other = next(again.train.epoch(seed=3, epoch=1, batch_size=8))
     assert batch.inputs.dtype == torch.int64 and batch.inputs.shape == (8, 16)
     assert torch.equal(batch.inputs, other.inputs) and torch.equal(batch.index, other.index)
+    assert batch.view is not None
     assert torch.equal(first.train.render(batch.index, batch.view), batch.inputs)
     assert (batch.inputs[:, 0] == 2).all()  # [CLS] first; padding (0) at the end
     assert first.test.num_samples == 14  # 16 posts, every eighth without a majority

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def majority_label(labels: list[object], *, post: str) -> int | None:
     return top
 
 
-def communities(annotators: list[dict[str, object]], votes: int) -> set[str]:
+def communities(annotators: Sequence[Mapping[str, object]], votes: int) -> set[str]:
     """The communities at least ``votes`` annotators named (each annotator counted once)."""
     named: Counter[str] = Counter()
     for annotator in annotators:
