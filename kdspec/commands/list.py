@@ -12,7 +12,17 @@ import argparse
 import sys
 import textwrap
 
-from kdspec.registry import MSG_NO_TIMM, registry, timm_models, torchvision_models
+from kdspec.registry import (
+    MSG_NO_TIMM,
+    MSG_NO_TRANSFORMERS,
+    registry,
+    timm_models,
+    torchvision_models,
+)
+
+#: Hugging Face models a text study is most likely to name (any sequence classifier works).
+HF_EXAMPLES = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base",
+               "distilroberta-base", "google/bert_uncased_L-2_H-128_A-2")
 
 KINDS = ("architectures", "datasets")
 #: timm names shown without ``--all``.
@@ -56,7 +66,19 @@ def architectures_text(*, everything: bool) -> str:
         shown = timm if everything else timm[:TIMM_SHOWN]
         more = "" if everything or len(timm) <= TIMM_SHOWN else ", ... (--all lists them)"
         lines += [f"timm: {len(timm)} models, as timm:NAME:", _wrapped(", ".join(shown) + more)]
+    lines.append("huggingface (text datasets): any transformers sequence classifier, as hf:NAME "
+                 "(a hub name, from the Hugging Face cache or downloaded where the machine can) "
+                 "or hf:./folder; for example:")
+    lines.append(_wrapped(", ".join(f"hf:{name}" for name in HF_EXAMPLES)))
+    if not _has_transformers():
+        lines.append(f"  transformers: not installed; {MSG_NO_TRANSFORMERS}")
     return "\n".join(lines) + "\n"
+
+
+def _has_transformers() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("transformers") is not None
 
 
 def datasets_text() -> str:
@@ -68,8 +90,10 @@ def datasets_text() -> str:
         attributes = ", ".join(f.attributes[:4]) + (", ..." if len(f.attributes) > 4 else "")
         if name == "imagefolder":  # both are read from the user's files when a spec compiles
             classes, attributes = "its folders", "its CSV"
-        rows.append((name, entry.source, str(f.channels),
-                     f"{f.image_size}{' (resizable)' if f.resizable else ''}", classes,
+        channels, size = str(f.channels), f"{f.image_size}{' (resizable)' if f.resizable else ''}"
+        if f.modality == "text":
+            channels, size = "text", "tokens"
+        rows.append((name, entry.source, channels, size, classes,
                      attributes or "-", f.how_to_get))
     return "\n".join(["datasets:", *_table(rows)]) + "\n"
 
