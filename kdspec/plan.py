@@ -136,10 +136,13 @@ class DatasetSpec(Frozen):
 class Schedule(Frozen):
     """Learning-rate schedule over epochs."""
 
-    kind: Literal["constant", "cosine", "step", "multistep"] = "cosine"
+    kind: Literal["constant", "cosine", "step", "multistep", "linear"] = "cosine"
     milestones: tuple[PositiveInt, ...] = ()  # epochs at which lr *= gamma (step / multistep)
     gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
     warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    #: Optimizer steps over which the rate rises linearly to the epoch's rate (the warm-up
+    #: of transformer fine-tuning); 0: none.
+    warmup_steps: Annotated[int, Field(ge=0, le=10_000_000)] = 0
 
 
 class Recipe(Frozen):
@@ -532,6 +535,15 @@ def training_dataset_identity(dataset: DatasetSpec) -> dict[str, Any]:
     return identity
 
 
+def recipe_identity(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as it enters a run id: schedule fields added later (``warmup_steps``) enter
+    only when set, so the ids of runs that do not use them stay what they were."""
+    identity = recipe.model_dump()
+    if not recipe.schedule.warmup_steps:
+        identity["schedule"].pop("warmup_steps")
+    return identity
+
+
 def run_id(
     *,
     dataset: DatasetSpec,
@@ -553,7 +565,7 @@ def run_id(
         "role": role,
         "arch": arch,
         "seed": seed,
-        "recipe": recipe.model_dump(),
+        "recipe": recipe_identity(recipe),
         "precision": precision,
         "temperature": temperature,
         "loss": None if loss is None else loss.model_dump(exclude={"convention"}),

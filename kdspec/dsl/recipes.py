@@ -26,7 +26,7 @@ from kdspec.errors import Span
 from kdspec.plan import Recipe, Schedule
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step", "multistep")
+SCHEDULES = ("constant", "cosine", "step", "multistep", "linear")
 
 RECIPE_KEYS: dict[str, Key] = {
     "recipe": Key(),
@@ -44,7 +44,8 @@ INVALID = object()
 #: A recipe may build on a chain of at most this many bases.
 MAX_RECIPE_DEPTH = 64
 
-SCHEDULE_KEYS: dict[str, Key] = {"milestones": Key(), "gamma": Key(), "warmup_epochs": Key()}
+SCHEDULE_KEYS: dict[str, Key] = {"milestones": Key(), "gamma": Key(), "warmup_epochs": Key(),
+                                 "warmup_steps": Key()}
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def _read_schedule(reader: SectionReader, diags: Diagnostics) -> Schedule | None
                                f"a {section.label.value} schedule needs milestones",
                                help="add `milestones = [100, 150]`"))
         return None
-    for key, getter in (("gamma", inner.number), ("warmup_epochs", inner.integer)):
+    for key, getter in (("gamma", inner.number), ("warmup_epochs", inner.integer),
+                        ("warmup_steps", inner.integer)):
         value = getter(key)
         if value is not None:
             fields[key], spans[key] = value, inner.span(key)

@@ -212,6 +212,8 @@ def run_params(run: Run, study: Study) -> dict[str, object]:
         "schedule.milestones": ",".join(str(m) for m in recipe.schedule.milestones),
         "schedule.gamma": recipe.schedule.gamma,
         "schedule.warmup_epochs": recipe.schedule.warmup_epochs,
+        **({"schedule.warmup_steps": recipe.schedule.warmup_steps}
+           if recipe.schedule.warmup_steps else {}),
         "precision": study.runtime.precision, "augment": study.dataset.augment,
     }
     if run.role == "distilled" and run.loss is not None and run.temperature is not None:

@@ -28,10 +28,22 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from kdspec.plan import Run
-from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
+from kdspec.runtime.interfaces import (
+    AutocastFactory,
+    Batch,
+    TeacherSignal,
+    TrainSource,
+    shard_batches,
+)
 from kdspec.runtime.losses import distillation_loss, hard_label_loss
 from kdspec.runtime.models import build_model
-from kdspec.runtime.optimization import build_optimizer, build_scheduler, current_lr
+from kdspec.runtime.optimization import (
+    build_optimizer,
+    build_scheduler,
+    current_lr,
+    set_step_rate,
+    warmup_factor,
+)
 from kdspec.runtime.precision import to_training_layout
 
 #: A run whose epoch-mean loss exceeds this multiple of its very first batch's loss is diverging
@@ -176,10 +188,15 @@ def train_lockstep(
         device = next(active[0].model.parameters()).device
         loss_sums = [torch.zeros((), device=device) for _ in active]
         seen = 0
-        for batch in train.epoch(seed=seed, epoch=epoch, batch_size=batch_size,
-                                 share=batch_share):
+        warming = [t for t in active if t.run.recipe.schedule.warmup_steps]
+        first_step = epoch * len(shard_batches(train.num_samples, batch_size, batch_share))
+        for number, batch in enumerate(train.epoch(seed=seed, epoch=epoch,
+                                                   batch_size=batch_size, share=batch_share)):
             teacher_logits = teacher.logits(batch) if teacher is not None else None
             n = batch.labels.shape[0]
+            for member in warming:
+                set_step_rate(member.optimizer, member.scheduler, warmup_factor(
+                    member.run.recipe.schedule, first_step + number))
             for member, loss_sum in zip(active, loss_sums, strict=True):
                 loss = train_step(member, batch, teacher_logits, autocast=autocast)
                 if member.first_loss is None:

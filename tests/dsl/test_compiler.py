@@ -255,3 +255,18 @@ def test_empty_or_overlong_note_is_an_error() -> None:
     long = "x " * 1500
     assert messages(CIFAR_STUDY.replace("  seeds = 2\n", f'  seeds = 2\n  note = "{long}"\n')) \
         == ["note is 2,999 characters (at most 2,000)"]
+
+
+def test_a_linear_schedule_with_warmup_steps_compiles_and_keeps_other_ids() -> None:
+    from kdspec.dsl import compile_text
+    from tests.dsl.spec_texts import CIFAR_STUDY
+
+    plain = compile_text(CIFAR_STUDY, "<t>")
+    warm = compile_text(CIFAR_STUDY.replace(
+        "schedule = cosine", "schedule linear { warmup_steps = 100 }"), "<t>")
+    student = warm.studies[0].student.recipe.schedule
+    assert (student.kind, student.warmup_steps) == ("linear", 100)
+    # runs without warmup_steps keep their ids (teachers); the students' change
+    assert plain.runs_of(plain.studies[0], "teacher") == warm.runs_of(warm.studies[0], "teacher")
+    assert {r.id for r in plain.runs_of(plain.studies[0], "student")}.isdisjoint(
+        r.id for r in warm.runs_of(warm.studies[0], "student"))

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from kdspec.plan import Recipe, Schedule
-from kdspec.runtime.optimization import build_optimizer, build_scheduler, current_lr, lr_factor
+from kdspec.runtime.optimization import (
+    build_optimizer,
+    build_scheduler,
+    current_lr,
+    lr_factor,
+    set_step_rate,
+    warmup_factor,
+)
 
 
 def test_cosine_starts_at_full_rate_and_decays() -> None:
@@ -51,3 +58,21 @@ def test_optimizer_kind_and_hyperparameters(name: str, cls: type) -> None:
     opt = build_optimizer(torch.nn.Linear(2, 2), recipe)
     assert isinstance(opt, cls)
     assert opt.param_groups[0]["weight_decay"] == 1e-3 and current_lr(opt) == 0.01
+
+
+def test_linear_decays_from_the_full_rate_after_warmup() -> None:
+    s = Schedule(kind="linear", warmup_epochs=1)
+    assert [lr_factor(s, e, 5) for e in range(5)] == pytest.approx([0.5, 1.0, 0.75, 0.5, 0.25])
+
+
+def test_warmup_steps_scale_the_epoch_rate_without_accumulating() -> None:
+    s = Schedule(kind="constant", warmup_steps=4)
+    assert [warmup_factor(s, k) for k in range(6)] == pytest.approx(
+        [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    model = torch.nn.Linear(2, 2)
+    recipe = Recipe(epochs=2, batch_size=8, lr=0.2, schedule=s)
+    opt = build_optimizer(model, recipe)
+    sched = build_scheduler(opt, recipe)
+    for step in range(6):  # the factor multiplies the scheduler's rate, never its own result
+        set_step_rate(opt, sched, warmup_factor(s, step))
+        assert current_lr(opt) == pytest.approx(0.2 * min(1.0, (step + 1) / 4))

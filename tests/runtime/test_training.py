@@ -156,3 +156,28 @@ def test_members_must_start_at_the_same_epoch(digits: LoadedDataset) -> None:
     b.epochs_done = 1
     with pytest.raises(ValueError, match="same epoch"):
         train_lockstep([a, b], digits.train, teacher=None, seed=0, batch_size=128, epochs=2)
+
+
+def test_warmup_steps_resume_exactly_and_change_the_result(digits: LoadedDataset,
+                                                           tmp_path) -> None:
+    from kdspec.plan import Schedule
+
+    plan = _plan(epochs=3)
+    run = plan.runs_of(plan.studies[0], "student")[0]
+    warm = run.model_copy(update={"recipe": run.recipe.model_copy(update={
+        "schedule": Schedule(kind="linear", warmup_steps=7)})})  # 5 batches an epoch
+    straight = _trainee(warm, digits)
+    train_lockstep([straight], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    interrupted = _trainee(warm, digits)
+    train_lockstep([interrupted], digits.train, teacher=None, seed=0, batch_size=128, epochs=1)
+    path = checkpoints.save(checkpoints.resume_state(interrupted), tmp_path / "last.pt")
+    resumed = _trainee(warm, digits)
+    checkpoints.restore_trainee(resumed, checkpoints.load(path))
+    train_lockstep([resumed], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    assert all(torch.equal(a, b)
+               for a, b in zip(_weights(straight), _weights(resumed), strict=True))
+    cold = _trainee(run.model_copy(update={"recipe": run.recipe.model_copy(update={
+        "schedule": Schedule(kind="linear")})}), digits)
+    train_lockstep([cold], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    assert not all(torch.equal(a, b)
+                   for a, b in zip(_weights(straight), _weights(cold), strict=True))
