@@ -175,7 +175,7 @@ DATASETS: dict[str, DatasetFacts] = {
         "(docs/datasets.md, 'Your own images')",
     ),
     "hatexplain": DatasetFacts(
-        "hatexplain", 1, 1, HATEXPLAIN_CLASSES, None, None, "none",
+        "hatexplain", 1, 1, HATEXPLAIN_CLASSES, 15_383, 1_924, "none",
         attributes=HATEXPLAIN_COMMUNITIES, fairness_dataset=True, modality="text",
         how_to_get="put the authors' release (Data/dataset.json and Data/post_id_divisions.json"
         " from github.com/hate-alert/HateXplain) under root",

@@ -75,11 +75,13 @@ def _load_error(what: str, source: str, err: Exception) -> DataError:
     return DataError(f"cannot load the {what} of {source} from {where}: {first}")
 
 
-def model_config(source: str, num_classes: int) -> Any:
-    """The model's configuration, with the study's class count."""
+def model_config(source: str, num_classes: int, *, local_only: bool = False) -> Any:
+    """The model's configuration, with the study's class count (``local_only``: from a folder
+    or the Hugging Face cache, never the network)."""
     transformers = transformers_module()
     try:
-        return transformers.AutoConfig.from_pretrained(source, num_labels=num_classes)
+        return transformers.AutoConfig.from_pretrained(source, num_labels=num_classes,
+                                                       local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise _load_error("configuration", source, err) from err
 
@@ -100,13 +102,13 @@ class SequenceClassifier(nn.Module):
 
 
 def build_huggingface(arch: str, *, in_channels: int = 1, image_size: int = 1,
-                      num_classes: int) -> SequenceClassifier:
+                      num_classes: int, local_only: bool = False) -> SequenceClassifier:
     """An untrained ``hf:`` model (from its configuration, nothing but the configuration
     read) with ``num_classes`` outputs; ``in_channels`` and ``image_size`` are unused."""
     del in_channels, image_size
     transformers = transformers_module()
     source = model_source(arch)
-    config = model_config(source, num_classes)
+    config = model_config(source, num_classes, local_only=local_only)
     try:
         model = transformers.AutoModelForSequenceClassification.from_config(config)
     except ValueError as err:

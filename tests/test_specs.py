@@ -119,3 +119,21 @@ def test_quickstart_is_small_and_offline() -> None:
     for study in plan.studies:
         assert study.seeds == (0, 1, 2) and study.temperatures == (1.0, 2.0, 4.0, 8.0)
         assert study.teacher.recipe.epochs <= 3 and study.student.recipe.epochs <= 6
+
+
+def test_hatexplain_follows_the_paper() -> None:
+    [study] = load_plan(SPECS / "hatexplain.kdspec").studies
+    assert (study.teacher.arch, study.student.arch) == ("hf:bert-base-uncased",
+                                                        "hf:distilbert-base-uncased")
+    assert study.temperatures == (*(float(t) for t in range(1, 11)), 20.0, 30.0, 40.0)
+    assert len(study.seeds) == 5 and study.dataset.is_text
+    assert study.teacher.init is not None and study.teacher.init.kind == "huggingface"
+    recipe = study.student.recipe
+    assert (recipe.optimizer, recipe.schedule.kind, recipe.schedule.warmup_steps) == (
+        "adamw", "linear", 190)
+    assert study.fairness is not None and "Women" in study.fairness.sensitive
+    assert study.individual_fairness is not None
+    from kdspec.analysis.paper_results import paper_individual_fairness
+
+    assert paper_individual_fairness("hatexplain", study.teacher.arch,
+                                     study.student.arch) is not None

@@ -1,0 +1,71 @@
+"""hf:NAME models: token ids in, logits out, padding ignored; published weights load into the
+encoder while the new head keeps its seed; the plan's cost estimate; clear errors offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdspec.errors import DataError
+from kdspec.runtime import checkpoints
+from kdspec.runtime.models import build_model
+from kdspec.runtime.models.cost import measured_text_flops
+from tests.text_fixtures import write_tiny_models
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_tiny_models(tmp_path_factory.mktemp("hf"))
+
+
+def test_padding_does_not_change_a_posts_logits(models: tuple[Path, Path]) -> None:
+    bert, distil = models
+    for folder in (bert, distil):
+        torch.manual_seed(0)
+        model = build_model(f"hf:{folder}", in_channels=1, image_size=1, num_classes=3).eval()
+        short = torch.tensor([[2, 9, 12, 3]])
+        padded = torch.tensor([[2, 9, 12, 3, 0, 0, 0, 0]])
+        with torch.no_grad():
+            torch.testing.assert_close(model(short), model(padded), rtol=1e-5, atol=1e-5)
+            assert model(short).shape == (1, 3)
+
+
+def test_published_weights_load_and_the_new_head_keeps_its_seed(
+        models: tuple[Path, Path]) -> None:
+    from kdspec.huggingface_models import pretrained_weights
+
+    bert, _ = models
+    weights = pretrained_weights(str(bert), num_classes=3)  # saved with 2 labels
+    assert not any(key.startswith("model.classifier") for key in weights)
+    torch.manual_seed(1)
+    model = build_model(f"hf:{bert}", in_channels=1, image_size=1, num_classes=3)
+    head = model.model.classifier.weight.detach().clone()
+    count, kept = checkpoints.load_initial(model, weights)
+    assert count == len(weights) and all("classifier" in k for k in kept)
+    assert torch.equal(model.model.classifier.weight, head)
+    encoder = "model.bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(model.state_dict()[encoder], weights[encoder])
+
+
+def test_the_cost_estimate_by_hand(models: tuple[Path, Path]) -> None:
+    bert, distil = models
+    d, ff, length = 32, 64, 16
+    layer = 4 * d * d + 2 * d * ff  # q, k, v, output projections and the feed-forward pair
+    head = d * d + 3 * d  # pooler (BERT) or pre-classifier (DistilBERT), then 3 classes
+    attention = 4 * length ** 2 * d  # scores and weighted sum, per layer
+    for folder, layers in ((bert, 2), (distil, 1)):
+        expected = 2 * layer * layers * length + 2 * head + attention * layers
+        assert measured_text_flops(f"hf:{folder}", sequence_length=length,
+                                   num_classes=3) == expected
+
+
+def test_a_model_that_is_nowhere_is_a_clear_error(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="cannot load the configuration of /nowhere/model"):
+        build_model("hf:/nowhere/model", in_channels=1, image_size=1, num_classes=3)
+    assert measured_text_flops("hf:/nowhere/model", sequence_length=8, num_classes=3) is None
