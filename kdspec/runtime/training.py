@@ -44,7 +44,17 @@ from kdspec.runtime.optimization import (
     set_step_rate,
     warmup_factor,
 )
+from kdspec.runtime.data.in_memory import derived_seed
 from kdspec.runtime.precision import to_training_layout
+
+#: Layers that draw random numbers in training mode.
+RANDOM_LAYERS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                 torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout)
+
+
+def has_random_layers(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a dropout layer that drops anything (p > 0)."""
+    return any(isinstance(m, RANDOM_LAYERS) and m.p > 0 for m in model.modules())
 
 #: A run whose epoch-mean loss exceeds this multiple of its very first batch's loss is diverging
 #: (a healthy run's loss falls below its first value within an epoch; 1000x is far past noise).
@@ -67,6 +77,11 @@ class Trainee:
     epochs_done: int = 0
     failure: str | None = None
     first_loss: torch.Tensor | None = field(default=None, repr=False)
+    #: Whether the model draws random numbers while training (dropout, as in every
+    #: transformer): each of its steps then seeds the global RNG from (seed, epoch, step), so
+    #: its masks never depend on what else the process trained (lockstep = solo, resume =
+    #: straight through).
+    stochastic: bool = False
 
     def __post_init__(self) -> None:
         if self.forward is None:
@@ -104,7 +119,8 @@ def new_trainee(
     optimizer = build_optimizer(model, run.recipe)
     scheduler = build_scheduler(optimizer, run.recipe)
     scaler = torch.amp.GradScaler(device.type) if fp16_scaler else None
-    return Trainee(run=run, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+    return Trainee(run=run, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                   stochastic=has_random_layers(model))
 
 
 def train_step(
@@ -198,6 +214,8 @@ def train_lockstep(
                 set_step_rate(member.optimizer, member.scheduler, warmup_factor(
                     member.run.recipe.schedule, first_step + number))
             for member, loss_sum in zip(active, loss_sums, strict=True):
+                if member.stochastic:
+                    torch.manual_seed(derived_seed(member.run.seed, epoch, number))
                 loss = train_step(member, batch, teacher_logits, autocast=autocast)
                 if member.first_loss is None:
                     member.first_loss = loss.clone()

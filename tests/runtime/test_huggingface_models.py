@@ -69,3 +69,45 @@ def test_a_model_that_is_nowhere_is_a_clear_error(tmp_path: Path,
     with pytest.raises(DataError, match="cannot load the configuration of /nowhere/model"):
         build_model("hf:/nowhere/model", in_channels=1, image_size=1, num_classes=3)
     assert measured_text_flops("hf:/nowhere/model", sequence_length=8, num_classes=3) is None
+
+
+def test_dropout_masks_depend_on_the_run_alone(models: tuple[Path, Path],
+                                               tmp_path: Path) -> None:
+    """Transformers train with dropout: a distilled student trained in lockstep with others
+    equals it trained alone, and a resumed one equals it trained straight through."""
+    from kdspec.plan import Recipe
+    from kdspec.runtime.data import load_dataset
+    from kdspec.runtime.teacher_signal import LiveTeacher
+    from kdspec.runtime.training import new_trainee, train_lockstep
+    from tests.factories import dataset_spec, tiny_plan
+    from tests.text_fixtures import write_hatexplain
+
+    bert, distil = models
+    recipe = Recipe(epochs=2, batch_size=16, optimizer="adamw", lr=0.005, weight_decay=0.01)
+    plan = tiny_plan(teacher_arch=f"hf:{bert}", student_arch=f"hf:{distil}",
+                     temperatures=(2.0, 4.0), seeds=(0,), teacher_recipe=recipe,
+                     student_recipe=recipe,
+                     dataset=dataset_spec("hatexplain", tokenizer=str(bert), max_length=16,
+                                          root=str(write_hatexplain(tmp_path / "data"))))
+    study = plan.studies[0]
+    data = load_dataset(study.dataset, device=torch.device("cpu"), cache_dir=tmp_path / "c")
+
+    def trainee(run):  # type: ignore[no-untyped-def]
+        return new_trainee(run, in_channels=1, image_size=1, num_classes=3,
+                           device=torch.device("cpu"))
+
+    teacher = LiveTeacher(trainee(plan.runs_of(study, "teacher")[0]).model)
+    first, second = plan.runs_of(study, "distilled")
+    together = [trainee(first), trainee(second)]
+    assert together[0].stochastic
+    train_lockstep(together, data.train, teacher=teacher, seed=0, batch_size=16, epochs=2)
+    alone = trainee(first)
+    torch.rand(7)  # whatever else the process drew meanwhile
+    train_lockstep([alone], data.train, teacher=teacher, seed=0, batch_size=16, epochs=1)
+    path = checkpoints.save(checkpoints.resume_state(alone), tmp_path / "last.pt")
+    resumed = trainee(first)
+    checkpoints.restore_trainee(resumed, checkpoints.load(path))
+    train_lockstep([resumed], data.train, teacher=teacher, seed=0, batch_size=16, epochs=2)
+    for a, b in zip(together[0].model.state_dict().values(),
+                    resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
