@@ -28,6 +28,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from kdspec.plan import Run
+from kdspec.runtime.data.in_memory import derived_seed
 from kdspec.runtime.interfaces import (
     AutocastFactory,
     Batch,
@@ -44,7 +45,6 @@ from kdspec.runtime.optimization import (
     set_step_rate,
     warmup_factor,
 )
-from kdspec.runtime.data.in_memory import derived_seed
 from kdspec.runtime.precision import to_training_layout
 
 #: Layers that draw random numbers in training mode.
