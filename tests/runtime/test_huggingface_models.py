@@ -111,3 +111,14 @@ def test_dropout_masks_depend_on_the_run_alone(models: tuple[Path, Path],
     for a, b in zip(together[0].model.state_dict().values(),
                     resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_without_transformers_the_error_names_the_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from kdspec.huggingface_models import transformers_module
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
+    with pytest.raises(DataError, match=r"pip install 'kdspec\[text\]'"):
+        transformers_module()

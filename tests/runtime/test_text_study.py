@@ -31,6 +31,7 @@ study tiny_text {
   seeds = 2
   fairness { multiclass = one_vs_rest }
   individual_fairness { distance = cosine  neighbours = 3 }
+  runtime { teacher_cache = on }
   tracking { experiment = "tiny-text" }
 }
 """
@@ -76,3 +77,5 @@ def test_a_text_study_trains_and_reports_offline(blank_store: Path, tmp_path: Pa
     assert classes == {"hatespeech", "normal", "offensive"}
     teacher_tags = MlflowClient(uri).get_run(teachers[0].info.run_id).data.tags
     assert teacher_tags["mlflow.runName"].startswith("tiny_text.teacher-hf:tiny-bert")
+    distilled = [r for r in runs if r.data.params.get("role") == "distilled"]
+    assert {r.data.tags[schema.TAG_TEACHER_CACHE] for r in distilled} == {"on"}
