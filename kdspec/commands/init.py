@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds per role (default 5)")
     parser.add_argument("--temperatures", default="2..10",
                         help="the temperature grid as a spec writes it (default 2..10)")
-    parser.add_argument("--epochs", type=int, default=30,
-                        help="epochs of both recipes (default 30; the paper's are not known)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of both recipes (default 30 for images, 4 for text "
+                             "fine-tuning; the paper's are not known)")
     parser.add_argument("--sensitive", default=None,
                         help="a sensitive attribute of the dataset, for the fairness part")
     parser.add_argument("--target", default=None,
@@ -62,8 +63,30 @@ def image_folder_fields(spec: Path, root: Path | None, attributes: Path | None
     return fields, len(layout.class_names), names
 
 
+#: The recipes `kdspec init` writes: image studies train from scratch with SGD; text studies
+#: fine-tune published transformers (docs/text.md).
+IMAGE_RECIPE = """
+  epochs = {epochs}
+  batch_size = 128
+  optimizer = sgd
+  lr = 0.1
+  momentum = 0.9
+  weight_decay = 5e-4
+  schedule = cosine
+"""
+TEXT_RECIPE = """
+  epochs = {epochs}
+  batch_size = 32
+  optimizer = adamw
+  lr = 0.00002
+  weight_decay = 0.01
+  schedule linear {{ warmup_steps = 100 }}
+"""
+
+
 def spec_text(*, dataset: str, teacher: str, student: str, seeds: int, temperatures: str,
-              epochs: int, sensitive: str | None, name: str, target: str | None = None,
+              epochs: int | None, sensitive: str | None, name: str,
+              target: str | None = None,
               image_folder: tuple[str, int, tuple[str, ...]] | None = None) -> str:
     """The commented spec (see the module docstring); ``image_folder``: the section's lines,
     class count and attributes of an ``imagefolder`` dataset (:func:`image_folder_fields`)."""
@@ -73,7 +96,7 @@ def spec_text(*, dataset: str, teacher: str, student: str, seeds: int, temperatu
     if image_folder is not None:
         fields, classes, attributes = image_folder
         facts = replace(facts, attributes=attributes)
-    elif facts.fairness_dataset:  # the label is one of the attributes
+    elif facts.attribute_values:  # the label is one of the attributes
         if target is None or target not in facts.attributes:
             raise KdspecError(f"{dataset} predicts one of its attributes: give --target, one "
                               f"of {', '.join(facts.attributes)}")
@@ -91,38 +114,28 @@ def spec_text(*, dataset: str, teacher: str, student: str, seeds: int, temperatu
                     "Algorithm 1).\n  fairness {\n    metrics = [dpd, eod]"
                     + ("\n    multiclass = one_vs_rest\n    aggregate = mean" if multiclass
                        else "") + "\n  }")
+    text = facts.modality == "text"
+    epochs = epochs if epochs is not None else (4 if text else 30)
+    recipe_body = (TEXT_RECIPE if text else IMAGE_RECIPE).format(epochs=epochs)
+    chosen = ("AdamW fine-tuning from the published weights, a per-step warm-up, linear decay, "
+              f"{epochs} epochs" if text else f"SGD, cosine, {epochs} epochs")
+    start = "pretrained = DEFAULT  " if text else ""
     return f"""# {name}: {teacher} -> {student} on {dataset}, written by `kdspec init`.
 # how to run: kdspec check {name}.kdspec && kdspec run {name}.kdspec && kdspec report {name}.kdspec
 # What follows the paper (Mohammadshahi & Ioannou, TMLR 2025): the KD loss 0.2 x hard +
 # 0.8 x soft with the T^2 factor, {seeds} seeds, Welch's t-test per class. What is chosen here
-# and should be checked for your data: the recipes below (SGD, cosine, {epochs} epochs).
+# and should be checked for your data: the recipes below ({chosen}).
 
-recipe teacher_recipe {{
-  epochs = {epochs}
-  batch_size = 128
-  optimizer = sgd
-  lr = 0.1
-  momentum = 0.9
-  weight_decay = 5e-4
-  schedule = cosine
-}}
+recipe teacher_recipe {{{recipe_body}}}
 
-recipe student_recipe {{
-  epochs = {epochs}
-  batch_size = 128
-  optimizer = sgd
-  lr = 0.1
-  momentum = 0.9
-  weight_decay = 5e-4
-  schedule = cosine
-}}
+recipe student_recipe {{{recipe_body}}}
 
 study {name} {{
   # Where the data is looked for (and downloaded, where the machine can): docs/datasets.md.
   dataset {dataset} {{{fields}
   }}
-  teacher {teacher} {{ recipe = teacher_recipe }}
-  student {student} {{ recipe = student_recipe }}
+  teacher {teacher} {{ {start}recipe = teacher_recipe }}
+  student {student} {{ {start}recipe = student_recipe }}
   distill {{
     temperatures = {temperatures}
     loss = 0.2 * hard + 0.8 * soft   # each weight next to the term it weights

@@ -132,3 +132,18 @@ def test_init_writes_a_spec_that_checks_and_never_overwrites(
     assert main(["init", str(tmp_path / "y.kdspec"), "--dataset", "cifar10", "--teacher",
                  "resnet99", "--student", "resnet20"]) == 2
     assert not (tmp_path / "y.kdspec").exists()
+
+
+def test_init_writes_a_text_study_that_fine_tunes_published_models(tmp_path: Path) -> None:
+    path = tmp_path / "hate.kdspec"
+    assert main(["init", str(path), "--dataset", "hatexplain", "--teacher",
+                 "hf:bert-base-uncased", "--student", "hf:distilbert-base-uncased",
+                 "--sensitive", "Women"]) == 0
+    text = path.read_text()
+    assert "pretrained = DEFAULT" in text and "optimizer = adamw" in text
+    assert main(["check", str(path)]) == 0
+    from kdspec.dsl import load_plan
+
+    [study] = load_plan(path).studies
+    assert study.teacher.recipe.epochs == 4 and study.teacher.recipe.schedule.warmup_steps
+    assert study.fairness is not None and study.fairness.sensitive == ("Women",)
