@@ -131,6 +131,8 @@ def test_a_text_dataset_takes_only_hugging_face_models(tmp_path: Path) -> None:
     data = plan.studies[0].dataset
     assert (data.tokenizer, data.max_length, data.community_votes) == ("bert-base-uncased", 64, 2)
     assert data.is_text and plan.studies[0].teacher.arch == "hf:bert-base-uncased"
+    org = compile_source(source.replace("ARCH", "hf:google/bert_uncased_L-2_H-128_A-2"), "<t>")
+    assert org.studies[0].teacher.arch == "hf:google/bert_uncased_L-2_H-128_A-2"
     with pytest.raises(Exception, match="hatexplain is text; resnet20 takes images"):
         compile_source(source.replace("ARCH", "resnet20"), "<t>")
     image = source.replace("dataset hatexplain { max_length = 64 }", "dataset digits { }")
