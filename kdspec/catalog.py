@@ -177,8 +177,8 @@ DATASETS: dict[str, DatasetFacts] = {
     "hatexplain": DatasetFacts(
         "hatexplain", 1, 1, HATEXPLAIN_CLASSES, 15_383, 1_924, "none",
         attributes=HATEXPLAIN_COMMUNITIES, fairness_dataset=True, modality="text",
-        how_to_get="put the authors' release (Data/dataset.json and Data/post_id_divisions.json"
-        " from github.com/hate-alert/HateXplain) under root",
+        how_to_get="set root to the authors' Data/ folder (github.com/hate-alert/HateXplain),"
+        " which holds dataset.json and post_id_divisions.json",
     ),
     "digits": DatasetFacts(
         "digits", 1, 8, DIGIT_CLASSES, 1_437, 360, "none",
