@@ -15,7 +15,7 @@ def test_list_shows_every_source(capsys: pytest.CaptureFixture[str]) -> None:
     assert "built-in" in rows["resnet56"] and "built-in" in rows["tiny_imagenet"]
     assert "apt-get install dataset-fashion-mnist" in rows["fashion_mnist"]
     assert "torchvision: " in out and "vit_b_16" in out and "mobilenet_v3_small" in out
-    assert "text" in rows["hatexplain"] and "Data/dataset.json" in rows["hatexplain"]
+    assert "text" in rows["hatexplain"] and "post_id_divisions.json" in rows["hatexplain"]
     assert "as hf:NAME" in out and "hf:distilbert-base-uncased" in out
     timm = pytest.importorskip("timm")
     assert f"timm: {len(timm.list_models())} models, as timm:NAME:" in out
