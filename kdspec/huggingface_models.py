@@ -118,6 +118,22 @@ def build_huggingface(arch: str, *, in_channels: int = 1, image_size: int = 1,
     return SequenceClassifier(model, int(pad))
 
 
+def vocabulary_problem(model: nn.Module, largest_id: int, tokenizer: str) -> str | None:
+    """Why ``model`` cannot read the ids ``tokenizer`` gave (its vocabulary is smaller than the
+    largest id), or None."""
+    if not isinstance(model, SequenceClassifier):
+        return None
+    config: Any = getattr(model.model, "config", None)
+    size = int(getattr(config, "vocab_size", 0) or 0)
+    if size and largest_id >= size:
+        name = getattr(config, "name_or_path", "") or "the model"
+        return (f"the tokenizer {tokenizer} gives token ids up to {largest_id}, but "
+                f"{name} has a vocabulary of {size}: "
+                "give the dataset the tokenizer of the models (teacher and student must share "
+                "one)")
+    return None
+
+
 def pretrained_weights(source: str, num_classes: int) -> dict[str, torch.Tensor]:
     """The weights published under ``source``, keyed as in :class:`SequenceClassifier`,
     without those ``transformers`` had to initialise itself (a new classification head):

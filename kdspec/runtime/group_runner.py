@@ -21,7 +21,7 @@ from typing import Literal, cast
 
 import torch
 
-from kdspec.errors import DataParallelFailure, TrackingError
+from kdspec.errors import DataError, DataParallelFailure, TrackingError
 from kdspec.plan import Precision, Run, Study
 from kdspec.runtime import checkpoints
 from kdspec.runtime.evaluation import Evaluation, evaluate, with_individual_outputs
@@ -171,6 +171,7 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     trainees = [new_trainee(run, in_channels=dataset.channels, image_size=dataset.image_size,
                             num_classes=dataset.num_classes, device=settings.device)
                 for run in group.runs]
+    _check_vocabulary(trainees, dataset, study)
     if group.start_epoch == 0:  # a resumed run's checkpoint holds its weights
         _start_from_given_weights(trainees, source, group, logger, dataset.num_classes)
     # One choice for the group (its members share architecture, recipe and data).
@@ -256,6 +257,21 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
     for outcome in outcomes.values():
         outcome.mlflow_id = recorder.mlflow_id(outcome.run)
     return list(outcomes.values())
+
+
+def _check_vocabulary(trainees: Sequence[Trainee], dataset: LoadedDataset,
+                      study: Study) -> None:
+    """A text model must have an embedding for every token id of the data (else its first
+    forward fails deep inside with an index error)."""
+    if dataset.largest_token_id is None:
+        return
+    from kdspec.huggingface_models import vocabulary_problem
+
+    for trainee in trainees[:1]:  # the members of a group share their architecture
+        problem = vocabulary_problem(trainee.model, dataset.largest_token_id,
+                                     study.dataset.tokenizer or "")
+        if problem is not None:
+            raise DataError(problem)
 
 
 def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSource,

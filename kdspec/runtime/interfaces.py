@@ -91,8 +91,10 @@ class LoadedDataset:
     source: str = ""
     #: Held out from the training images (``dataset { validation = f }``); None without one.
     validation: EvalSource | None = None
-    #: Text: the token ids per input (``max_length``); None for images.
+    #: Text: the token ids per input (``max_length``) and the largest id the tokenizer gave
+    #: (a model's vocabulary must cover it); None for images.
     sequence_length: int | None = None
+    largest_token_id: int | None = None
 
 
 class TeacherSignal(Protocol):

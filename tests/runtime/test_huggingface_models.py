@@ -122,3 +122,15 @@ def test_without_transformers_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(DataError, match=r"pip install 'kdspec\[text\]'"):
         transformers_module()
+
+
+def test_a_tokenizer_beyond_the_models_vocabulary_is_named(models: tuple[Path, Path]) -> None:
+    from kdspec.huggingface_models import vocabulary_problem
+
+    bert, _ = models
+    model = build_model(f"hf:{bert}", in_channels=1, image_size=1, num_classes=3)
+    size = model.model.config.vocab_size
+    assert vocabulary_problem(model, size - 1, "tok") is None
+    problem = vocabulary_problem(model, size + 5, "roberta-base")
+    assert problem is not None and f"up to {size + 5}" in problem and "roberta-base" in problem
+    assert vocabulary_problem(torch.nn.Linear(2, 2), 10**6, "tok") is None  # not a text model

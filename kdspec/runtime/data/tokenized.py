@@ -167,4 +167,5 @@ def load_text_dataset(spec: DatasetSpec, *, device: torch.device,
         channels=spec.channels, image_size=spec.image_size, description=description,
         digest=array_digest(train_ids[train_ix], splits.train_labels[train_ix],
                             test_ids[test_ix], splits.test_labels[test_ix]),
-        source=splits.source, validation=validation, sequence_length=spec.max_length)
+        source=splits.source, validation=validation, sequence_length=spec.max_length,
+        largest_token_id=int(max(train_ids.max(), test_ids.max())))
