@@ -167,3 +167,16 @@ def test_pretrained_weights_of_a_folder_enter_the_run_id(tmp_path: Path) -> None
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
     assert load_plan(spec).runs[0].id != before
     np.testing.assert_equal(len(study.run_ids), 6)
+
+
+def test_editing_a_local_tokenizer_makes_new_ids(tmp_path: Path) -> None:
+    from kdspec.runtime.data.tokenized import tokens_digest
+    from tests.text_fixtures import write_tiny_models
+
+    bert, _ = write_tiny_models(tmp_path / "models", weights=False)
+    before = tokens_digest(("a b",), str(bert), 16)
+    assert tokens_digest(("a b",), str(bert), 16) == before
+    vocab = bert / "vocab.txt"
+    vocab.write_text(vocab.read_text() + "extra\n")
+    assert tokens_digest(("a b",), str(bert), 16) != before
+    assert tokens_digest(("a b",), "bert-base-uncased", 16) != before

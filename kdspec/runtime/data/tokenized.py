@@ -28,9 +28,31 @@ from kdspec.runtime.interfaces import Batch, LoadedDataset, shard_batches
 TOKENS_VERSION = "1"
 
 
+#: Files of a local tokenizer folder whose bytes decide the ids (their content joins the key).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json",
+                   "merges.txt", "special_tokens_map.json", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def tokenizer_stamp(tokenizer: str) -> str:
+    """A local tokenizer folder's files, hashed (so editing them makes new ids); a hub name
+    stands for itself."""
+    folder = Path(tokenizer)
+    if not folder.is_dir():
+        return tokenizer
+    digest = hashlib.sha256(tokenizer.encode())
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode())
+            digest.update((folder / name).read_bytes())
+    return digest.hexdigest()
+
+
 def tokens_digest(texts: tuple[str, ...], tokenizer: str, max_length: int) -> str:
-    """What the cached ids of ``texts`` depend on (the tokenizer by its name or folder)."""
-    digest = hashlib.sha256(f"{TOKENS_VERSION}|{tokenizer}|{max_length}|".encode())
+    """What the cached ids of ``texts`` depend on: the posts, the length, and the tokenizer
+    (a hub name by its name, a folder by its files' content)."""
+    digest = hashlib.sha256(f"{TOKENS_VERSION}|{tokenizer_stamp(tokenizer)}|{max_length}|"
+                            .encode())
     for text in texts:
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
