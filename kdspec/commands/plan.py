@@ -171,6 +171,10 @@ def plan_total(plan: Plan) -> str:
     if unknown == len(plan.runs):
         return (f"total: {len(plan.runs)} runs; work unknown until the dataset is read "
                 "(its size depends on the files)\n")
+    if uncosted == len(plan.runs) - unknown:  # no model of the plan has a known cost
+        return (f"total: {len(plan.runs)} runs, {samples:,} training samples; FLOPs unknown "
+                "(no model's cost is known here: an hf: model is priced only when its "
+                "configuration is in the Hugging Face cache or a folder)\n")
     hours = 3.0 * flops / ASSUMED_TRAINING_FLOP_S / 3600.0
     line = (f"total: {len(plan.runs)} runs, {samples:,} training samples, "
             f"{format_flops(flops)} forward (a training step is ~3x its forward); about "

@@ -180,3 +180,23 @@ def test_editing_a_local_tokenizer_makes_new_ids(tmp_path: Path) -> None:
     vocab.write_text(vocab.read_text() + "extra\n")
     assert tokens_digest(("a b",), str(bert), 16) != before
     assert tokens_digest(("a b",), "bert-base-uncased", 16) != before
+
+
+def test_plan_prices_local_text_models_and_says_when_it_cannot(tmp_path: Path) -> None:
+    from kdspec.commands.plan import plan_total
+    from kdspec.dsl import load_plan
+    from tests.text_fixtures import write_tiny_models
+
+    write_tiny_models(tmp_path / "models", weights=False)
+    spec = tmp_path / "s.kdspec"
+    text = """study s {
+      dataset hatexplain { tokenizer = "./models/tiny-bert"  max_length = 16 }
+      teacher hf:./models/TEACHER { epochs = 1 batch_size = 8 lr = 0.01 }
+      student hf:./models/STUDENT { epochs = 1 batch_size = 8 lr = 0.01 }
+      distill { temperatures = [2] loss = 0.5 * hard + 0.5 * soft }
+      seeds = [0, 1]
+    }"""
+    spec.write_text(text.replace("TEACHER", "tiny-bert").replace("STUDENT", "tiny-distilbert"))
+    assert "FLOP forward" in plan_total(load_plan(spec))
+    spec.write_text(text.replace("TEACHER", "absent-a").replace("STUDENT", "absent-b"))
+    assert "FLOPs unknown" in plan_total(load_plan(spec))
