@@ -134,10 +134,12 @@ def vocabulary_problem(model: nn.Module, largest_id: int, tokenizer: str) -> str
     return None
 
 
-def pretrained_weights(source: str, num_classes: int) -> dict[str, torch.Tensor]:
+def pretrained_weights(source: str, num_classes: int
+                       ) -> tuple[dict[str, torch.Tensor], str]:
     """The weights published under ``source``, keyed as in :class:`SequenceClassifier`,
     without those ``transformers`` had to initialise itself (a new classification head):
-    those keep the run's seeded values."""
+    those keep the run's seeded values; and the hub commit they were read at ("" for a
+    folder)."""
     transformers = transformers_module()
     try:
         model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
@@ -147,8 +149,24 @@ def pretrained_weights(source: str, num_classes: int) -> dict[str, torch.Tensor]
         raise _load_error("weights", source, err) from err
     fresh = set(info.get("missing_keys", ())) | set(info.get("mismatched_keys", ()))
     fresh = {key if isinstance(key, str) else key[0] for key in fresh}
-    return {f"model.{key}": value for key, value in model.state_dict().items()
-            if key not in fresh}
+    revision = "" if is_local(source) else hub_revision(source)
+    return ({f"model.{key}": value for key, value in model.state_dict().items()
+             if key not in fresh}, revision)
+
+
+def hub_revision(source: str) -> str:
+    """The commit of the hub repository ``source`` that the local Hugging Face cache holds (the
+    snapshot its ``config.json`` was read from), or "" when it cannot be told."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source, "config.json")
+    except Exception:  # an unusual name or cache: no revision to record
+        return ""
+    parts = Path(found).parts if isinstance(found, str) else ()
+    if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+        return parts[parts.index("snapshots") + 1]
+    return ""
 
 
 def load_tokenizer(source: str) -> Any:

@@ -173,7 +173,7 @@ def train_group(group: Group, *, study: Study, dataset: LoadedDataset, recorder:
                 for run in group.runs]
     _check_vocabulary(trainees, dataset, study)
     if group.start_epoch == 0:  # a resumed run's checkpoint holds its weights
-        _start_from_given_weights(trainees, source, group, logger, dataset.num_classes)
+        _start_from_given_weights(trainees, source, recorder, group, logger, dataset.num_classes)
     # One choice for the group (its members share architecture, recipe and data).
     choice = resolve_speed(
         study.runtime, device=settings.device,
@@ -275,10 +275,11 @@ def _check_vocabulary(trainees: Sequence[Trainee], dataset: LoadedDataset,
 
 
 def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSource,
-                              group: Group, logger: logging.Logger, num_classes: int) -> None:
+                              recorder: RunRecorder, group: Group, logger: logging.Logger,
+                              num_classes: int) -> None:
     """Members with ``init`` start from those weights (pretrained, a checkpoint, another
     run's final.pt) instead of their seed's; what does not fit keeps the seed's values."""
-    loaded: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    loaded: dict[tuple[str, str], tuple[dict[str, torch.Tensor], dict[str, str]]] = {}
     for trainee in trainees:
         init = trainee.run.init
         if init is None:
@@ -286,7 +287,9 @@ def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSourc
         key = (init.kind, init.name)
         if key not in loaded:
             loaded[key] = source.initial_weights(init, num_classes=num_classes)
-        count, kept = checkpoints.load_initial(trainee.model, loaded[key])
+        weights, provenance = loaded[key]
+        recorder.note(trainee.run, provenance)
+        count, kept = checkpoints.load_initial(trainee.model, weights)
         logger.info("%s: %s weights %s: %d tensors loaded%s", group.label, init.kind, init.name,
                     count, f"; kept the seed's for {len(kept)}: {', '.join(kept[:4])}"
                     + (" ..." if len(kept) > 4 else "") if kept else "")

@@ -99,7 +99,7 @@ class ArtifactSource(Protocol):
     def teacher(self, teacher_id: str, *, device: torch.device) -> torch.nn.Module: ...
     def resume_state(self, action: Action) -> dict[str, Any]: ...
     def initial_weights(self, init: ModelInit, *, num_classes: int
-                        ) -> dict[str, torch.Tensor]: ...
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, str]]: ...
 
 
 class NullRecorder:
@@ -167,25 +167,28 @@ class StoreSource:
         return checkpoints.load(path)
 
     def initial_weights(self, init: ModelInit, *, num_classes: int
-                        ) -> dict[str, torch.Tensor]:
-        """torchvision's or Hugging Face's published weights (their caches; downloaded where the
-        machine can), a
-        checkpoint file (its sha256 checked against the plan's), or ``final.pt`` of an MLflow
-        run of the store."""
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """``(weights, provenance tags)``: torchvision's or Hugging Face's published weights
+        (their caches; downloaded where the machine can; a hub model's tags name the commit it
+        was read at), a checkpoint file (its sha256 checked against the plan's), or
+        ``final.pt`` of an MLflow run of the store."""
+        source = {schema.TAG_WEIGHTS_SOURCE: f"{init.kind}:{init.name}"}
         if init.kind == "torchvision":
             from torchvision.models import get_model_weights
 
             builder, _, member = init.name.partition(":")
             enum = get_model_weights(builder)
             weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
-            return dict(weights.get_state_dict(progress=False))
+            return dict(weights.get_state_dict(progress=False)), source
         if init.kind == "huggingface":
             from kdspec.huggingface_models import pretrained_weights, weights_digest
 
             if init.digest and weights_digest(Path(init.name)) != init.digest:
                 raise RuntimeError(f"the weights in {init.name} changed since the plan was "
                                    "made: compile the spec again")
-            return pretrained_weights(init.name, num_classes)
+            state, revision = pretrained_weights(init.name, num_classes)
+            return state, ({**source, schema.TAG_WEIGHTS_REVISION: revision} if revision
+                           else source)
         if init.kind == "checkpoint":
             path = Path(init.name)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -194,10 +197,10 @@ class StoreSource:
                                    f"{digest[:12]}..., the plan says {init.digest[:12]}...): "
                                    "compile the spec again")
             return checkpoints.model_weights(torch.load(path, map_location="cpu",
-                                                        weights_only=True))
+                                                        weights_only=True)), source
         path = self.store.download(init.name, schema.ARTIFACT_FINAL_CHECKPOINT,
                                    self.workdir / "from_run" / init.name)
-        return checkpoints.model_weights(checkpoints.load(path))
+        return checkpoints.model_weights(checkpoints.load(path)), source
 
 
 def run_params(run: Run, study: Study) -> dict[str, object]:

@@ -59,6 +59,10 @@ TAG_PRECISION = "kdspec.precision"  # what the run trained in (fp32 / bf16 / fp1
 TAG_COMPILE = "kdspec.compile"  # "true" / "false": whether torch.compile wrapped the model
 TAG_SPEED_CHOICE = "kdspec.speed_choice"  # why (one line): the hardware and model size it weighed
 TAG_TEACHER_PRECISION = "kdspec.teacher_precision"  # distilled: its teacher's forwards' precision
+#: Runs that start from published weights: where they were read from and, for a Hugging Face
+#: hub model, the repository commit they were (the name alone can move on).
+TAG_WEIGHTS_SOURCE = "kdspec.weights.source"
+TAG_WEIGHTS_REVISION = "kdspec.weights.revision"
 # Leases of live runs (kdspec.tracking.leases)
 TAG_LEASE_OWNER = "kdspec.lease.owner"  # host:pid:token of the process training the run
 TAG_LEASE_MACHINE = "kdspec.lease.machine"  # boot id / pid namespace the owner runs in

@@ -39,7 +39,8 @@ def test_published_weights_load_and_the_new_head_keeps_its_seed(
     from kdspec.huggingface_models import pretrained_weights
 
     bert, _ = models
-    weights = pretrained_weights(str(bert), num_classes=3)  # saved with 2 labels
+    weights, revision = pretrained_weights(str(bert), num_classes=3)  # saved with 2 labels
+    assert revision == ""  # a folder has no hub commit: its weights' sha256 is in the run id
     assert not any(key.startswith("model.classifier") for key in weights)
     torch.manual_seed(1)
     model = build_model(f"hf:{bert}", in_channels=1, image_size=1, num_classes=3)
@@ -134,3 +135,29 @@ def test_a_tokenizer_beyond_the_models_vocabulary_is_named(models: tuple[Path, P
     problem = vocabulary_problem(model, size + 5, "roberta-base")
     assert problem is not None and f"up to {size + 5}" in problem and "roberta-base" in problem
     assert vocabulary_problem(torch.nn.Linear(2, 2), 10**6, "tok") is None  # not a text model
+
+
+def test_a_hub_name_loads_from_the_hugging_face_cache_offline_with_its_commit(
+        models: tuple[Path, Path], tmp_path: Path) -> None:
+    """``hf:ORG/NAME`` read from the local Hugging Face cache (its real layout: refs/main and
+    snapshots/<commit>/), with the network off; the commit is what the run records."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bert, _ = models
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--kdspec-test--tiny-bert"
+    shutil.copytree(bert, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    script = (
+        "from kdspec.huggingface_models import build_huggingface, pretrained_weights\n"
+        "model = build_huggingface('hf:kdspec-test/tiny-bert', num_classes=3)\n"
+        "weights, revision = pretrained_weights('kdspec-test/tiny-bert', 3)\n"
+        "print(revision, len(weights), type(model).__name__)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out[0] == commit and int(out[1]) > 30 and out[2] == "SequenceClassifier"

@@ -77,5 +77,7 @@ def test_a_text_study_trains_and_reports_offline(blank_store: Path, tmp_path: Pa
     assert classes == {"hatespeech", "normal", "offensive"}
     teacher_tags = MlflowClient(uri).get_run(teachers[0].info.run_id).data.tags
     assert teacher_tags["mlflow.runName"].startswith("tiny_text.teacher-hf:tiny-bert")
+    assert teacher_tags[schema.TAG_WEIGHTS_SOURCE] == (
+        f"huggingface:{tmp_path / 'models' / 'tiny-bert'}")
     distilled = [r for r in runs if r.data.params.get("role") == "distilled"]
     assert {r.data.tags[schema.TAG_TEACHER_CACHE] for r in distilled} == {"on"}
