@@ -97,20 +97,26 @@ def test_lockstep_members_equal_their_solo_training(digits: LoadedDataset) -> No
     assert not torch.equal(_weights(group[0])[0], _weights(group[1])[0])
 
 
+def _straight_and_resumed(run: Run, data: LoadedDataset, folder) -> tuple[Trainee, Trainee]:
+    """``run`` trained 3 epochs straight through, and trained 1 epoch, checkpointed, restored
+    into a fresh trainee and trained on to 3."""
+    straight = _trainee(run, data)
+    train_lockstep([straight], data.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    interrupted = _trainee(run, data)
+    train_lockstep([interrupted], data.train, teacher=None, seed=0, batch_size=128, epochs=1)
+    path = checkpoints.save(checkpoints.resume_state(interrupted), folder / "last.pt")
+    resumed = _trainee(run, data)
+    checkpoints.restore_trainee(resumed, checkpoints.load(path))
+    assert resumed.epochs_done == 1
+    train_lockstep([resumed], data.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    return straight, resumed
+
+
 def test_resuming_from_a_checkpoint_equals_training_straight_through(digits: LoadedDataset,
                                                                      tmp_path) -> None:
     plan = _plan(epochs=3)
     run = plan.runs_of(plan.studies[0], "student")[0]
-    straight = _trainee(run, digits)
-    train_lockstep([straight], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
-
-    interrupted = _trainee(run, digits)
-    train_lockstep([interrupted], digits.train, teacher=None, seed=0, batch_size=128, epochs=1)
-    path = checkpoints.save(checkpoints.resume_state(interrupted), tmp_path / "last.pt")
-    resumed = _trainee(run, digits)
-    checkpoints.restore_trainee(resumed, checkpoints.load(path))
-    assert resumed.epochs_done == 1
-    train_lockstep([resumed], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    straight, resumed = _straight_and_resumed(run, digits, tmp_path)
     assert all(torch.equal(a, b)
                for a, b in zip(_weights(straight), _weights(resumed), strict=True))
 
@@ -166,14 +172,7 @@ def test_warmup_steps_resume_exactly_and_change_the_result(digits: LoadedDataset
     run = plan.runs_of(plan.studies[0], "student")[0]
     warm = run.model_copy(update={"recipe": run.recipe.model_copy(update={
         "schedule": Schedule(kind="linear", warmup_steps=7)})})  # 5 batches an epoch
-    straight = _trainee(warm, digits)
-    train_lockstep([straight], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
-    interrupted = _trainee(warm, digits)
-    train_lockstep([interrupted], digits.train, teacher=None, seed=0, batch_size=128, epochs=1)
-    path = checkpoints.save(checkpoints.resume_state(interrupted), tmp_path / "last.pt")
-    resumed = _trainee(warm, digits)
-    checkpoints.restore_trainee(resumed, checkpoints.load(path))
-    train_lockstep([resumed], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    straight, resumed = _straight_and_resumed(warm, digits, tmp_path)
     assert all(torch.equal(a, b)
                for a, b in zip(_weights(straight), _weights(resumed), strict=True))
     cold = _trainee(run.model_copy(update={"recipe": run.recipe.model_copy(update={
