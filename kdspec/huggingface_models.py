@@ -118,15 +118,19 @@ def build_huggingface(arch: str, *, in_channels: int = 1, image_size: int = 1,
     return SequenceClassifier(model, int(pad))
 
 
-def vocabulary_problem(model: nn.Module, largest_id: int, tokenizer: str) -> str | None:
+def vocabulary_problem(model: nn.Module, largest_id: int, tokenizer: str,
+                       pad_id: int | None = None) -> str | None:
     """Why ``model`` cannot read the ids ``tokenizer`` gave (its vocabulary is smaller than the
-    largest id), or None."""
+    largest id, or it masks another padding id than the posts were padded with), or None."""
     if not isinstance(model, SequenceClassifier):
         return None
     config: Any = getattr(model.model, "config", None)
+    name = getattr(config, "name_or_path", "") or "the model"
+    if pad_id is not None and pad_id != model.pad_id:
+        return (f"the tokenizer {tokenizer} pads posts with id {pad_id}, but {name} masks id "
+                f"{model.pad_id} as padding: give the dataset the tokenizer of the models")
     size = int(getattr(config, "vocab_size", 0) or 0)
     if size and largest_id >= size:
-        name = getattr(config, "name_or_path", "") or "the model"
         return (f"the tokenizer {tokenizer} gives token ids up to {largest_id}, but "
                 f"{name} has a vocabulary of {size}: "
                 "give the dataset the tokenizer of the models (teacher and student must share "

@@ -269,7 +269,7 @@ def _check_vocabulary(trainees: Sequence[Trainee], dataset: LoadedDataset,
 
     for trainee in trainees[:1]:  # the members of a group share their architecture
         problem = vocabulary_problem(trainee.model, dataset.largest_token_id,
-                                     study.dataset.tokenizer or "")
+                                     study.dataset.tokenizer or "", dataset.pad_token_id)
         if problem is not None:
             raise DataError(problem)
 

@@ -95,6 +95,8 @@ class LoadedDataset:
     #: (a model's vocabulary must cover it); None for images.
     sequence_length: int | None = None
     largest_token_id: int | None = None
+    #: Text: the id posts are padded with (a model's attention mask must read the same).
+    pad_token_id: int | None = None
 
 
 class TeacherSignal(Protocol):

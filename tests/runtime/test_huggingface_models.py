@@ -135,6 +135,9 @@ def test_a_tokenizer_beyond_the_models_vocabulary_is_named(models: tuple[Path, P
     problem = vocabulary_problem(model, size + 5, "roberta-base")
     assert problem is not None and f"up to {size + 5}" in problem and "roberta-base" in problem
     assert vocabulary_problem(torch.nn.Linear(2, 2), 10**6, "tok") is None  # not a text model
+    assert vocabulary_problem(model, 5, "tok", pad_id=0) is None
+    padding = vocabulary_problem(model, 5, "roberta-base", pad_id=1)
+    assert padding is not None and "pads posts with id 1" in padding
 
 
 def test_a_hub_name_loads_from_the_hugging_face_cache_offline_with_its_commit(

@@ -171,7 +171,6 @@ def load_text_dataset(spec: DatasetSpec, *, device: torch.device,
     train_ix, val_ix = split_validation(train_ix, spec.validation)
     train_ids, pad, _ = tokenize(splits.train_texts, spec, cache_dir)
     test_ids, _, special = tokenize(splits.test_texts, spec, cache_dir)
-    del pad
     train = TokenTrainSource(train_ids[train_ix], splits.train_labels[train_ix], device)
     test = TokenEvalSource(test_ids[test_ix], splits.test_labels[test_ix], device,
                            attributes={k: v[test_ix] for k, v in splits.test_attributes.items()},
@@ -190,4 +189,4 @@ def load_text_dataset(spec: DatasetSpec, *, device: torch.device,
         digest=array_digest(train_ids[train_ix], splits.train_labels[train_ix],
                             test_ids[test_ix], splits.test_labels[test_ix]),
         source=splits.source, validation=validation, sequence_length=spec.max_length,
-        largest_token_id=int(max(train_ids.max(), test_ids.max())))
+        largest_token_id=int(max(train_ids.max(), test_ids.max())), pad_token_id=pad)
