@@ -93,10 +93,13 @@ def test_status_during_and_after_a_run_and_after_a_kill(
                                            "--log-dir", str(tmp_path / "logs")),
                             cwd=tmp_path, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    # The 30-epoch student, not the teacher: a teacher seen at its last epoch could finish
+    # before the kill, which then lands on a student with no checkpoint yet.
+    student = plan.runs_of(plan.studies[0], "student")[0].id
     try:
         deadline = time.monotonic() + 180
-        while not any(s[0] == "RUNNING" and s[2] >= 1 for s in sqlite_states(
-                tmp_path / "mlruns.db")):
+        while not any(s[0] == "RUNNING" and s[1] == student and s[2] >= 1
+                      for s in sqlite_states(tmp_path / "mlruns.db")):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
         assert main(["status", str(path), "--tracking-uri", uri]) == 0
