@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kdspec.commands import spec_selection
 from kdspec.errors import KdspecError
@@ -144,9 +144,28 @@ def _execute(plan: Plan, options: RunOptions, logger: logging.Logger, log_path: 
         check_gpu_usable(allow_cpu=options.cpu)
     executor = Executor(plan, options, logger, stop=stop)
     try:
-        return _run_plan(executor, options, logger, log_path, spec_text)
+        code = _run_plan(executor, options, logger, log_path, spec_text)
     finally:
         executor.close()
+    if executor.processes > 1:
+        exit_without_finalisation(code, logger)
+    return code
+
+
+def exit_without_finalisation(code: int, logger: logging.Logger) -> NoReturn:
+    """End a process of a multi-process run now, once its work is written and its output
+    flushed, skipping the interpreter's finalisation. There, torch's distributed C++ threads
+    can still abort a process whose process group is already destroyed ("terminate called
+    without an active exception", SIGABRT; seen in CI after every run had finished), and
+    ``accelerate launch`` then fails the whole job. Nothing of kdspec's is left to finalise:
+    the store's writes were flushed by the executor, and the log is closed here."""
+    from kdspec.runtime.progress import close_log
+
+    close_log(logger)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _run_plan(executor: Executor, options: RunOptions, logger: logging.Logger,
