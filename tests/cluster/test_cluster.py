@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run as MlflowRun
 from mlflow.entities import ViewType
 
 from bench.lab_cluster import Cluster, missing, running_cluster
@@ -90,11 +91,17 @@ def _submit(cluster: Cluster, folder: Path, plan_path: Path, shards: int) -> Pat
     return folder / ".kdspec" / "submit" / "plan.sbatch"
 
 
-def _wait_running_epoch(uri: str, plan: Plan, timeout_s: float = 180) -> None:
+def _wait_running_epoch(uri: str, plan: Plan, timeout_s: float = 180,
+                        at_most: int | None = None) -> None:
+    """Until a run is RUNNING with a saved epoch (and, with ``at_most``, no more than that
+    many: the run then has epochs left for a signal sent now to land inside it)."""
     deadline = time.monotonic() + timeout_s
-    while not any(r.info.status == "RUNNING"
-                  and int(r.data.tags.get(schema.TAG_LAST_EPOCH, "0") or 0) >= 1
-                  for r in _nested(uri, plan)):
+
+    def saved(r: MlflowRun) -> int:
+        return int(r.data.tags.get(schema.TAG_LAST_EPOCH, "0") or 0)
+
+    while not any(r.info.status == "RUNNING" and saved(r) >= 1
+                  and (at_most is None or saved(r) <= at_most) for r in _nested(uri, plan)):
         assert time.monotonic() < deadline, "no run saved an epoch in time"
         time.sleep(0.5)
 
@@ -144,10 +151,12 @@ def test_scancel_then_a_retry_on_another_node_finishes_the_study_in_that_one_ret
     """scancel stops the task with SIGTERM: its runs are released, so a retry in a new PID
     namespace (standing in for another node, where the old pid means nothing) resumes them at
     once instead of waiting out the 600 s lease."""
-    plan = _plan(3, epochs=4, batch_size=16)
+    # 20 short epochs, the signal sent while a run has 14+ left: with 4 epochs (about a second
+    # a run) the signal could land between two groups, with nothing claimed to release.
+    plan = _plan(3, epochs=20, batch_size=16)
     folder, path = _workdir(cluster, "scancel", plan)
     _submit(cluster, folder, path, shards=1)
-    _wait_running_epoch(cluster.tracking_uri, plan)
+    _wait_running_epoch(cluster.tracking_uri, plan, at_most=6)
     cancelled_at = time.monotonic()
     [job] = {line.split()[0].split("_")[0] for line in cluster.jobs()}
     cluster.slurm("scancel", job)
