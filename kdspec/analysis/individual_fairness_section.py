@@ -68,7 +68,8 @@ def individual_fairness_section(analysis: StudyAnalysis) -> Section | None:
     zero = max((r.score.zero_distance for r in result.runs), default=0)
     declared = result.declaration.describe(text=analysis.records.study.dataset.is_text)
     caption = (f"I(f) = mean over pairs of D(f(x), f(x')) / d(x, x'), lower is fairer "
-               f"(Dwork et al., 2012). Declared: {declared}. Pairs per run: {', '.join(str(p) for p in pairs) or 'none'}"
+               f"(Dwork et al., 2012). Declared: {declared}. Pairs per run: "
+               f"{', '.join(str(p) for p in pairs) or 'none'}"
                + (f"; up to {zero} pairs at input distance 0 left out" if zero else "")
                + ". Per run in individual_fairness.csv.")
     if paper is not None:

@@ -9,7 +9,6 @@ Trifeature the classes are the values of the ``target`` attribute. Attributes na
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, get_args
 
 from kdspec.catalog import (
@@ -30,7 +29,7 @@ from kdspec.dsl.diagnostics import (
     UnknownName,
     did_you_mean,
 )
-from kdspec.dsl.reader import Key, SectionReader
+from kdspec.dsl.reader import Key, SectionReader, spec_relative
 from kdspec.dsl.syntax import Section
 from kdspec.dsl.validation import build_model
 from kdspec.errors import DataError, Span
@@ -124,7 +123,7 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
 
     if facts.modality == "text":  # a folder of files the user put somewhere: spec-relative
         root = reader.string("root")
-        put("root", "root", None if root is None else str(_spec_relative(root,
+        put("root", "root", None if root is None else str(spec_relative(root,
                                                                           reader.span("root"))))
     elif name != IMAGE_FOLDER:
         put("root", "root", reader.string("root"))
@@ -147,13 +146,6 @@ def read_dataset(section: Section, diags: Diagnostics) -> DatasetDraft | None:
     return draft
 
 
-def _spec_relative(value: str, span: Span) -> Path:
-    """A path written in a spec: relative to the spec's folder (or the working folder for a
-    spec read from a string), user-expanded, absolute."""
-    base = Path(span.path).parent if not span.path.startswith("<") else Path()
-    return (base / Path(value).expanduser()).resolve()
-
-
 def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -> bool:
     """``dataset imagefolder { root = ...; attributes = ...; channels = ... }``: the folders are
     listed now (class names, the content digest of the run ids, the CSV's attribute names),
@@ -167,7 +159,7 @@ def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagno
                                    help='e.g. `root = "data/faces"` (relative to this spec)'))
         return False
     try:
-        layout = scan_image_folder(_spec_relative(root, reader.span("root")))
+        layout = scan_image_folder(spec_relative(root, reader.span("root")))
     except DataError as error:
         diags.add(InvalidValue(reader.span("root"), str(error),
                                help="a path relative to the spec, or absolute; docs/datasets.md "
@@ -180,7 +172,7 @@ def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagno
     attributes: tuple[str, ...] = ()
     table = reader.string("attributes")
     if table is not None:
-        path = _spec_relative(table, reader.span("attributes"))
+        path = spec_relative(table, reader.span("attributes"))
         try:
             attributes = read_attribute_header(path)
         except DataError as error:
@@ -223,7 +215,7 @@ def _read_text(reader: SectionReader, draft: DatasetDraft, diags: Diagnostics) -
                                     "not augmented", help="remove augment"))
     tokenizer = reader.string("tokenizer")
     if tokenizer is not None and tokenizer.startswith((".", "/", "~")):
-        tokenizer = str(_spec_relative(tokenizer, reader.span("tokenizer")))
+        tokenizer = str(spec_relative(tokenizer, reader.span("tokenizer")))
     draft.fields["tokenizer"] = tokenizer or DEFAULT_TOKENIZER
     if tokenizer is not None:
         draft.spans["tokenizer"] = reader.span("tokenizer")

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from kdspec.dsl.diagnostics import Diagnostics, InconsistentStudy, InvalidValue, UnknownName
-from kdspec.dsl.reader import Key
+from kdspec.dsl.reader import Key, spec_relative
 from kdspec.dsl.syntax import Assignment, Name, Section, String
 from kdspec.plan import ModelInit, Recipe
 from kdspec.registry import HF_PREFIX, TORCHVISION_PREFIX
@@ -89,8 +89,7 @@ def _pretrained(value: Name, arch: str, diags: Diagnostics) -> ModelInit | None:
 
 
 def _checkpoint(value: String, diags: Diagnostics) -> ModelInit | None:
-    base = Path(value.span.path).parent if not value.span.path.startswith("<") else Path()
-    path = (base / Path(value.value).expanduser()).resolve()
+    path = spec_relative(value.value, value.span)
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as err:

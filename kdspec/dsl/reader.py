@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from kdspec.dsl.diagnostics import (
@@ -238,3 +239,10 @@ class SectionReader:
             else:
                 self._wrong(key, item, "a name or a list of names")
         return out
+
+
+def spec_relative(value: str, span: Span) -> Path:
+    """A path written in a spec: relative to the spec's folder (or the working folder for a
+    spec read from a string), user-expanded, absolute."""
+    base = Path(span.path).parent if not span.path.startswith("<") else Path()
+    return (base / Path(value).expanduser()).resolve()

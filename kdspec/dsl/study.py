@@ -7,7 +7,6 @@ the result is None when anything is wrong.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, get_args
 
 from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
@@ -21,7 +20,7 @@ from kdspec.dsl.diagnostics import (
     WrongType,
 )
 from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, read_init
-from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader
+from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader, spec_relative
 from kdspec.dsl.recipes import RecipeBook, read_layer
 from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
 from kdspec.dsl.validation import build_model
@@ -223,8 +222,7 @@ def huggingface_arch(label: str, span: Span) -> str:
     source = label.removeprefix(HF_PREFIX)
     if not source.startswith((".", "/", "~")):
         return label
-    base = Path(span.path).parent if not span.path.startswith("<") else Path()
-    return HF_PREFIX + str((base / Path(source).expanduser()).resolve())
+    return HF_PREFIX + str(spec_relative(source, span))
 
 
 def _fits_modality(arch: str, draft: DatasetDraft, span: Span, diags: Diagnostics) -> bool:

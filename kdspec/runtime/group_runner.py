@@ -267,11 +267,11 @@ def _check_vocabulary(trainees: Sequence[Trainee], dataset: LoadedDataset,
         return
     from kdspec.huggingface_models import vocabulary_problem
 
-    for trainee in trainees[:1]:  # the members of a group share their architecture
-        problem = vocabulary_problem(trainee.model, dataset.largest_token_id,
-                                     study.dataset.tokenizer or "", dataset.pad_token_id)
-        if problem is not None:
-            raise DataError(problem)
+    # The members of a group share their architecture: the first one speaks for all.
+    problem = vocabulary_problem(trainees[0].model, dataset.largest_token_id,
+                                 study.dataset.tokenizer or "", dataset.pad_token_id)
+    if problem is not None:
+        raise DataError(problem)
 
 
 def _start_from_given_weights(trainees: Sequence[Trainee], source: ArtifactSource,
