@@ -2,8 +2,8 @@
 
 Runs are found by the ``kdspec.run_id`` tag over every active experiment of the store (a teacher
 may have been trained by another spec, in another experiment), never by run name. Only FINISHED
-runs are used; when several FINISHED runs share one kdspec id the newest is taken and the report
-says so. A run that is missing, unfinished or whose predictions cannot be read becomes a
+runs are used; when several FINISHED runs share one kdspec id, the one ``kdspec run`` counts is
+taken (:func:`kdspec.tracking.ownership.finished_run`: the newest) and the report says so. A run that is missing, unfinished or whose predictions cannot be read becomes a
 :class:`RunProblem` naming it; nothing here raises for one bad run.
 """
 
@@ -38,6 +38,9 @@ from kdspec.tracking.client import (
     search_runs,
     tag_filter,
 )
+from kdspec.tracking.ownership import finished_run, first_made
+from kdspec.tracking.run_store import StoredParent
+from kdspec.tracking.store import stored_run
 
 MSG_STORE_UNREACHABLE = "cannot read the MLflow store at {uri}: {error}"
 MSG_MISSING = "no MLflow run has tag kdspec.run_id = {kdspec_id}"
@@ -157,7 +160,10 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
         reason = MSG_NOT_FINISHED.format(statuses=statuses,
                                          failure=f" ({failure})" if failure else "")
         return None, [_problem("not_finished", run, reason, found[0].info.run_id)]
-    chosen = finished[0]
+    # The FINISHED run that counts is the one kdspec run counts (the newest).
+    counted = finished_run(sorted((stored_run(r) for r in finished), key=lambda s: s.start_time))
+    assert counted is not None
+    chosen = next(r for r in finished if r.info.run_id == counted.mlflow_id)
     problems: list[RunProblem] = []
     if len(finished) > 1:
         problems.append(_problem("duplicate", run, MSG_DUPLICATE.format(
@@ -201,6 +207,13 @@ def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan
     return kept, problems
 
 
+def _counted_parent(parents: list[MlflowRun]) -> str | None:
+    """The study's parent run that ``kdspec run`` writes under (the first made)."""
+    counted = first_made([StoredParent(str(r.info.run_id), int(r.info.start_time or 0),
+                                       r.info.status) for r in parents])
+    return None if counted is None else counted.mlflow_id
+
+
 def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
                        already_read: dict[str, RunRead] | None = None) -> StudyRecords:
     """Find and read every run of ``study``; problems are recorded, not raised.
@@ -233,5 +246,5 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
                 runs.append(record)
     runs, other_sets = _drop_other_test_sets(runs, plan)
     return StudyRecords(study=study, runs=tuple(runs), problems=tuple(problems + other_sets),
-                        parent_run_id=parents[0].info.run_id if parents else None,
+                        parent_run_id=_counted_parent(parents),
                         tracking_uri=tracking_uri)

@@ -15,7 +15,12 @@ from kdspec.errors import KdspecError
 from kdspec.plan import Plan
 from kdspec.runtime.run_options import RunOptions, parse_shard, shard_from_env
 from kdspec.runtime.stop_request import StopRequest
-from kdspec.tracking.leases import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
+from kdspec.tracking.ownership import (
+    CLAIM_SETTLE_S,
+    DEFAULT_LEASE_TIMEOUT_S,
+    heartbeat_interval_s,
+    lease_settings_problem,
+)
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries
 
 if TYPE_CHECKING:  # the runtime (torch) is imported only when a plan runs
@@ -58,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-timeout", type=float, default=DEFAULT_LEASE_TIMEOUT_S,
                         metavar="SECONDS",
                         help="a RUNNING run whose heartbeat is older than this was interrupted "
-                             f"and is resumed (default {DEFAULT_LEASE_TIMEOUT_S:g})")
+                             f"and is resumed (default {DEFAULT_LEASE_TIMEOUT_S:g}); the owner "
+                             "renews it every third of it (every "
+                             f"{heartbeat_interval_s(DEFAULT_LEASE_TIMEOUT_S):g} s by default)")
     parser.add_argument("--claim-settle", type=float, metavar="SECONDS",
                         default=float(os.environ.get(CLAIM_SETTLE_VARIABLE, CLAIM_SETTLE_S)),
                         help="seconds between claiming a run and checking the claim held "
@@ -86,6 +93,9 @@ def load_spec(args: argparse.Namespace) -> tuple[Plan, str | None]:
 def options_from_args(args: argparse.Namespace, spec_text: str | None) -> RunOptions:
     if args.eval_every < 1:
         raise KdspecError("--eval-every must be at least 1")
+    problem = lease_settings_problem(args.lease_timeout, args.claim_settle)
+    if problem is not None:
+        raise KdspecError(problem)
     shard = parse_shard(args.shard) if args.shard else shard_from_env()
     return RunOptions(
         tracking_uri=args.tracking_uri, shard=shard, force=args.force, only=tuple(args.only),

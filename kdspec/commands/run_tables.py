@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from kdspec.plan import Run
 from kdspec.runtime.executor import Preparation
-from kdspec.runtime.group_runner import Outcome
+from kdspec.runtime.lockstep_group import Outcome
 
 
 def _temperature(run: Run) -> str:

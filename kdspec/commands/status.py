@@ -33,9 +33,11 @@ from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.progress import format_duration
 from kdspec.runtime.scheduling import lockstep_key
-from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, lease_holder, now_ms
+from kdspec.tracking.leases import now_ms
+from kdspec.tracking.ownership import DEFAULT_LEASE_TIMEOUT_S, run_state
+from kdspec.tracking.run_store import StoredRun
 from kdspec.tracking.schema import resolve_tracking_uri
-from kdspec.tracking.store import MlflowStore, StoredRun
+from kdspec.tracking.store import MlflowStore
 
 State = Literal["finished", "running", "interrupted", "failed", "not started"]
 STATES: tuple[State, ...] = ("finished", "running", "interrupted", "failed", "not started")
@@ -70,29 +72,35 @@ class RunStatus:
 
 
 def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: float) -> RunStatus:
-    """The state of one run from its stored runs (newest decides, FINISHED wins)."""
+    """The state of one run, in ``kdspec status``'s words, from
+    :func:`kdspec.tracking.ownership.run_state` (the rule ``kdspec run`` decides by)."""
     def make(state: State, s: StoredRun | None, detail: str = "") -> RunStatus:
         return RunStatus(run.id, run.role, run.arch, run.seed, run.temperature, state,
                          s.epochs_done if s else 0, run.recipe.epochs, detail,
                          s.mlflow_id if s else "")
 
-    finished = [s for s in stored if s.status == "FINISHED"]
-    if finished:
-        return make("finished", finished[-1])
-    holder = lease_holder(stored, at_ms=at_ms, timeout_s=timeout_s)
-    if holder is not None:
-        s = holder
-        age = s.lease.age_s(at_ms)
-        return make("running", s, f"on {s.lease.host} (pid {s.lease.pid}), heartbeat "
-                                  f"{age:.0f} s ago; the lease expires in "
-                                  f"{max(0.0, timeout_s - age):.0f} s unless renewed")
+    decided = run_state(run, stored, at_ms=at_ms, timeout_s=timeout_s)
+    if decided.kind == "finished":
+        return make("finished", decided.stored)
+    if decided.kind == "live":
+        holder = decided.stored
+        assert holder is not None
+        age = holder.lease.age_s(at_ms)
+        return make("running", holder, f"on {holder.lease.host} (pid {holder.lease.pid}), "
+                                       f"heartbeat {age:.0f} s ago; the lease expires in "
+                                       f"{max(0.0, timeout_s - age):.0f} s unless renewed")
     if not stored:
         return make("not started", None)
     newest = stored[-1]
+    if decided.kind == "resumable":
+        since = f"resumes at epoch {decided.start_epoch + 1}"
+    elif newest.epochs_done > run.recipe.epochs:
+        since = (f"restarts (its checkpoint of epoch {newest.epochs_done} is past the "
+                 f"recipe's {run.recipe.epochs} epochs)")
+    else:
+        since = "restarts (no checkpoint)"
     if newest.status == "FAILED":
-        return make("failed", newest, newest.failure or "no reason recorded")
-    since = (f"resumes at epoch {newest.epochs_done + 1}" if newest.epochs_done else
-             "restarts (no checkpoint)")
+        return make("failed", newest, f"{newest.failure or 'no reason recorded'}; {since}")
     return make("interrupted", newest, f"{why_interrupted(newest, at_ms, timeout_s)}; {since}")
 
 
@@ -121,6 +129,8 @@ def seconds_per_epoch(stored: dict[str, list[StoredRun]], plan: Plan) -> dict[st
         done = [s for s in runs if s.status == "FINISHED" and s.end_time > s.start_time]
         if done:
             run = plan.run(kid)
+            if run.recipe.epochs == 0:  # evaluated only: no training pace to measure
+                continue
             pace = (done[-1].end_time - done[-1].start_time) / 1000.0 / run.recipe.epochs
             per_kind.setdefault(f"{run.role} {run.arch}", []).append(pace)
             per_kind.setdefault(run.arch, []).append(pace)
@@ -138,7 +148,7 @@ def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: flo
     left: dict[tuple[str, ...], float] = {}
     unmeasured: set[str] = set()
     for r in runs:
-        if r.state == "finished":
+        if r.state == "finished" or r.epochs == 0:  # evaluated only: seconds, not epochs
             continue
         per_epoch = pace.get(f"{r.role} {r.arch}", pace.get(r.arch))
         if per_epoch is None:

@@ -38,34 +38,37 @@ from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gath
 from kdspec.errors import DataParallelFailure, KdspecError, TrackingError
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
-from kdspec.runtime.group_runner import GroupSettings, Outcome, train_group
 from kdspec.runtime.interfaces import LoadedDataset
+from kdspec.runtime.lockstep_group import GroupContext, GroupSettings, LockstepGroup, Outcome
 from kdspec.runtime.precision import accelerator_mode, autocast_factory, configure_cuda_numerics
 from kdspec.runtime.progress import GroupProgress, PlanClock, console_mode
-from kdspec.runtime.recorder import (
-    CheckpointUnreadable,
-    ClaimLost,
-    NullRecorder,
-    RunRecorder,
-    StoreRecorder,
-    StoreSource,
-    run_name,
-)
 from kdspec.runtime.run_options import RunOptions, select_runs
+from kdspec.runtime.run_writer import NullWriter, RunWriter, StoreWriter
 from kdspec.runtime.scheduling import (
     Action,
     Group,
-    decide_action,
     form_groups,
     group_epoch_costs,
     group_remaining_cost,
     runs_of_share,
 )
 from kdspec.runtime.stop_request import Stopped, StopRequest
+from kdspec.runtime.weights import CheckpointUnusable, StoreWeights
 from kdspec.tracking.leases import new_owner, now_ms
+from kdspec.tracking.ownership import (
+    ClaimLost,
+    LeaseSettings,
+    RunState,
+    claim_parent,
+    find_parent,
+    finished_run,
+    run_state,
+)
 from kdspec.tracking.reachability import is_unreachable
+from kdspec.tracking.run_layout import run_name
+from kdspec.tracking.run_store import DatasetRecord, RunStore, StoredRun
 from kdspec.tracking.schema import resolve_tracking_uri
-from kdspec.tracking.store import DatasetRecord, MlflowStore, RunStore, StoredRun
+from kdspec.tracking.store import MlflowStore
 
 T = TypeVar("T")
 
@@ -236,8 +239,12 @@ class Executor:
         return stored
 
     def _decide(self, run: Run, stored: Sequence[StoredRun]) -> Action:
-        return decide_action(run, stored, force=self.options.force,
-                             lease_timeout_s=self.options.lease_timeout_s)
+        return Action.of(self._state(run, stored))
+
+    def _state(self, run: Run, stored: Sequence[StoredRun], *,
+               teacher: RunState | None = None) -> RunState:
+        return run_state(run, stored, at_ms=now_ms(), timeout_s=self.options.lease_timeout_s,
+                         force=self.options.force, teacher=teacher)
 
     def prepare(self, runs: list[Run]) -> Preparation:
         """Decide each run's action from the store; find distilled runs with no teacher."""
@@ -365,30 +372,27 @@ class Executor:
     def _refresh(self, group: Group) -> tuple[Group | None, str]:
         """The group as the store has it now: None and why when it is not to be trained here
         right now ("done": finished meanwhile; "elsewhere": a member or the teacher is live in
-        another process, recorded in ``_blockers``; "blocked": its teacher failed)."""
+        another process, recorded in ``_blockers``; "waiting for teacher" / "blocked": its
+        teacher is pending in this pass / failed or missing)."""
         teacher_id = group.runs[0].teacher_id
         ids = [r.id for r in group.runs] + ([teacher_id] if teacher_id else [])
         stored = self._stored([self.plan.run(i) for i in ids])
         key = group.runs[0].id
         self._blockers.pop(key, None)
-        if teacher_id is not None:
-            teacher = self._decide(self.plan.run(teacher_id), stored[teacher_id])
-            if teacher.kind == "elsewhere":
-                if teacher.stored is not None:
-                    self._blockers[key] = Blocker(teacher.run, teacher.stored)
-                return None, "elsewhere"
-            if teacher.kind != "reuse" and not self.options.force:
-                return None, ("waiting for teacher" if teacher_id in self._waiting_ids
-                              else "blocked")
-        actions = [self._decide(a.run, stored[a.run.id]) for a in group.actions]
-        if all(a.kind == "reuse" for a in actions):
+        teacher = (self._state(self.plan.run(teacher_id), stored[teacher_id])
+                   if teacher_id is not None else None)
+        states = [self._state(a.run, stored[a.run.id], teacher=teacher) for a in group.actions]
+        if all(s.kind == "finished" for s in states):
             return None, "done"
-        held = next((a for a in actions if a.kind == "elsewhere"), None)
+        held = next((s for s in [*states, teacher] if s is not None and s.kind == "live"), None)
         if held is not None:
             if held.stored is not None:
                 self._blockers[key] = Blocker(held.run, held.stored)
             return None, "elsewhere"
-        groups = form_groups(self.plan, actions)
+        if any(s.kind == "blocked" for s in states):
+            return None, ("waiting for teacher" if teacher_id in self._waiting_ids
+                          else "blocked")
+        groups = form_groups(self.plan, [Action.of(s) for s in states])
         return (groups[0], "") if groups else (None, "done")
 
     def _attempt(self, group: Group, outcomes: dict[str, Outcome], parents: dict[str, str],
@@ -405,9 +409,10 @@ class Executor:
         if fresh is None and why == "done":
             stored = self._stored(group.runs)
             for run in group.runs:
-                done = [s for s in stored[run.id] if s.status == "FINISHED"]
-                outcomes[run.id] = Outcome(run, "reused", mlflow_id=done[-1].mlflow_id,
-                                           test_acc=done[-1].test_acc,
+                done = finished_run(stored[run.id])
+                assert done is not None, "a done group has a FINISHED run per member"
+                outcomes[run.id] = Outcome(run, "reused", mlflow_id=done.mlflow_id,
+                                           test_acc=done.test_acc,
                                            note="finished by another process")
             return True
         if fresh is None and why == "blocked":
@@ -421,20 +426,22 @@ class Executor:
         self.logger.info("%s: training %s%s", study.name, fresh.label,
                          f" (resuming at epoch {fresh.start_epoch + 1})"
                          if fresh.start_epoch else "")
+        context = GroupContext(
+            study=study, dataset=self._dataset(study),
+            writer=self._writer(study, parents, workdir),
+            weights=self._weights(fresh.runs[0], workdir), settings=self._settings(study),
+            progress=self._progress(fresh, study, clock, places.get(group.runs[0].id, "")),
+            logger=self.logger)
         try:
-            results = train_group(
-                fresh, study=study, dataset=self._dataset(study),
-                recorder=self._recorder(study, parents, workdir),
-                source=self._source(fresh.runs[0], workdir),
-                settings=self._settings(study), logger=self.logger,
-                progress=self._progress(fresh, study, clock, places.get(group.runs[0].id, "")))
+            results = LockstepGroup(fresh, context).train()
         except ClaimLost as lost:
             self.logger.info("%s: %s; trying again later", fresh.label, lost)
             for run in fresh.runs:
                 outcomes[run.id] = Outcome(run, "elsewhere", str(lost))
             return False
-        except CheckpointUnreadable as unreadable:
-            self.logger.warning("%s: %s", fresh.label, unreadable)
+        except CheckpointUnusable as unusable:
+            self.logger.warning("%s: %s; decided again: it trains from its first epoch",
+                                fresh.label, unusable)
             return False
         finally:
             if self.data_parallel:  # prepare_model kept a reference to each of the group's
@@ -445,20 +452,21 @@ class Executor:
             self.accelerator.wait_for_everyone()
         return True
 
-    def _recorder(self, study: Study, parents: dict[str, str], workdir: Path) -> RunRecorder:
+    def _writer(self, study: Study, parents: dict[str, str], workdir: Path) -> RunWriter:
         if not self.writes_tracking:
-            return NullRecorder()
-        return StoreRecorder(plan=self.plan, study=study, store=self.store_of(study),
-                             parent_id=parents.get(study.name, ""), workdir=workdir,
-                             owner=self.owner, dataset=self._dataset_records.get(study.name),
-                             logger=self.logger, lease_timeout_s=self.options.lease_timeout_s,
-                             settle_s=self.options.settle_seconds,
-                             defer_claim_check=not self.data_parallel)
+            return NullWriter()
+        return StoreWriter(study=study, store=self.store_of(study),
+                           parent_id=parents.get(study.name, ""), workdir=workdir,
+                           owner=self.owner, dataset=self._dataset_records.get(study.name),
+                           logger=self.logger,
+                           lease=LeaseSettings(self.options.lease_timeout_s,
+                                               self.options.settle_seconds),
+                           defer_claim_check=not self.data_parallel)
 
-    def _source(self, first: Run, workdir: Path) -> StoreSource:
+    def _weights(self, first: Run, workdir: Path) -> StoreWeights:
         study = self.plan.study_of(first.id)
         teacher_study = self.plan.study_of(first.teacher_id) if first.teacher_id else study
-        return StoreSource(self.store_of(study), self.store_of(teacher_study), workdir)
+        return StoreWeights(self.store_of(study), self.store_of(teacher_study), workdir)
 
     def _settings(self, study: Study) -> GroupSettings:
         wrap = None
@@ -511,9 +519,10 @@ class Executor:
         for turn in (0, 1):
             if (self.process_index == 0) == (turn == 0) and self.writes_tracking:
                 for study in studies:
-                    parents[study.name] = self.store_of(study).parent_run(
-                        study, plan_json=plan_json, spec_text=self.options.spec_text,
-                        overrides=self.plan.overrides)
+                    parents[study.name] = claim_parent(
+                        self.store_of(study), study, plan_json=plan_json,
+                        spec_text=self.options.spec_text, overrides=self.plan.overrides,
+                        settle_s=self.options.settle_seconds)
             if self.processes > 1:
                 self.accelerator.wait_for_everyone()
         return parents
@@ -547,11 +556,12 @@ class Executor:
             return
         for study in self._studies_of(self.machine_runs()):
             store = self.store_of(study)
-            parent_id = parents.get(study.name) or store.existing_parent(study)
+            parent_id = parents.get(study.name) or find_parent(store, study)
             if parent_id is None:
                 continue
             failed = [(rid, why) for rid, why in failures if rid in self.plan.study_runs(study)]
-            if store.finished_runs_of_study(study.run_ids):
+            if all(finished_run(runs) is not None
+                   for runs in store.find_runs(study.run_ids).values()):
                 store.finish(parent_id)
             elif interrupted is not None:
                 store.fail(parent_id, interrupted[1], status=interrupted[0])

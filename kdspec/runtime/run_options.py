@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from kdspec.errors import KdspecError
-from kdspec.tracking.leases import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
+from kdspec.tracking.ownership import CLAIM_SETTLE_S, DEFAULT_LEASE_TIMEOUT_S
 
 ROLES = ("teacher", "student", "distilled")
 DataParallel = Literal["auto", "on", "off"]
@@ -70,7 +70,7 @@ class RunOptions:
     log_dir: Path = Path(".kdspec/logs")
     cache_dir: Path | None = None  # dataset cache (None: the data module's default)
     spec_text: str | None = None  # logged as the parent run's spec.kdspec
-    #: A RUNNING run whose heartbeat is older is taken for interrupted (kdspec.tracking.leases).
+    #: A RUNNING run whose heartbeat is older is taken for interrupted (kdspec.tracking.ownership).
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     #: Seconds between making a claim on a run and checking it held.
     settle_seconds: float = CLAIM_SETTLE_S

@@ -1,8 +1,9 @@
 """What ``kdspec run`` will do with each run, and who does it: pure functions of the plan and of
 what the MLflow store holds (no training, no MLflow calls), so every decision is unit-tested.
 
-- Action per run: reuse a FINISHED run, leave one another process is training right now (a live
-  lease: "elsewhere"), resume a killed/failed one from its checkpoint, or train.
+- Action per run: what :func:`kdspec.tracking.ownership.run_state` says of it, in the
+  executor's words: reuse a FINISHED run, leave one another process is training right now
+  ("elsewhere"), resume a killed/failed one from its checkpoint, or train.
 - Lockstep groups: the runnable distilled runs sharing seed, teacher, architecture and recipe.
 - Work units and shards: a unit is a teacher with every run that learns from it (or one run with
   no teacher and no pupils); units go to shards by a deterministic longest-first balance over the
@@ -19,17 +20,23 @@ from typing import Literal
 from kdspec.plan import DatasetSpec, Plan, Run
 from kdspec.registry import short_arch
 from kdspec.runtime.models.cost import study_forward_flops
-from kdspec.tracking.leases import DEFAULT_LEASE_TIMEOUT_S, lease_holder, now_ms
-from kdspec.tracking.store import StoredRun
+from kdspec.tracking.leases import now_ms
+from kdspec.tracking.ownership import DEFAULT_LEASE_TIMEOUT_S, RunState, RunStateKind, run_state
+from kdspec.tracking.run_store import StoredRun
 
 ActionKind = Literal["reuse", "resume", "train", "elsewhere"]
+#: What this process does with a run in each state of :func:`kdspec.tracking.ownership.run_state`
+#: (a blocked run is not an action: the executor skips it or waits for its teacher).
+ACTION_OF_STATE: dict[RunStateKind, ActionKind] = {
+    "finished": "reuse", "live": "elsewhere", "resumable": "resume", "fresh": "train"}
 
 
 @dataclass(frozen=True)
 class Action:
     """What happens to one run. ``start_epoch`` > 0 only for "resume"; ``stored`` is the MLflow
-    run reused or resumed; ``stale`` are unfinished runs a fresh training replaces;
-    ``superseded`` are FINISHED runs a ``--force`` retraining replaces once it finishes."""
+    run reused, resumed or held elsewhere; ``stale`` are unfinished runs a fresh training
+    replaces; ``superseded`` are FINISHED runs a ``--force`` retraining replaces once it
+    finishes."""
 
     run: Run
     kind: ActionKind
@@ -37,6 +44,15 @@ class Action:
     stored: StoredRun | None = None
     stale: tuple[StoredRun, ...] = ()
     superseded: tuple[StoredRun, ...] = ()
+
+    @classmethod
+    def of(cls, state: RunState) -> Action:
+        """The action for a run's state (a blocked state has none: ValueError)."""
+        if state.kind == "blocked":
+            raise ValueError(f"{state.run.id} is blocked: its teacher is not finished")
+        return cls(state.run, ACTION_OF_STATE[state.kind], start_epoch=state.start_epoch,
+                   stored=state.stored if state.kind != "fresh" else None, stale=state.stale,
+                   superseded=state.superseded)
 
     def describe(self) -> str:
         """The dry-run wording: "train", "reuse", "resume at epoch k", "running elsewhere"."""
@@ -52,23 +68,10 @@ class Action:
 def decide_action(run: Run, stored: Sequence[StoredRun], *, force: bool,
                   lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S,
                   at_ms: int | None = None) -> Action:
-    """Reuse the newest FINISHED run (unless ``force``); else leave a run another process is
-    training (live lease); else resume the newest unfinished run that saved a checkpoint; else
-    train from scratch."""
-    finished = [s for s in stored if s.status == "FINISHED"]
-    if finished and not force:
-        return Action(run, "reuse", stored=finished[-1])
-    at = now_ms() if at_ms is None else at_ms
-    holder = lease_holder(stored, at_ms=at, timeout_s=lease_timeout_s)
-    if holder is not None:
-        return Action(run, "elsewhere", start_epoch=holder.epochs_done, stored=holder)
-    unfinished = tuple(s for s in stored if s.status != "FINISHED")
-    resumable = [s for s in unfinished if 0 < s.epochs_done <= run.recipe.epochs]
-    if resumable and not force:
-        newest = resumable[-1]
-        return Action(run, "resume", start_epoch=newest.epochs_done, stored=newest,
-                      stale=tuple(s for s in unfinished if s is not newest))
-    return Action(run, "train", stale=unfinished, superseded=tuple(finished))
+    """The action for ``run`` given its stored runs: :func:`run_state` (the one rule), in the
+    executor's words."""
+    return Action.of(run_state(run, stored, at_ms=now_ms() if at_ms is None else at_ms,
+                               timeout_s=lease_timeout_s, force=force))
 
 
 @dataclass(frozen=True)

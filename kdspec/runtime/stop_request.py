@@ -3,7 +3,7 @@ limit), SIGINT (Ctrl-C) and SIGUSR1 (Slurm's warning signal, ``--signal=B:USR1@1
 by the batch script) ask ``kdspec run`` to stop.
 
 The first signal only sets a flag. The training loop looks at it after every batch and stops
-there by raising :class:`Stopped`; the group runner then releases its runs (each ends KILLED with
+there by raising :class:`Stopped`; the lockstep group then releases its runs (each ends KILLED with
 ``kdspec.interrupted`` saying why: resumable at once by any process, from the checkpoint of its
 last finished epoch), the queued MLflow writes are flushed, the parent runs end KILLED, and the
 command prints its summary and exits with ``128 + signal number`` (143 for SIGTERM, 130 for

@@ -182,45 +182,58 @@ class CachedTeacher:
         return self.table[index, view].float()
 
 
-def build_teacher_signal(
-    teacher: nn.Module,
-    train_source: TrainSource,
-    *,
-    mode: TeacherCacheMode,
-    epochs: int,
-    live: TeacherSignal,
-    device: torch.device,
-    num_classes: int,
-    precision: Precision = "fp32",
-    group_size: int = 1,
-    shared_forward: bool = True,
-    autocast: AutocastFactory | None = None,
-    memory_budget_bytes: int | None = None,
-    fill_batch_size: int = DEFAULT_FILL_BATCH_SIZE,
-) -> TeacherSignal:
+@dataclass(frozen=True)
+class TeacherDemand:
+    """What one group of distilled students asks of its teacher: logits of ``num_classes``
+    classes on ``train``'s batches for ``epochs`` epochs (from where the group resumes), for
+    ``group_size`` students that share one live forward per batch (``shared_forward``, lockstep)
+    or each run their own."""
+
+    train: TrainSource
+    epochs: int
+    num_classes: int
+    group_size: int = 1
+    shared_forward: bool = True
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How the cache is chosen and filled: the study's ``teacher_cache`` mode, the precision of
+    the teacher's forwards (the table's dtype), the memory it may take (None: the device's
+    default budget) and the forward batch size that fills it."""
+
+    mode: TeacherCacheMode
+    precision: Precision = "fp32"
+    memory_budget_bytes: int | None = None
+    fill_batch_size: int = DEFAULT_FILL_BATCH_SIZE
+
+
+def build_teacher_signal(teacher: nn.Module, demand: TeacherDemand, policy: CachePolicy, *,
+                         live: TeacherSignal, device: torch.device,
+                         autocast: AutocastFactory | None = None) -> TeacherSignal:
     """The teacher signal for one group of distilled students: ``live`` or a filled cache.
 
-    ``mode`` "off" returns ``live``; "on" always caches (ValueError when the source has
-    continuous augmentation); "auto" decides with :func:`estimate_teacher_cache`, counting one
-    live forward per batch when the group shares it (``shared_forward``, lockstep) or
-    ``group_size`` forwards when each student runs its own. ``autocast`` defaults to the
-    run's ``precision`` (pass ``accelerator.autocast`` to match the live teacher exactly).
+    Mode "off" returns ``live``; "on" always caches (ValueError when the source has continuous
+    augmentation); "auto" decides with :func:`estimate_teacher_cache`, counting one live forward
+    per batch when the group shares it or ``group_size`` forwards when each student runs its
+    own. ``autocast`` defaults to the policy's precision (pass ``accelerator.autocast`` to match
+    the live teacher exactly).
     """
-    if mode == "off":
+    if policy.mode == "off":
         return live
-    if mode == "auto":
-        bytes_per_logit = 4 if precision == "fp32" else 2
-        budget = (memory_budget_bytes if memory_budget_bytes is not None
+    if policy.mode == "auto":
+        budget = (policy.memory_budget_bytes if policy.memory_budget_bytes is not None
                   else default_memory_budget(device))
         decision = estimate_teacher_cache(
-            num_samples=train_source.num_samples, num_views=train_source.num_views,
-            epochs=epochs, num_classes=num_classes,
-            live_forwards_per_batch=1 if shared_forward else group_size,
-            bytes_per_logit=bytes_per_logit, memory_budget_bytes=budget,
+            num_samples=demand.train.num_samples, num_views=demand.train.num_views,
+            epochs=demand.epochs, num_classes=demand.num_classes,
+            live_forwards_per_batch=1 if demand.shared_forward else demand.group_size,
+            bytes_per_logit=4 if policy.precision == "fp32" else 2,
+            memory_budget_bytes=budget,
         )
         if not decision.use_cache:
             return live
     make_autocast = autocast if autocast is not None else (
-        lambda: autocast_for(device, precision))
-    return CachedTeacher.compute(teacher, train_source, autocast=make_autocast,
-                                 batch_size=fill_batch_size)
+        lambda: autocast_for(device, policy.precision))
+    return CachedTeacher.compute(teacher, demand.train, autocast=make_autocast,
+                                 batch_size=policy.fill_batch_size)

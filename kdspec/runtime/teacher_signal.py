@@ -7,12 +7,13 @@ of :mod:`kdspec.runtime.teacher_cache`, chosen by :func:`make_teacher_signal` fr
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import torch
 
 from kdspec.plan import Precision, RuntimeSpec
-from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
-from kdspec.runtime.teacher_cache import build_teacher_signal
+from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal
+from kdspec.runtime.teacher_cache import CachePolicy, TeacherDemand, build_teacher_signal
 
 
 class LiveTeacher:
@@ -35,31 +36,20 @@ class LiveTeacher:
             return self.teacher(batch.inputs).float()
 
 
-def make_teacher_signal(
-    teacher: torch.nn.Module,
-    train: TrainSource,
-    *,
-    runtime: RuntimeSpec,
-    precision: Precision,
-    epochs: int,
-    group_size: int,
-    num_classes: int,
-    device: torch.device,
-    autocast: AutocastFactory = contextlib.nullcontext,
-) -> TeacherSignal:
-    """The teacher signal for one lockstep group of ``group_size`` distilled students that train
-    ``epochs`` epochs (counted from where they resume) on ``train``.
+def make_teacher_signal(teacher: torch.nn.Module, demand: TeacherDemand, *,
+                        runtime: RuntimeSpec, precision: Precision, device: torch.device,
+                        autocast: AutocastFactory = contextlib.nullcontext) -> TeacherSignal:
+    """The teacher signal for one lockstep group (``demand``): the study's ``teacher_cache``
+    mode decides between the live teacher and the cache.
 
     The teacher forward is always shared by the group (one per batch), which is what the cache's
     "auto" cost rule compares against. A continuous augmentation (no finite views) can only be
     served live.
     """
     live = LiveTeacher(teacher, autocast=autocast)
-    mode = runtime.teacher_cache
-    if train.num_views is None or epochs <= 0:
+    if demand.train.num_views is None or demand.epochs <= 0:
         return live
     return build_teacher_signal(
-        teacher, train, mode=mode, epochs=epochs, live=live, device=device,
-        num_classes=num_classes, precision=precision, group_size=group_size,
-        shared_forward=True, autocast=autocast,
-    )
+        teacher, replace(demand, shared_forward=True),
+        CachePolicy(mode=runtime.teacher_cache, precision=precision),
+        live=live, device=device, autocast=autocast)

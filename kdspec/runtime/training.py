@@ -168,32 +168,50 @@ def check_loss(loss: float, first_loss: float, epoch: int) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class BatchStream:
+    """A group's batches: ``source.epoch(seed=, epoch=, batch_size=, share=)``, a function of
+    the group's seed and the epoch alone. ``share = (k, n)`` (data-parallel training): only this
+    process's batches (:func:`kdspec.runtime.interfaces.shard_batches`), the same number in
+    every process."""
+
+    source: TrainSource
+    seed: int
+    batch_size: int
+    share: tuple[int, int] = (0, 1)
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What the loop calls out to: ``on_batch`` after every batch (progress, the claim check, a
+    stop request), ``on_epoch_end`` with one result per member still training that epoch
+    (evaluation, logging, checkpoints), and ``sum_over_processes`` (data-parallel: the
+    all-reduce that makes every process judge divergence on the same numbers)."""
+
+    on_batch: Callable[[], None] | None = None
+    on_epoch_end: Callable[[Sequence[EpochResult]], None] | None = None
+    sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
 def train_lockstep(
     trainees: Sequence[Trainee],
-    train: TrainSource,
+    batches: BatchStream,
     *,
     teacher: TeacherSignal | None,
-    seed: int,
-    batch_size: int,
     epochs: int,
     autocast: AutocastFactory = contextlib.nullcontext,
-    on_batch: Callable[[], None] | None = None,
-    on_epoch_end: Callable[[Sequence[EpochResult]], None] | None = None,
-    batch_share: tuple[int, int] = (0, 1),
-    sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    hooks: LoopHooks | None = None,
 ) -> None:
     """Train ``trainees`` (all at the same ``epochs_done``) from there up to ``epochs`` epochs.
 
-    ``teacher`` is required iff the members are distilled. ``on_epoch_end`` gets one result per
-    member still training that epoch (evaluation, logging and checkpoints live there); a member
-    whose loss is NaN or diverges gets ``failure`` set and trains no further, the others go on.
-    ``batch_share = (k, n)`` (data-parallel training): the source builds only this process's
-    batches (:func:`kdspec.runtime.interfaces.shard_batches`), the same number in every process;
-    ``sum_over_processes`` (an all-reduce) then makes every process judge divergence on the
-    same numbers: the loss summed over all processes' samples, the first losses averaged.
+    ``teacher`` is required iff the members are distilled. A member whose loss is NaN or
+    diverges gets ``failure`` set in its epoch result and trains no further; the others go on.
+    With ``hooks.sum_over_processes`` the loss is summed over all processes' samples and the
+    first losses averaged before the divergence check.
     """
     if not trainees:
         return
+    hooks = hooks if hooks is not None else LoopHooks()
     start = trainees[0].epochs_done
     if any(t.epochs_done != start for t in trainees):
         raise ValueError("lockstep members must resume from the same epoch")
@@ -201,46 +219,69 @@ def train_lockstep(
         active = [t for t in trainees if t.failure is None]
         if not active:
             return
-        device = next(active[0].model.parameters()).device
-        loss_sums = [torch.zeros((), device=device) for _ in active]
-        seen = 0
-        warming = [t for t in active if t.run.recipe.schedule.warmup_steps]
-        first_step = epoch * len(shard_batches(train.num_samples, batch_size, batch_share))
-        for number, batch in enumerate(train.epoch(seed=seed, epoch=epoch,
-                                                   batch_size=batch_size, share=batch_share)):
-            teacher_logits = teacher.logits(batch) if teacher is not None else None
-            n = batch.labels.shape[0]
-            for member in warming:
-                set_step_rate(member.optimizer, member.scheduler, warmup_factor(
-                    member.run.recipe.schedule, first_step + number))
-            for member, loss_sum in zip(active, loss_sums, strict=True):
-                if member.stochastic:
-                    torch.manual_seed(derived_seed(member.run.seed, epoch, number))
-                loss = train_step(member, batch, teacher_logits, autocast=autocast)
-                if member.first_loss is None:
-                    member.first_loss = loss.clone()
-                loss_sum += loss * n
-            seen += n
-            if on_batch is not None:
-                on_batch()
-        # The one host synchronisation of the epoch: every member's summed loss at once.
-        firsts = [t.first_loss if t.first_loss is not None else torch.zeros((), device=device)
-                  for t in active]
-        totals = torch.stack([*loss_sums, *firsts,
-                              torch.tensor(float(seen), device=device)]).double()
-        if sum_over_processes is not None:
-            totals = sum_over_processes(totals)
-            totals[len(active):2 * len(active)] /= batch_share[1]
-        values = totals.cpu().tolist()
-        seen_all = values[-1]
-        results = []
-        for j, member in enumerate(active):
-            mean_loss = values[j] / max(seen_all, 1)
-            failure = check_loss(mean_loss, values[len(active) + j], epoch)
-            lr = current_lr(member.optimizer)
-            member.scheduler.step()
-            member.epochs_done = epoch + 1
-            member.failure = failure
-            results.append(EpochResult(member, epoch, mean_loss, lr, failure))
-        if on_epoch_end is not None:
-            on_epoch_end(results)
+        loss_sums, seen = _train_epoch(active, batches, epoch, teacher=teacher,
+                                       autocast=autocast, on_batch=hooks.on_batch)
+        results = _end_epoch(active, epoch, loss_sums, seen, batches.share,
+                             hooks.sum_over_processes)
+        if hooks.on_epoch_end is not None:
+            hooks.on_epoch_end(results)
+
+
+def _train_epoch(active: Sequence[Trainee], batches: BatchStream, epoch: int, *,
+                 teacher: TeacherSignal | None, autocast: AutocastFactory,
+                 on_batch: Callable[[], None] | None) -> tuple[list[torch.Tensor], int]:
+    """One epoch of every active member on the group's batches (one teacher signal per batch,
+    shared); returns each member's summed loss (device scalars) and the samples seen."""
+    device = next(active[0].model.parameters()).device
+    loss_sums = [torch.zeros((), device=device) for _ in active]
+    seen = 0
+    warming = [t for t in active if t.run.recipe.schedule.warmup_steps]
+    first_step = epoch * len(shard_batches(batches.source.num_samples, batches.batch_size,
+                                           batches.share))
+    for number, batch in enumerate(batches.source.epoch(
+            seed=batches.seed, epoch=epoch, batch_size=batches.batch_size,
+            share=batches.share)):
+        teacher_logits = teacher.logits(batch) if teacher is not None else None
+        n = batch.labels.shape[0]
+        for member in warming:
+            set_step_rate(member.optimizer, member.scheduler, warmup_factor(
+                member.run.recipe.schedule, first_step + number))
+        for member, loss_sum in zip(active, loss_sums, strict=True):
+            if member.stochastic:
+                torch.manual_seed(derived_seed(member.run.seed, epoch, number))
+            loss = train_step(member, batch, teacher_logits, autocast=autocast)
+            if member.first_loss is None:
+                member.first_loss = loss.clone()
+            loss_sum += loss * n
+        seen += n
+        if on_batch is not None:
+            on_batch()
+    return loss_sums, seen
+
+
+def _end_epoch(active: Sequence[Trainee], epoch: int, loss_sums: Sequence[torch.Tensor],
+               seen: int, share: tuple[int, int],
+               sum_over_processes: Callable[[torch.Tensor], torch.Tensor] | None
+               ) -> list[EpochResult]:
+    """The one host synchronisation of the epoch: every member's summed loss at once, judged
+    for divergence; each member's scheduler steps and its epoch is counted."""
+    device = loss_sums[0].device
+    firsts = [t.first_loss if t.first_loss is not None else torch.zeros((), device=device)
+              for t in active]
+    totals = torch.stack([*loss_sums, *firsts, torch.tensor(float(seen), device=device)]
+                         ).double()
+    if sum_over_processes is not None:
+        totals = sum_over_processes(totals)
+        totals[len(active):2 * len(active)] /= share[1]
+    values = totals.cpu().tolist()
+    seen_all = values[-1]
+    results = []
+    for j, member in enumerate(active):
+        mean_loss = values[j] / max(seen_all, 1)
+        failure = check_loss(mean_loss, values[len(active) + j], epoch)
+        lr = current_lr(member.optimizer)
+        member.scheduler.step()
+        member.epochs_done = epoch + 1
+        member.failure = failure
+        results.append(EpochResult(member, epoch, mean_loss, lr, failure))
+    return results

@@ -1,11 +1,11 @@
-"""A recorder's MLflow writes, done in order by one background thread, off the training path.
+"""A writer's MLflow writes, done in order by one background thread, off the training path.
 
 The training thread hands each write (a closure) to :meth:`WriteQueue.submit` and goes on with
 the next batch; the worker performs them one at a time, in submission order, so "checkpoint
 first, then the epoch's metrics and ``kdspec.last_epoch``" still holds in the store. A write
 that raises stops the queue: the writes queued after it are dropped (they assumed it happened)
 and the exception is raised in the training thread at its next ``submit`` or ``flush``, where the
-group runner deals with it as if the write had failed in place (a lost claim defers the group,
+lockstep group deals with it as if the write had failed in place (a lost claim defers the group,
 an unreachable store stops the plan, anything else fails the group).
 
 Why a thread is enough: the worker spends its time in SQLite or HTTP calls and file copies, and

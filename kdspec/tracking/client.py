@@ -18,7 +18,8 @@ from mlflow.entities import Run as MlflowRun
 from mlflow.tracking import MlflowClient
 
 from kdspec.errors import TrackingError
-from kdspec.tracking.sqlite_store import prepare_sqlite_store, sqlite_path
+from kdspec.tracking.sqlite_store import prepare_sqlite_store
+from kdspec.tracking.store_uri import local_artifact_root, sqlite_path
 
 #: Runs or experiments per search request (MLflow's maximum page size for runs is 50,000;
 #: 1,000 keeps each answer small). Every page is read: there is no silent cap.
@@ -35,11 +36,6 @@ class StoreMissing(TrackingError):
     """A sqlite store that does not exist was to be read (reading must not create it)."""
 
 
-def is_server_uri(uri: str) -> bool:
-    """Whether the store is an MLflow server (which then decides where artifacts go)."""
-    return uri.startswith(("http://", "https://", "databricks"))
-
-
 #: MLflow 3's UI opens experiments on its GenAI overview unless told the workflow is model training
 #: (a URL parameter it then keeps; the ``mlflow.experimentKind`` tag alone does not switch it).
 UI_WORKFLOW_QUERY = "workflowType=machine_learning"
@@ -48,17 +44,6 @@ UI_WORKFLOW_QUERY = "workflowType=machine_learning"
 def experiment_url(server_url: str, experiment_id: str) -> str:
     """The page of an experiment's runs table in the MLflow UI served at ``server_url``."""
     return f"{server_url.rstrip('/')}/#/experiments/{experiment_id}?{UI_WORKFLOW_QUERY}"
-
-
-def local_artifact_root(uri: str) -> Path | None:
-    """Where experiments of a non-server store keep artifacts: ``mlartifacts/`` next to a sqlite
-    file, or in the working folder for other databases; None for a server."""
-    if is_server_uri(uri):
-        return None
-    path = sqlite_path(uri)
-    if path is not None:
-        return (path.parent / "mlartifacts").resolve()
-    return (Path.cwd() / "mlartifacts").resolve()
 
 
 def open_client(uri: str, *, create: bool) -> MlflowClient:

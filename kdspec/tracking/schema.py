@@ -14,7 +14,8 @@ Layout
   compare view can plot one against the other);
 - artifacts of a nested run: ``predictions.npz`` (keys below), ``class_accuracy.json``,
   ``confusion.npy``, ``checkpoints/final.pt`` and ``checkpoints/last.pt`` (resumable state);
-- a RUNNING run carries a lease (``kdspec.lease.*``, see ``kdspec.tracking.leases``);
+- a RUNNING run carries a lease (``kdspec.lease.*``, see ``kdspec.tracking.leases``; who holds
+  a run is ``kdspec.tracking.ownership``, described in docs/running.md, "Who trains a run");
 - provenance on the parent and on every run: ``mlflow.source.git.commit`` and
   ``kdspec.git_dirty`` (from a checkout), ``kdspec.version.*``, ``kdspec.host``, ``mlflow.user``;
   each nested run has its dataset as an MLflow input (name, digest, source).
@@ -63,7 +64,7 @@ TAG_TEACHER_PRECISION = "kdspec.teacher_precision"  # distilled: its teacher's f
 #: hub model, the repository commit they were (the name alone can move on).
 TAG_WEIGHTS_SOURCE = "kdspec.weights.source"
 TAG_WEIGHTS_REVISION = "kdspec.weights.revision"
-# Leases of live runs (kdspec.tracking.leases)
+# Leases of live runs (kdspec.tracking.leases; the rules in kdspec.tracking.ownership)
 TAG_LEASE_OWNER = "kdspec.lease.owner"  # host:pid:token of the process training the run
 TAG_LEASE_MACHINE = "kdspec.lease.machine"  # boot id / pid namespace the owner runs in
 TAG_LEASE_CLAIMED = "kdspec.lease.claimed"  # ms since the epoch
@@ -88,6 +89,8 @@ EXPERIMENT_KIND = "custom_model_development"
 TAG_REPORT_DIGEST = "kdspec.report_digest"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
 TAG_SUPERSEDED_BY = "kdspec.superseded_by"
+#: On an unfinished run another process took over and trained anew: the owner that replaced it.
+TAG_REPLACED_BY = "kdspec.replaced_by"
 
 KIND_PLAN = "plan"
 KIND_RUN = "run"

@@ -48,19 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kdspec.errors import TrackingError
-
-SQLITE_PREFIX = "sqlite:///"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (relative to the working folder unless
-    absolute), or None for any other store (and for an in-memory database)."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    rest = uri.removeprefix(SQLITE_PREFIX).split("?", 1)[0]
-    if rest in ("", ":memory:"):
-        return None
-    return Path(rest)
+from kdspec.tracking.store_uri import SQLITE_PREFIX, local_artifact_root, sqlite_path
 
 
 @functools.cache
@@ -273,7 +261,5 @@ def create_in_background(uri: str) -> subprocess.Popen[bytes] | None:
 def create_store_main(uri: str) -> None:
     """The child of :func:`create_in_background`."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from kdspec.tracking.client import local_artifact_root
-
     root = local_artifact_root(uri)
     prepare_sqlite_store(uri, artifact_root=str(root) if root else "")

@@ -1,7 +1,7 @@
-"""The store the runtime writes runs to: a :class:`RunStore` Protocol, and its MLflow form.
+"""The MLflow form of the store the runtime writes runs to (:class:`RunStore`, the contract,
+is in :mod:`kdspec.tracking.run_store`).
 
-The Protocol is what the run recorder and the executor need (find runs by kdspec id, create and
-end runs, log, store and fetch artifacts); :class:`MlflowStore` implements it with one
+:class:`MlflowStore` implements it with one
 ``MlflowClient`` per store (never MLflow's global "active run", so the K runs of a lockstep
 group can be open at once), and the fast tests implement it in memory. Runs are found by the
 ``kdspec.run_id`` tag across every experiment of the store: a teacher trained by another spec
@@ -16,9 +16,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.entities import Run as MlflowRun
@@ -30,8 +28,6 @@ from kdspec.tracking import schema
 from kdspec.tracking.client import (
     active_experiment_ids,
     download,
-    is_server_uri,
-    local_artifact_root,
     log_batch,
     open_client,
     quiet_artifacts,
@@ -40,66 +36,11 @@ from kdspec.tracking.client import (
 )
 from kdspec.tracking.leases import Lease
 from kdspec.tracking.provenance import provenance_tags
-from kdspec.tracking.sqlite_store import sqlite_path
+from kdspec.tracking.run_store import DatasetRecord, StoredParent, StoredRun
+from kdspec.tracking.store_uri import is_server_uri, local_artifact_root, sqlite_path
 
 #: Seconds to wait for a tracking server's ``/health`` before giving up.
 HEALTH_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """A stored run carrying a ``kdspec.run_id`` tag."""
-
-    mlflow_id: str
-    kdspec_id: str
-    status: str  # FINISHED, RUNNING, FAILED, KILLED, SCHEDULED
-    epochs_done: int  # from kdspec.last_epoch: epochs whose checkpoint is saved (0: none)
-    start_time: int
-    experiment_id: str
-    failure: str
-    lease: Lease = Lease()
-    end_time: int = 0
-    study: str = ""
-    precision: str = ""  # kdspec.precision: what it trained in ("" before that tag existed)
-    test_acc: float | None = None  # its latest test accuracy metric (None: not evaluated yet)
-    interrupted: str = ""  # kdspec.interrupted: the stop signal that ended it, and where
-
-
-@dataclass(frozen=True)
-class DatasetRecord:
-    """A dataset as a run's input: name, content digest and where it was read from."""
-
-    name: str
-    digest: str
-    source: str
-
-
-class RunStore(Protocol):
-    """What the runtime needs of a tracking store."""
-
-    uri: str
-
-    def preflight(self) -> None: ...
-    def find_runs(self, kdspec_ids: Iterable[str]) -> dict[str, list[StoredRun]]: ...
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
-                   overrides: tuple[str, ...] = ()) -> str: ...
-    def existing_parent(self, study: Study) -> str | None: ...
-    def finished_runs_of_study(self, kdspec_ids: Iterable[str]) -> bool: ...
-    def create_run(self, *, experiment: str, parent_id: str, run_name: str,
-                   tags: Mapping[str, str]) -> str: ...
-    def reopen(self, mlflow_id: str) -> None: ...
-    def delete_run(self, mlflow_id: str) -> None: ...
-    def finish(self, mlflow_id: str, status: str = "FINISHED") -> None: ...
-    def fail(self, mlflow_id: str, reason: str, *, status: str = "FAILED") -> None: ...
-    def log_params(self, mlflow_id: str, params: Mapping[str, object]) -> None: ...
-    def log_metrics(self, mlflow_id: str, metrics: Mapping[str, float], *, step: int,
-                    tags: Mapping[str, object] | None = None) -> None: ...
-    def set_tags(self, mlflow_id: str, tags: Mapping[str, object]) -> None: ...
-    def tags(self, mlflow_id: str) -> dict[str, str]: ...
-    def log_input(self, mlflow_id: str, dataset: DatasetRecord) -> None: ...
-    def log_file(self, mlflow_id: str, path: Path, artifact_dir: str | None = None) -> None: ...
-    def log_bytes(self, mlflow_id: str, artifact_path: str, data: bytes) -> None: ...
-    def download(self, mlflow_id: str, artifact_path: str, dst_dir: Path) -> Path: ...
 
 
 #: Up to this many kdspec ids are looked up one filtered search each (see ``find_runs``).
@@ -207,39 +148,35 @@ class MlflowStore:
             runs.sort(key=lambda r: r.start_time)
         return result
 
-    def finished_runs_of_study(self, kdspec_ids: Iterable[str]) -> bool:
-        """Whether every given kdspec id has a FINISHED run in the store."""
-        found = self.find_runs(kdspec_ids)
-        return all(any(r.status == "FINISHED" for r in runs) for runs in found.values())
+    # -- parent runs (which one counts: kdspec.tracking.ownership.claim_parent) -------------
+    def parents(self, study: Study) -> list[StoredParent]:
+        """Every parent run of the study (tag ``kdspec.plan_hash``) in its experiment."""
+        if self.absent:
+            return []
+        experiment = self.client.get_experiment_by_name(study.tracking.experiment)
+        if experiment is None:
+            return []
+        found = search_runs(self.client, tag_filter({
+            schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_PLAN_HASH: study.study_hash}),
+            experiment_ids=[str(experiment.experiment_id)])
+        return [StoredParent(str(r.info.run_id), int(r.info.start_time or 0), r.info.status)
+                for r in found]
 
-    # -- parent runs --------------------------------------------------------------------------
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
-                   overrides: tuple[str, ...] = ()) -> str:
-        """The study's parent run (found by ``kdspec.plan_hash``, oldest first, reopened if it
-        had ended), or a new one with the plan JSON, the spec text, the ``--set`` overrides
-        (tag ``kdspec.overrides``), provenance and a description that says how to get the
-        report."""
+    def create_parent(self, study: Study, *, overrides: tuple[str, ...] = ()) -> str:
+        """A new parent run with its tags: kind, plan hash, the ``--set`` overrides (tag
+        ``kdspec.overrides``), provenance and a description that says how to get the report."""
         exp_id = self.experiment_id(study.tracking.experiment)
-        existing = self._oldest_parent(study, exp_id)
-        if existing is not None:
-            if existing.info.status != "RUNNING":
-                self.client.update_run(existing.info.run_id, status="RUNNING")
-                if schema.TAG_FAILURE in existing.data.tags:
-                    self.client.delete_tag(existing.info.run_id, schema.TAG_FAILURE)
-            return str(existing.info.run_id)
         tags = {schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_LAYOUT: schema.LAYOUT_VERSION,
                 schema.TAG_PLAN_HASH: study.study_hash, schema.TAG_STUDY: study.name,
                 schema.TAG_NOTE: parent_description(study), **provenance_tags()}
         if overrides:
             tags[schema.TAG_OVERRIDES] = "; ".join(overrides)
-        run = self.client.create_run(exp_id, tags=tags, run_name=study.name)
-        run_id = str(run.info.run_id)
-        # Two shards starting together may both have created one: the oldest wins, the other
-        # is deleted before any nested run refers to it.
-        winner = self._oldest_parent(study, exp_id)
-        if winner is not None and winner.info.run_id != run_id:
-            self.client.delete_run(run_id)
-            return str(winner.info.run_id)
+        return str(self.client.create_run(exp_id, tags=tags, run_name=study.name).info.run_id)
+
+    def describe_parent(self, mlflow_id: str, study: Study, *, plan_json: str,
+                        spec_text: str | None) -> None:
+        """The parent's params (dataset, architectures, temperatures, seeds, loss weights, a
+        variant's settings) and artifacts (the plan JSON and the spec text)."""
         params: dict[str, object] = {
             "dataset": study.dataset.name, "teacher_arch": study.teacher.arch,
             "student_arch": study.student.arch,
@@ -249,27 +186,10 @@ class MlflowStore:
             "precision": study.runtime.precision,
         }
         params.update({f"variant.{key}": value for key, value in study.variant})
-        self.log_params(run_id, params)
-        self.log_bytes(run_id, schema.ARTIFACT_PLAN, plan_json.encode())
+        self.log_params(mlflow_id, params)
+        self.log_bytes(mlflow_id, schema.ARTIFACT_PLAN, plan_json.encode())
         if spec_text is not None:
-            self.log_bytes(run_id, schema.ARTIFACT_SPEC, spec_text.encode())
-        return run_id
-
-    def existing_parent(self, study: Study) -> str | None:
-        """The study's parent run if one exists (never creates it)."""
-        if self.absent:
-            return None
-        experiment = self.client.get_experiment_by_name(study.tracking.experiment)
-        if experiment is None:
-            return None
-        found = self._oldest_parent(study, str(experiment.experiment_id))
-        return None if found is None else str(found.info.run_id)
-
-    def _oldest_parent(self, study: Study, experiment_id: str) -> MlflowRun | None:
-        found = search_runs(self.client, tag_filter({
-            schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_PLAN_HASH: study.study_hash}),
-            experiment_ids=[experiment_id])
-        return min(found, key=lambda r: (r.info.start_time or 0, r.info.run_id), default=None)
+            self.log_bytes(mlflow_id, schema.ARTIFACT_SPEC, spec_text.encode())
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, *, experiment: str, parent_id: str, run_name: str,
@@ -282,13 +202,14 @@ class MlflowStore:
         return str(run.info.run_id)
 
     def reopen(self, mlflow_id: str) -> None:
-        """Mark a killed or failed run RUNNING again (it resumes from its checkpoint)."""
+        """Mark an ended run RUNNING again, its failure reason removed (a run resumed from its
+        checkpoint, a parent run of a study that goes on)."""
         self.client.update_run(mlflow_id, status="RUNNING")
         if schema.TAG_FAILURE in self.tags(mlflow_id):
             self.client.delete_tag(mlflow_id, schema.TAG_FAILURE)
 
     def delete_run(self, mlflow_id: str) -> None:
-        """Delete a run (a claim that lost to another process's)."""
+        """Delete a run (a claim or a parent run that lost to another process's)."""
         self.client.delete_run(mlflow_id)
 
     def finish(self, mlflow_id: str, status: str = "FINISHED") -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kdspec.commands.run_tables import dry_run_table, summary_table
 from kdspec.runtime.executor import Preparation
-from kdspec.runtime.group_runner import Outcome
+from kdspec.runtime.lockstep_group import Outcome
 from kdspec.runtime.scheduling import Action, form_groups
-from kdspec.tracking.store import StoredRun
+from kdspec.tracking.run_store import StoredRun
 from tests.factories import tiny_plan
 
 

@@ -16,7 +16,7 @@ import pytest
 from kdspec.cli import main
 from kdspec.commands.status import run_status
 from kdspec.tracking.leases import Lease, now_ms, this_machine
-from kdspec.tracking.store import StoredRun
+from kdspec.tracking.run_store import StoredRun
 from tests.factories import tiny_recipe
 from tests.runtime.run_helpers import (
     fresh_store,
@@ -37,14 +37,20 @@ def _stored(status: str, *, epochs: int = 0, heartbeat_age_s: float | None = Non
 
 
 def test_each_state_is_named_with_its_detail() -> None:
-    run = small_plan().runs[0]
+    run = small_plan(teacher_recipe=tiny_recipe(epochs=5, batch_size=128)).runs[0]
     def state(*stored: StoredRun) -> tuple[str, str]:
         s = run_status(run, list(stored), at_ms=now_ms(), timeout_s=60)
         return s.state, s.detail
 
     assert state() == ("not started", "")
     assert state(_stored("FAILED", failure="NaN loss"))[0] == "failed"
-    assert state(_stored("FAILED", failure="NaN loss"))[1] == "NaN loss"
+    assert state(_stored("FAILED", failure="NaN loss"))[1] == ("NaN loss; restarts (no "
+                                                                "checkpoint)")
+    assert state(_stored("FAILED", epochs=2, failure="NaN loss"))[1] == ("NaN loss; resumes at "
+                                                                          "epoch 3")
+    # What `kdspec run` would do decides the words: a checkpoint past the recipe restarts.
+    assert state(_stored("KILLED", epochs=9))[1] == (
+        "killed; restarts (its checkpoint of epoch 9 is past the recipe's 5 epochs)")
     running = state(_stored("RUNNING", epochs=2, heartbeat_age_s=5))
     assert running[0] == "running" and running[1].startswith("on host (pid 42), heartbeat 5")
     assert running[1].endswith("the lease expires in 55 s unless renewed")
@@ -109,13 +115,13 @@ def test_status_during_and_after_a_run_and_after_a_kill(
     finally:
         proc.wait(timeout=30)
     # Killed: still RUNNING in the store, but its heartbeat ages past a short lease timeout.
-    time.sleep(2.5)
-    assert main(["status", str(path), "--tracking-uri", uri, "--lease-timeout", "2"]) == 0
+    time.sleep(3.1)
+    assert main(["status", str(path), "--tracking-uri", uri, "--lease-timeout", "3"]) == 0
     after_kill = capsys.readouterr().out
     assert "0 running" in after_kill and "1 interrupted" in after_kill
     assert "resumes at epoch" in after_kill
     # The same command finishes the plan; status then says so, with no ETA left.
-    assert main(["run", str(path), "--tracking-uri", uri, "--quiet", "--lease-timeout", "2",
+    assert main(["run", str(path), "--tracking-uri", uri, "--quiet", "--lease-timeout", "3",
                  "--log-dir", str(tmp_path / "logs")]) == 0
     capsys.readouterr()
     assert main(["status", str(path), "--tracking-uri", uri, "--json"]) == 0

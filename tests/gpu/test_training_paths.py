@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from kdspec.catalog import ARCHITECTURES
 from kdspec.runtime.data import load_dataset
 from kdspec.runtime.evaluation import evaluate
-from kdspec.runtime.group_runner import step_forward
+from kdspec.runtime.lockstep_group import step_forward
 from kdspec.runtime.models import build_model
 from kdspec.runtime.precision import autocast_for, configure_cuda_numerics
-from kdspec.runtime.training import new_trainee, train_lockstep
+from kdspec.runtime.training import BatchStream, LoopHooks, new_trainee, train_lockstep
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 from tests.gpu.conftest import quick
 
@@ -120,8 +120,10 @@ def short_training(device: torch.device, *, compiled: bool, precision: str
     def between_epochs(_results: object) -> None:  # as kdspec does: eval mode, then train
         evaluate(trainee.model, data.test, num_classes=data.num_classes, autocast=autocast)
 
-    train_lockstep([trainee], data.train, teacher=None, seed=0, batch_size=recipe.batch_size,
-                   epochs=recipe.epochs, autocast=autocast, on_epoch_end=between_epochs)
+    train_lockstep([trainee], BatchStream(data.train, seed=0, batch_size=recipe.batch_size),
+                   teacher=None,
+                   epochs=recipe.epochs, autocast=autocast,
+                   hooks=LoopHooks(on_epoch_end=between_epochs))
     assert trainee.failure is None, trainee.failure
     result = evaluate(trainee.model, data.test, num_classes=data.num_classes, autocast=autocast)
     return result.accuracy

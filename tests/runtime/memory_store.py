@@ -1,8 +1,10 @@
-"""An in-memory :class:`kdspec.tracking.store.RunStore`, so the run bookkeeping (reuse, resume,
-leases, failures) is tested in the fast suite without an MLflow database.
+"""An in-memory :class:`kdspec.tracking.run_store.RunStore`, so the run bookkeeping (reuse,
+resume, leases, failures) is tested in the fast suite without an MLflow database.
 
-It keeps what MLflow keeps: runs with status, tags, params, metric histories (one point per
-log), artifacts as bytes, and deleted runs out of every search.
+It keeps what MLflow keeps, as MLflow keeps it (held to the same contract as the sqlite and
+server stores by tests/tracking/test_store_contract.py): runs with status, start and end times
+in milliseconds, tags, params, metric histories (one point per log, with its time), artifacts
+as bytes, and deleted runs out of every search.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from kdspec.plan import Study
 from kdspec.tracking import schema
 from kdspec.tracking.leases import Lease
-from kdspec.tracking.store import DatasetRecord, StoredRun
+from kdspec.tracking.run_store import DatasetRecord, StoredParent, StoredRun
 
 _ids = itertools.count(1)
 
@@ -27,11 +29,13 @@ class MemoryRun:
     experiment: str
     name: str
     status: str = "RUNNING"
-    start_time: int = field(default_factory=lambda: time.time_ns() // 1000)
+    start_time: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
     end_time: int = 0
     tags: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    #: The time (ms) each metric point was logged, parallel to ``metrics``.
+    metric_times: dict[str, list[int]] = field(default_factory=dict)
     artifacts: dict[str, bytes] = field(default_factory=dict)
     inputs: list[DatasetRecord] = field(default_factory=list)
     deleted: bool = False
@@ -75,34 +79,31 @@ class MemoryStore:
                     end_time=run.end_time, study=run.tags.get(schema.TAG_STUDY, ""),
                     test_acc=(run.metrics[schema.METRIC_TEST_ACC][-1][1]
                               if run.metrics.get(schema.METRIC_TEST_ACC) else None),
+                    precision=run.tags.get(schema.TAG_PRECISION, ""),
                     interrupted=run.tags.get(schema.TAG_INTERRUPTED, "")))
         return result
 
-    def _parents(self, study: Study) -> list[MemoryRun]:
-        return sorted((r for r in self.live() if r.tags.get(schema.TAG_KIND) == schema.KIND_PLAN
-                       and r.tags.get(schema.TAG_PLAN_HASH) == study.study_hash),
-                      key=lambda r: r.start_time)
+    def parents(self, study: Study) -> list[StoredParent]:
+        return [StoredParent(r.mlflow_id, r.start_time, r.status) for r in self.live()
+                if r.tags.get(schema.TAG_KIND) == schema.KIND_PLAN
+                and r.tags.get(schema.TAG_PLAN_HASH) == study.study_hash
+                and r.experiment == study.tracking.experiment]
 
-    def parent_run(self, study: Study, *, plan_json: str, spec_text: str | None,
-                   overrides: tuple[str, ...] = ()) -> str:
-        existing = self._parents(study)
-        if existing:
-            existing[0].status = "RUNNING"
-            existing[0].tags.pop(schema.TAG_FAILURE, None)
-            return existing[0].mlflow_id
-        run = self._new(study.tracking.experiment, study.name, {
-            schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_PLAN_HASH: study.study_hash,
-            schema.TAG_STUDY: study.name})
+    def create_parent(self, study: Study, *, overrides: tuple[str, ...] = ()) -> str:
+        tags = {schema.TAG_KIND: schema.KIND_PLAN, schema.TAG_PLAN_HASH: study.study_hash,
+                schema.TAG_STUDY: study.name}
+        if overrides:
+            tags[schema.TAG_OVERRIDES] = "; ".join(overrides)
+        return self._new(study.tracking.experiment, study.name, tags).mlflow_id
+
+    def describe_parent(self, mlflow_id: str, study: Study, *, plan_json: str,
+                        spec_text: str | None) -> None:
+        run = self.runs[mlflow_id]
+        run.params.update({"dataset": study.dataset.name, "teacher_arch": study.teacher.arch,
+                           "student_arch": study.student.arch})
         run.artifacts[schema.ARTIFACT_PLAN] = plan_json.encode()
-        return run.mlflow_id
-
-    def existing_parent(self, study: Study) -> str | None:
-        existing = self._parents(study)
-        return existing[0].mlflow_id if existing else None
-
-    def finished_runs_of_study(self, kdspec_ids: Iterable[str]) -> bool:
-        found = self.find_runs(kdspec_ids)
-        return all(any(r.status == "FINISHED" for r in runs) for runs in found.values())
+        if spec_text is not None:
+            run.artifacts[schema.ARTIFACT_SPEC] = spec_text.encode()
 
     def _new(self, experiment: str, name: str, tags: Mapping[str, str]) -> MemoryRun:
         run = MemoryRun(mlflow_id=f"m{next(_ids)}", experiment=experiment, name=name,
@@ -126,7 +127,7 @@ class MemoryStore:
 
     def finish(self, mlflow_id: str, status: str = "FINISHED") -> None:
         self.runs[mlflow_id].status = status
-        self.runs[mlflow_id].end_time = time.time_ns() // 1000
+        self.runs[mlflow_id].end_time = time.time_ns() // 1_000_000
 
     def fail(self, mlflow_id: str, reason: str, *, status: str = "FAILED") -> None:
         self.runs[mlflow_id].tags[schema.TAG_FAILURE] = reason
@@ -138,8 +139,10 @@ class MemoryStore:
     def log_metrics(self, mlflow_id: str, metrics: Mapping[str, float], *, step: int,
                     tags: Mapping[str, object] | None = None) -> None:
         run = self.runs[mlflow_id]
+        now = time.time_ns() // 1_000_000
         for key, value in metrics.items():
             run.metrics.setdefault(key, []).append((step, float(value)))
+            run.metric_times.setdefault(key, []).append(now)
         run.tags.update({k: str(v) for k, v in (tags or {}).items()})
 
     def set_tags(self, mlflow_id: str, tags: Mapping[str, object]) -> None:

@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from kdspec.plan import Plan
-from kdspec.runtime import group_runner
 from kdspec.runtime.data import load_dataset
+from kdspec.runtime.lockstep_group import GroupContext, GroupSettings, LockstepGroup, Outcome
 from kdspec.runtime.progress import GroupProgress, PlanClock
-from kdspec.runtime.recorder import ClaimLost, StoreRecorder, StoreSource
+from kdspec.runtime.run_writer import StoreWriter
 from kdspec.runtime.scheduling import Action, Group, decide_action, form_groups
+from kdspec.runtime.weights import StoreWeights
 from kdspec.tracking import schema
 from kdspec.tracking.leases import claim_tags, now_ms
+from kdspec.tracking.ownership import ClaimLost, LeaseSettings
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 from tests.runtime.memory_store import MemoryStore
 
@@ -54,19 +56,17 @@ def _interrupted_teacher(plan: Plan, tmp_path: Path) -> tuple[MemoryStore, Group
 
 
 def _train(plan: Plan, group: Group, store: MemoryStore, source: Any, owner: str,
-           tmp_path: Path) -> list[group_runner.Outcome]:
+           tmp_path: Path) -> list[Outcome]:
     study = plan.studies[0]
-    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
-                             workdir=tmp_path / owner, owner=owner, settle_s=0.0,
-                             defer_claim_check=True)
-    return group_runner.train_group(
-        group, study=study, dataset=load_dataset(study.dataset, device=torch.device("cpu")),
-        recorder=recorder, source=source,
-        settings=group_runner.GroupSettings(device=torch.device("cpu")),
+    writer = StoreWriter(study=study, store=store, parent_id="p", workdir=tmp_path / owner,
+                         owner=owner, lease=LeaseSettings(600.0, 0.0), defer_claim_check=True)
+    return LockstepGroup(group, GroupContext(
+        study=study, dataset=load_dataset(study.dataset, device=torch.device("cpu")),
+        writer=writer, weights=source, settings=GroupSettings(device=torch.device("cpu")),
         progress=GroupProgress(label=group.label, study=study.name, place="", mode="quiet",
                                logger=LOGGER, clock=PlanClock(total=1.0), epoch_cost={},
                                batches_per_epoch=4),
-        logger=LOGGER)
+        logger=LOGGER)).train()
 
 
 def test_a_resuming_process_has_claimed_before_it_downloads_the_checkpoint(
@@ -79,7 +79,7 @@ def test_a_resuming_process_has_claimed_before_it_downloads_the_checkpoint(
     teacher = group.runs[0]
     seen: list[str] = []
 
-    class Watched(StoreSource):
+    class Watched(StoreWeights):
         def resume_state(self, action: Action) -> dict[str, Any]:
             seen.append(decide_action(teacher, store.find_runs([teacher.id])[teacher.id],
                                       force=False).kind)
@@ -105,7 +105,7 @@ def test_a_process_that_loses_a_resumed_run_writes_nothing_on_it(tmp_path: Path)
         if tags.get(schema.TAG_LEASE_OWNER) == "a:1:x":  # A's claim: B claims now, later
             real_set_tags(run_id, claim_tags("b:2:y", now_ms() + 1))
 
-    class Counting(StoreSource):
+    class Counting(StoreWeights):
         def resume_state(self, action: Action) -> dict[str, Any]:
             downloads.append(action.run.id)
             return super().resume_state(action)

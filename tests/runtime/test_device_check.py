@@ -11,7 +11,7 @@ import torch
 
 from kdspec.errors import KdspecError
 from kdspec.runtime.device_check import check_gpu_usable, nvidia_device_files
-from kdspec.runtime.group_runner import step_forward
+from kdspec.runtime.lockstep_group import step_forward
 
 
 def _dev(tmp_path: Path, *names: str) -> Path:

@@ -79,7 +79,7 @@ def test_dropout_masks_depend_on_the_run_alone(models: tuple[Path, Path],
     from kdspec.plan import Recipe
     from kdspec.runtime.data import load_dataset
     from kdspec.runtime.teacher_signal import LiveTeacher
-    from kdspec.runtime.training import new_trainee, train_lockstep
+    from kdspec.runtime.training import BatchStream, new_trainee, train_lockstep
     from tests.factories import dataset_spec, tiny_plan
     from tests.text_fixtures import write_hatexplain
 
@@ -101,14 +101,17 @@ def test_dropout_masks_depend_on_the_run_alone(models: tuple[Path, Path],
     first, second = plan.runs_of(study, "distilled")
     together = [trainee(first), trainee(second)]
     assert together[0].stochastic
-    train_lockstep(together, data.train, teacher=teacher, seed=0, batch_size=16, epochs=2)
+    train_lockstep(together, BatchStream(data.train, seed=0, batch_size=16),
+                   teacher=teacher, epochs=2)
     alone = trainee(first)
     torch.rand(7)  # whatever else the process drew meanwhile
-    train_lockstep([alone], data.train, teacher=teacher, seed=0, batch_size=16, epochs=1)
+    train_lockstep([alone], BatchStream(data.train, seed=0, batch_size=16),
+                   teacher=teacher, epochs=1)
     path = checkpoints.save(checkpoints.resume_state(alone), tmp_path / "last.pt")
     resumed = trainee(first)
     checkpoints.restore_trainee(resumed, checkpoints.load(path))
-    train_lockstep([resumed], data.train, teacher=teacher, seed=0, batch_size=16, epochs=2)
+    train_lockstep([resumed], BatchStream(data.train, seed=0, batch_size=16),
+                   teacher=teacher, epochs=2)
     for a, b in zip(together[0].model.state_dict().values(),
                     resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)

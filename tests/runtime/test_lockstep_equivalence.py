@@ -19,7 +19,7 @@ from kdspec.runtime.interfaces import LoadedDataset, TeacherSignal
 from kdspec.runtime.models import build_model
 from kdspec.runtime.teacher_cache import CachedTeacher
 from kdspec.runtime.teacher_signal import LiveTeacher
-from kdspec.runtime.training import Trainee, new_trainee, train_lockstep
+from kdspec.runtime.training import BatchStream, Trainee, new_trainee, train_lockstep
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 
 CPU = torch.device("cpu")
@@ -52,8 +52,9 @@ def train(runs: tuple[Run, ...] | list[Run], data: LoadedDataset,
     trainees = [new_trainee(r, in_channels=data.channels, image_size=data.image_size,
                             num_classes=data.num_classes, device=CPU) for r in runs]
     recipe = runs[0].recipe
-    train_lockstep(trainees, data.train, teacher=signal, seed=runs[0].seed,
-                   batch_size=recipe.batch_size, epochs=recipe.epochs)
+    train_lockstep(trainees,
+                   BatchStream(data.train, seed=runs[0].seed, batch_size=recipe.batch_size),
+                   teacher=signal, epochs=recipe.epochs)
     return trainees
 
 

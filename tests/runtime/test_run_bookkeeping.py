@@ -1,4 +1,4 @@
-"""The run bookkeeping through the recorder, on an in-memory store (fast suite): what is
+"""The run bookkeeping through the writer, on an in-memory store (fast suite): what is
 trained, reused, resumed at epoch k, failed, deferred to another process, and what each run
 records. Tiny real trainings (digits, LeNet-5, a second or two)."""
 
@@ -15,13 +15,15 @@ import pytest
 import torch
 
 from kdspec.plan import Plan, Run
-from kdspec.runtime import group_runner
 from kdspec.runtime.executor import Executor
-from kdspec.runtime.recorder import ClaimLost, StoreRecorder, StoreSource
+from kdspec.runtime.lockstep_group import GroupContext, GroupSettings, LockstepGroup
 from kdspec.runtime.run_options import RunOptions
+from kdspec.runtime.run_writer import EpochRecord, StoreWriter
 from kdspec.runtime.scheduling import Group, decide_action, form_groups
+from kdspec.runtime.weights import StoreWeights
 from kdspec.tracking import schema
 from kdspec.tracking.leases import claim_tags, now_ms
+from kdspec.tracking.ownership import ClaimLost, LeaseSettings
 from tests.factories import dataset_spec, tiny_plan, tiny_recipe
 from tests.runtime.memory_store import MemoryStore
 
@@ -81,15 +83,15 @@ def test_an_interrupted_run_resumes_at_its_epoch_and_equals_straight_through(
     _run(plan, straight, tmp_path, only=only_teacher)
     # Interrupted after epoch 1: the run stays RUNNING with a stale lease and last.pt.
     store = MemoryStore()
-    real_epoch = StoreRecorder.epoch
+    real_epoch = StoreWriter.epoch
 
-    def die_after_first(self: StoreRecorder, trainee, *, epoch: int, metrics) -> None:  # type: ignore[no-untyped-def]
-        real_epoch(self, trainee, epoch=epoch, metrics=metrics)
-        if epoch == 1:
+    def die_after_first(self: StoreWriter, records: list[EpochRecord]) -> None:
+        real_epoch(self, records)
+        if records[0].epoch == 1:
             self._writes.flush()  # killed once epoch 1's write has reached the store
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(StoreRecorder, "epoch", die_after_first)
+    monkeypatch.setattr(StoreWriter, "epoch", die_after_first)
     with pytest.raises(KeyboardInterrupt):
         _run(plan, store, tmp_path, only=only_teacher)
     monkeypatch.undo()
@@ -170,16 +172,17 @@ def _trained_teacher(plan: Plan, tmp_path: Path) -> bytes:
     return run.artifacts[schema.ARTIFACT_FINAL_CHECKPOINT]
 
 
-def _student_pair(tmp_path: Path, **recorder: object) -> tuple[MemoryStore, Group,
-                                                                 StoreRecorder]:
-    """A fresh store, the two-student lockstep group of a 1-epoch plan, and its recorder."""
+def _student_pair(tmp_path: Path, *, settle_s: float, defer_claim_check: bool = False
+                  ) -> tuple[MemoryStore, Group, StoreWriter]:
+    """A fresh store, the two-student lockstep group of a 1-epoch plan, and its writer."""
     plan = _plan(epochs=1)
     store = MemoryStore()
     [group] = [g for g in form_groups(plan, [decide_action(r, [], force=False)
                                             for r in plan.runs]) if len(g.runs) == 2]
-    return store, group, StoreRecorder(plan=plan, study=plan.studies[0], store=store,
-                                       parent_id="p", workdir=tmp_path, owner="me:1:a",
-                                       **recorder)  # type: ignore[arg-type]
+    return store, group, StoreWriter(study=plan.studies[0], store=store, parent_id="p",
+                                     workdir=tmp_path, owner="me:1:a",
+                                     lease=LeaseSettings(600.0, settle_s),
+                                     defer_claim_check=defer_claim_check)
 
 
 def _claim_first(store: MemoryStore, run: Run, owner: str, ago_ms: int) -> None:
@@ -189,43 +192,32 @@ def _claim_first(store: MemoryStore, run: Run, owner: str, ago_ms: int) -> None:
 
 
 def test_a_lost_claim_undoes_what_it_created(tmp_path: Path) -> None:
-    store, group, recorder = _student_pair(tmp_path, settle_s=0.0)
+    store, group, writer = _student_pair(tmp_path, settle_s=0.0)
     # Between this process's look and its claim, another one claimed the T=4 student first.
     rival = group.runs[1]
     _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
-    with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival:{os.getpid()}:b"):
-        recorder.open(group)
+    with pytest.raises(ClaimLost, match=f"{rival.id}: held by rival:{os.getpid()}:b"):
+        writer.open(group)
     assert [r.name for r in store.nested()] == ["rival"]  # its own two runs were deleted
 
 
 def test_a_deferred_claim_check_trains_meanwhile_and_still_steps_back(tmp_path: Path) -> None:
     """With the check deferred (kdspec run's default outside data-parallel), open() returns at
-    once; the lost claim surfaces at the first batch after the settle time, and before that
-    nothing of the epoch is written: epoch() waits for the check."""
-    store, group, recorder = _student_pair(tmp_path, settle_s=0.3, defer_claim_check=True)
+    once; the first write waits for the check, and a lost claim surfaces at the next submit or
+    flush with nothing of the epoch written and the claim's own runs deleted."""
+    store, group, writer = _student_pair(tmp_path, settle_s=0.3, defer_claim_check=True)
     rival = group.runs[1]
     _claim_first(store, rival, f"rival:{os.getpid()}:b", 1000)
     trainees = [_trainee(r) for r in group.runs]
     started = time.monotonic()
-    recorder.open(group)  # no sleep, no check yet
+    writer.open(group)  # no sleep, no check yet
     assert time.monotonic() - started < 0.3
-    recorder.alive()  # inside the settle time: not checked yet
     assert len(store.nested()) == 3
-    with pytest.raises(ClaimLost, match=f"{rival.id} is being trained by rival"):
-        recorder.epoch(trainees[0], epoch=1, metrics={"train_loss": 1.0})
+    writer.epoch([EpochRecord(t, 1, {"train_loss": 1.0}) for t in trainees])
+    with pytest.raises(ClaimLost, match=f"{rival.id}: held by rival"):
+        writer.close()
     assert time.monotonic() - started >= 0.3
     assert [r.name for r in store.nested()] == ["rival"]
-
-
-def test_a_deferred_claim_check_fires_from_the_heartbeat(tmp_path: Path) -> None:
-    store, group, recorder = _student_pair(tmp_path, settle_s=0.05, defer_claim_check=True)
-    recorder.open(group)
-    time.sleep(0.06)
-    recorder.alive()  # checked now: nobody else holds them
-    # an older claim that would win a check (as in the test above), seen by none: checked once
-    _claim_first(store, group.runs[0], "late:1:c", 10_000)
-    recorder.alive()  # once checked, never again: the heartbeat stays cheap
-    assert len(store.nested()) == 3
 
 
 def _trainee(run):  # type: ignore[no-untyped-def]
@@ -235,8 +227,8 @@ def _trainee(run):  # type: ignore[no-untyped-def]
                        device=torch.device("cpu"))
 
 
-def test_a_group_is_the_training_loop_plus_recorder_calls(tmp_path: Path) -> None:
-    """train_group alone, with its recorder and artifact source: K students in lockstep."""
+def test_a_group_is_the_training_loop_plus_writer_calls(tmp_path: Path) -> None:
+    """A LockstepGroup alone, with its writer and weight source: K students in lockstep."""
     plan = _plan(epochs=2)
     study = plan.studies[0]
     store = MemoryStore()
@@ -247,16 +239,16 @@ def test_a_group_is_the_training_loop_plus_recorder_calls(tmp_path: Path) -> Non
     from kdspec.runtime.data import load_dataset
     from kdspec.runtime.progress import GroupProgress, PlanClock
 
-    recorder = StoreRecorder(plan=plan, study=study, store=store, parent_id="p",
-                             workdir=tmp_path, owner="me:1:a", settle_s=0.0)
-    outcomes = group_runner.train_group(
-        group, study=study, dataset=load_dataset(study.dataset, device=torch.device("cpu")),
-        recorder=recorder, source=StoreSource(store, store, tmp_path),
-        settings=group_runner.GroupSettings(device=torch.device("cpu")),
+    writer = StoreWriter(study=study, store=store, parent_id="p", workdir=tmp_path,
+                         owner="me:1:a", lease=LeaseSettings(600.0, 0.0))
+    outcomes = LockstepGroup(group, GroupContext(
+        study=study, dataset=load_dataset(study.dataset, device=torch.device("cpu")),
+        writer=writer, weights=StoreWeights(store, store, tmp_path),
+        settings=GroupSettings(device=torch.device("cpu")),
         progress=GroupProgress(label=group.label, study=study.name, place="", mode="quiet",
                                logger=LOGGER, clock=PlanClock(total=1.0), epoch_cost={},
                                batches_per_epoch=4),
-        logger=LOGGER)
+        logger=LOGGER)).train()
     assert [o.status for o in outcomes] == ["finished", "finished"]
     for outcome in outcomes:
         [stored] = store.nested(outcome.run.id)
@@ -267,7 +259,8 @@ def test_a_group_is_the_training_loop_plus_recorder_calls(tmp_path: Path) -> Non
 def test_a_lease_whose_owner_died_on_this_machine_is_not_live() -> None:
     """kill -9, or a stop for a lost server: the pid is gone, so the next run on this machine
     resumes at once instead of waiting out the lease timeout."""
-    from kdspec.tracking.leases import Lease, is_live
+    from kdspec.tracking.leases import Lease
+    from kdspec.tracking.ownership import is_live
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -319,3 +312,66 @@ def test_log_places_of_two_studies_with_the_same_group_labels_count_up(tmp_path:
     assert len(set(labels)) < len(labels)  # the labels do repeat
     assert [places[g.runs[0].id] for g in prep.groups] == [
         "run 1/8", "run 2/8", "runs 3-4/8", "run 5/8", "run 6/8", "runs 7-8/8"]
+
+
+def _half_trained_teacher(plan: Plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                          ) -> tuple[MemoryStore, Run]:
+    """A store whose teacher was killed after epoch 1 (RUNNING, stale lease, last.pt saved)."""
+    teacher = plan.runs_of(plan.studies[0], "teacher")[0]
+    store = MemoryStore()
+    real_epoch = StoreWriter.epoch
+
+    def die_after_first(self: StoreWriter, records: list[EpochRecord]) -> None:
+        real_epoch(self, records)
+        if records[0].epoch == 1:
+            self._writes.flush()
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StoreWriter, "epoch", die_after_first)
+        with pytest.raises(KeyboardInterrupt):
+            _run(plan, store, tmp_path, only=("teacher",))
+    [half] = store.nested(teacher.id)
+    half.tags[schema.TAG_LEASE_HEARTBEAT] = "1"  # its process died long ago
+    return store, teacher
+
+
+@pytest.mark.parametrize("swap", ["another run's", "another architecture's", "unreadable"])
+def test_a_checkpoint_that_cannot_be_used_restarts_its_run_with_the_reason(
+        swap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever makes a resumed run's last.pt unusable (it loads but belongs to another run,
+    it does not fit the architecture, it is not a checkpoint), the run trains again from its
+    first epoch, the reason is on the given-up run and in the log."""
+    plan = _plan(epochs=2)
+    store, teacher = _half_trained_teacher(plan, tmp_path, monkeypatch)
+    [half] = store.nested(teacher.id)
+    state = _last_state(half)
+    if swap == "another run's":  # loads into the model, but was saved by another run
+        state["kdspec_run_id"] = plan.runs_of(plan.studies[0], "student")[0].id
+    elif swap == "another architecture's":
+        from kdspec.runtime.models import build_model
+
+        state["model"] = build_model("resnet20", in_channels=1, image_size=8,
+                                     num_classes=10).state_dict()
+    path = tmp_path / "swapped.pt"
+    torch.save(state, path)
+    half.artifacts[schema.ARTIFACT_LAST_CHECKPOINT] = (
+        b"not a checkpoint" if swap == "unreadable" else path.read_bytes())
+    caplog.set_level(logging.WARNING, logger=LOGGER.name)
+    assert _run(plan, store, tmp_path, only=("teacher",)) == {teacher.id: "finished"}
+    runs = store.nested(teacher.id)
+    assert sorted(r.status for r in runs) == ["FINISHED", "KILLED"]
+    assert half.status == "KILLED" and half.tags[schema.TAG_LAST_EPOCH] == "0"
+    assert half.tags[schema.TAG_FAILURE].startswith("checkpoint unusable (")
+    [done] = [r for r in runs if r.status == "FINISHED"]
+    assert store.steps(done.mlflow_id, schema.METRIC_TRAIN_LOSS) == [1, 2]  # from epoch 1
+    assert "cannot resume" in caplog.text and "trains from its first epoch" in caplog.text
+
+
+def _last_state(stored) -> dict:  # type: ignore[no-untyped-def]
+    """The resume state stored in a run's last.pt."""
+    import io
+
+    return torch.load(io.BytesIO(stored.artifacts[schema.ARTIFACT_LAST_CHECKPOINT]),
+                      weights_only=True)

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from kdspec.cli import main
-from kdspec.runtime import group_runner
+from kdspec.runtime import lockstep_group
 from kdspec.tracking import schema
 from kdspec.tracking.store import MlflowStore, experiment_folder
 from tests.runtime.run_helpers import fresh_store, small_plan, write_plan
@@ -57,7 +57,7 @@ def test_parent_runs_end_as_their_studies_did(blank_store: Path, tmp_path: Path,
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the GPU caught fire")
 
-    monkeypatch.setattr(group_runner, "train_lockstep", broken)
+    monkeypatch.setattr(lockstep_group, "train_lockstep", broken)
     assert main(["run", str(path), "--tracking-uri", uri, "--quiet", "--log-dir",
                  str(logs)]) == 1
     err = capsys.readouterr().err

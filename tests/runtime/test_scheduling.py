@@ -16,7 +16,7 @@ from kdspec.runtime.scheduling import (
     runs_of_share,
     work_units,
 )
-from kdspec.tracking.store import StoredRun
+from kdspec.tracking.run_store import StoredRun
 from tests.factories import tiny_plan, tiny_recipe
 
 

@@ -116,7 +116,7 @@ def test_a_run_whose_owner_died_elsewhere_is_taken_over_when_its_lease_expires(
     plan = _plan(epochs=1)
     store = MemoryStore()
     teacher = plan.runs_of(plan.studies[0], "teacher")[0]
-    timeout_s = 1.0
+    timeout_s = 3.0  # the shortest lease kdspec run accepts
     dead = store.create_run(experiment="e", parent_id="", run_name="dead", tags={
         schema.TAG_RUN_ID: teacher.id,
         **claim_tags(f"othernode:{os.getpid()}:x", now_ms() - 200)})

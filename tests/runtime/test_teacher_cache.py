@@ -15,7 +15,9 @@ from kdspec.runtime.teacher_cache import (
     ERR_BATCH_WITHOUT_VIEW,
     ERR_NO_VIEWS,
     CachedTeacher,
+    CachePolicy,
     TeacherCacheEstimate,
+    TeacherDemand,
     build_teacher_signal,
     compute_teacher_logit_table,
     estimate_teacher_cache,
@@ -195,10 +197,11 @@ def test_build_teacher_signal_modes(source: CropFlipSource) -> None:
     live = LiveForward(teacher)
 
     def signal(mode: TeacherCacheMode, epochs: int, group_size: int = 1) -> TeacherSignal:
-        return build_teacher_signal(teacher, source, mode=mode, epochs=epochs, live=live,
-                                    device=torch.device("cpu"), num_classes=5,
-                                    group_size=group_size, shared_forward=group_size == 1,
-                                    memory_budget_bytes=GiB)
+        return build_teacher_signal(
+            teacher, TeacherDemand(source, epochs=epochs, num_classes=5, group_size=group_size,
+                                   shared_forward=group_size == 1),
+            CachePolicy(mode=mode, memory_budget_bytes=GiB), live=live,
+            device=torch.device("cpu"))
 
     off, on = signal("off", epochs=100), signal("on", epochs=1)
     auto_few, auto_many = signal("auto", epochs=5), signal("auto", epochs=18)
@@ -210,6 +213,6 @@ def test_build_teacher_signal_modes(source: CropFlipSource) -> None:
 def test_cache_on_refuses_continuous_augmentation(source: CropFlipSource) -> None:
     source.num_views = None
     with pytest.raises(ValueError, match=re.escape(ERR_NO_VIEWS)):
-        build_teacher_signal(small_teacher(), source, mode="on", epochs=1,
-                             live=LiveForward(small_teacher()), device=torch.device("cpu"),
-                             num_classes=5)
+        build_teacher_signal(small_teacher(), TeacherDemand(source, epochs=1, num_classes=5),
+                             CachePolicy(mode="on"), live=LiveForward(small_teacher()),
+                             device=torch.device("cpu"))

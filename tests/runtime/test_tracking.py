@@ -10,8 +10,9 @@ import pytest
 
 from kdspec.errors import TrackingError
 from kdspec.tracking import schema
-from kdspec.tracking.client import local_artifact_root
+from kdspec.tracking.ownership import claim_parent, finished_run
 from kdspec.tracking.store import MlflowStore
+from kdspec.tracking.store_uri import local_artifact_root
 from tests.factories import tiny_plan
 from tests.runtime.run_helpers import fresh_store
 
@@ -53,9 +54,11 @@ def test_experiment_gets_an_explicit_artifact_location(store: MlflowStore,
 def test_parent_run_is_created_once_and_reopened(store: MlflowStore) -> None:
     plan = tiny_plan()
     study = plan.studies[0]
-    first = store.parent_run(study, plan_json=plan.to_json(), spec_text="study {}")
+    first = claim_parent(store, study, plan_json=plan.to_json(), spec_text="study {}",
+                         settle_s=0.0)
     store.finish(first)
-    assert store.parent_run(study, plan_json=plan.to_json(), spec_text=None) == first
+    assert claim_parent(store, study, plan_json=plan.to_json(), spec_text=None,
+                        settle_s=0.0) == first
     run = store.client.get_run(first)
     assert run.info.status == "RUNNING"
     assert run.data.tags[schema.TAG_PLAN_HASH] == study.study_hash
@@ -66,7 +69,7 @@ def test_parent_run_is_created_once_and_reopened(store: MlflowStore) -> None:
 def test_runs_are_found_by_kdspec_id_in_any_experiment(store: MlflowStore) -> None:
     plan = tiny_plan()
     study = plan.studies[0]
-    parent = store.parent_run(study, plan_json=plan.to_json(), spec_text=None)
+    parent = claim_parent(store, study, plan_json=plan.to_json(), spec_text=None, settle_s=0.0)
     kid = plan.runs[0].id
     a = store.create_run(experiment="elsewhere", parent_id=parent, run_name="a",
                          tags={schema.TAG_RUN_ID: kid, schema.TAG_LAST_EPOCH: "2"})
@@ -79,6 +82,6 @@ def test_runs_are_found_by_kdspec_id_in_any_experiment(store: MlflowStore) -> No
     assert [(r.mlflow_id, r.status) for r in found[kid]] == [(a, "FAILED"), (b, "FINISHED")]
     assert found[kid][0].epochs_done == 2 and found[kid][0].failure == "NaN"
     assert store.find_runs([kid]) == {kid: found[kid]}  # one id: filtered by the store
-    assert store.finished_runs_of_study([kid])
+    assert finished_run(found[kid]) == found[kid][1]
     store.reopen(a)
     assert schema.TAG_FAILURE not in store.client.get_run(a).data.tags

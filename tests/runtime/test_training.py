@@ -15,7 +15,9 @@ from kdspec.runtime.interfaces import LoadedDataset
 from kdspec.runtime.teacher_signal import LiveTeacher
 from kdspec.runtime.training import (
     DIVERGENCE_FACTOR,
+    BatchStream,
     EpochResult,
+    LoopHooks,
     Trainee,
     check_loss,
     new_trainee,
@@ -48,7 +50,8 @@ def _teacher(data: LoadedDataset) -> LiveTeacher:
     """A teacher trained for one epoch here (its quality is irrelevant, only determinism)."""
     plan = _plan()
     teacher = _trainee(plan.runs_of(plan.studies[0], "teacher")[0], data)
-    train_lockstep([teacher], data.train, teacher=None, seed=0, batch_size=128, epochs=1)
+    train_lockstep([teacher], BatchStream(data.train, seed=0, batch_size=128),
+                   teacher=None, epochs=1)
     return LiveTeacher(teacher.model)
 
 
@@ -77,8 +80,8 @@ def test_the_same_run_twice_gives_identical_weights(digits: LoadedDataset) -> No
     results = []
     for _ in range(2):
         trainee = _trainee(run, digits)
-        train_lockstep([trainee], digits.train, teacher=None, seed=run.seed, batch_size=128,
-                       epochs=2)
+        train_lockstep([trainee], BatchStream(digits.train, seed=run.seed, batch_size=128),
+                       teacher=None, epochs=2)
         results.append(_weights(trainee))
     assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
@@ -87,10 +90,12 @@ def test_lockstep_members_equal_their_solo_training(digits: LoadedDataset) -> No
     teacher = _teacher(digits)
     runs = _distilled(_plan(epochs=2))
     group = [_trainee(r, digits) for r in runs]
-    train_lockstep(group, digits.train, teacher=teacher, seed=0, batch_size=128, epochs=2)
+    train_lockstep(group, BatchStream(digits.train, seed=0, batch_size=128),
+                   teacher=teacher, epochs=2)
     for run, member in zip(runs, group, strict=True):
         solo = _trainee(run, digits)
-        train_lockstep([solo], digits.train, teacher=teacher, seed=0, batch_size=128, epochs=2)
+        train_lockstep([solo], BatchStream(digits.train, seed=0, batch_size=128),
+                       teacher=teacher, epochs=2)
         assert all(torch.equal(a, b)
                    for a, b in zip(_weights(member), _weights(solo), strict=True)), run.temperature
     # Different temperatures really trained differently.
@@ -101,14 +106,17 @@ def _straight_and_resumed(run: Run, data: LoadedDataset, folder) -> tuple[Traine
     """``run`` trained 3 epochs straight through, and trained 1 epoch, checkpointed, restored
     into a fresh trainee and trained on to 3."""
     straight = _trainee(run, data)
-    train_lockstep([straight], data.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    train_lockstep([straight], BatchStream(data.train, seed=0, batch_size=128),
+                   teacher=None, epochs=3)
     interrupted = _trainee(run, data)
-    train_lockstep([interrupted], data.train, teacher=None, seed=0, batch_size=128, epochs=1)
+    train_lockstep([interrupted], BatchStream(data.train, seed=0, batch_size=128),
+                   teacher=None, epochs=1)
     path = checkpoints.save(checkpoints.resume_state(interrupted), folder / "last.pt")
     resumed = _trainee(run, data)
     checkpoints.restore_trainee(resumed, checkpoints.load(path))
     assert resumed.epochs_done == 1
-    train_lockstep([resumed], data.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    train_lockstep([resumed], BatchStream(data.train, seed=0, batch_size=128),
+                   teacher=None, epochs=3)
     return straight, resumed
 
 
@@ -126,8 +134,9 @@ def test_epoch_results_report_loss_and_the_epochs_learning_rate(digits: LoadedDa
     run = plan.runs_of(plan.studies[0], "student")[0]
     seen: list[EpochResult] = []
     trainee = _trainee(run, digits)
-    train_lockstep([trainee], digits.train, teacher=None, seed=0, batch_size=128, epochs=2,
-                   on_epoch_end=seen.extend)
+    train_lockstep([trainee], BatchStream(digits.train, seed=0, batch_size=128),
+                   teacher=None, epochs=2,
+                   hooks=LoopHooks(on_epoch_end=seen.extend))
     assert [r.epoch for r in seen] == [0, 1]
     assert seen[0].lr == pytest.approx(0.05)  # cosine: full rate in the first epoch
     assert seen[1].lr == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi / 2)))
@@ -142,8 +151,8 @@ def test_a_nan_loss_fails_only_that_member(digits: LoadedDataset) -> None:
                                                                 lr=1e10)})
     good, bad = _trainee(good_run, digits), _trainee(bad_run, digits)
     seen: list[EpochResult] = []
-    train_lockstep([good, bad], digits.train, teacher=None, seed=0, batch_size=128, epochs=2,
-                   on_epoch_end=seen.extend)
+    train_lockstep([good, bad], BatchStream(digits.train, seed=0, batch_size=128), teacher=None,
+                   epochs=2, hooks=LoopHooks(on_epoch_end=seen.extend))
     assert bad.failure is not None and good.failure is None
     assert [r.trainee is bad for r in seen].count(True) == 1  # stopped after its first epoch
     assert good.epochs_done == 2
@@ -161,7 +170,8 @@ def test_members_must_start_at_the_same_epoch(digits: LoadedDataset) -> None:
     a, b = (_trainee(r, digits) for r in _distilled(_plan())[:2])
     b.epochs_done = 1
     with pytest.raises(ValueError, match="same epoch"):
-        train_lockstep([a, b], digits.train, teacher=None, seed=0, batch_size=128, epochs=2)
+        train_lockstep([a, b], BatchStream(digits.train, seed=0, batch_size=128), teacher=None,
+                       epochs=2)
 
 
 def test_warmup_steps_resume_exactly_and_change_the_result(digits: LoadedDataset,
@@ -177,6 +187,7 @@ def test_warmup_steps_resume_exactly_and_change_the_result(digits: LoadedDataset
                for a, b in zip(_weights(straight), _weights(resumed), strict=True))
     cold = _trainee(run.model_copy(update={"recipe": run.recipe.model_copy(update={
         "schedule": Schedule(kind="linear")})}), digits)
-    train_lockstep([cold], digits.train, teacher=None, seed=0, batch_size=128, epochs=3)
+    train_lockstep([cold], BatchStream(digits.train, seed=0, batch_size=128),
+                   teacher=None, epochs=3)
     assert not all(torch.equal(a, b)
                    for a, b in zip(_weights(straight), _weights(cold), strict=True))

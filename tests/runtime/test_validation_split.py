@@ -14,7 +14,7 @@ from kdspec.analysis.records import GroupKey
 from kdspec.analysis.variant_comparison import summary_table, uses_validation
 from kdspec.cli import main
 from kdspec.dsl import compile_text
-from kdspec.runtime.data import split_validation
+from kdspec.runtime.data.split_rules import split_validation
 from kdspec.tracking import schema
 from tests.runtime.run_helpers import fresh_store, nested_runs
 

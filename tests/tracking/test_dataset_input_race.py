@@ -16,7 +16,8 @@ from pathlib import Path
 from sqlalchemy import event
 
 from kdspec.tracking import schema
-from kdspec.tracking.store import DatasetRecord, MlflowStore
+from kdspec.tracking.run_store import DatasetRecord
+from kdspec.tracking.store import MlflowStore
 from tests.runtime.run_helpers import fresh_store
 
 DATASET = DatasetRecord(name="fashion_mnist", digest="0123abcd", source="/data/fashion")

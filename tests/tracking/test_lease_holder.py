@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from kdspec.commands.status import run_status
 from kdspec.runtime.scheduling import decide_action
-from kdspec.tracking.leases import Lease, lease_holder
-from kdspec.tracking.store import StoredRun
+from kdspec.tracking.leases import Lease
+from kdspec.tracking.ownership import lease_holder
+from kdspec.tracking.run_store import StoredRun
 from tests.factories import tiny_plan
 
 NOW = 1_000_000_000

@@ -22,6 +22,7 @@ from kdspec.plan import DatasetSpec
 from kdspec.runtime.data.hatexplain import TextSplits, read_hatexplain
 from kdspec.runtime.data.in_memory import epoch_seed, subset_indices
 from kdspec.runtime.data.locations import cache_root
+from kdspec.runtime.data.split_rules import array_digest, split_validation
 from kdspec.runtime.interfaces import Batch, LoadedDataset, shard_batches
 
 #: Bumped when the cached arrays' meaning changes.
@@ -157,7 +158,6 @@ def read_text(spec: DatasetSpec, cache_dir: Path | None) -> TextSplits:
 def load_text_dataset(spec: DatasetSpec, *, device: torch.device,
                       cache_dir: Path | None = None) -> LoadedDataset:
     """Read, subset, hold out the validation share, tokenise (once) and move to ``device``."""
-    from kdspec.runtime.data import array_digest, split_validation  # the image path's rules
 
     splits = read_text(spec, cache_dir)
     missing = [name for name in spec.sensitive if name not in splits.test_attributes]
