@@ -60,6 +60,11 @@ class TrackingError(KdspecError):
     """The MLflow store cannot be reached or written."""
 
 
+class OutOfSpace(KdspecError):
+    """A disk that kdspec writes checkpoints or artifacts to is full: the plan stops at the
+    first refused write (training more runs would only fail them at their end)."""
+
+
 class DataParallelFailure(KdspecError):
     """A data-parallel group failed on one process: every process stops (they share each step,
     so none can go on alone)."""

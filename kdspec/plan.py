@@ -177,13 +177,16 @@ class ModelInit(Frozen):
       classification head starts from the seed), ``digest`` the sha256 of a local folder's
       weight files.
 
-    Weights whose shape does not fit the model (a 1000-class head on a 10-class study, a
-    3-channel stem on grey images) are left as the seed initialised them.
+    A ``checkpoint`` or ``run`` must fit the model completely (every tensor by name and shape)
+    unless ``partial``: then what fits is loaded and the rest keeps the seed's values. Published
+    weights (``torchvision``, ``huggingface``) fit except for the head (and a 3-channel stem
+    on grey images), which keep the seed's values (kdspec.runtime.given_weights).
     """
 
     kind: InitKind
     name: Annotated[str, Field(min_length=1, max_length=4096)]
     digest: str = ""
+    partial: bool = False
 
 
 class ModelSpec(Frozen):
@@ -197,6 +200,9 @@ class ModelSpec(Frozen):
                                max_length=4096)]
     recipe: Recipe
     init: ModelInit | None = None
+    #: A model whose test accuracy is within noise of chance is accepted (a deliberate random
+    #: teacher); otherwise a teacher at chance stops its study. Not part of any run id.
+    accept_chance: bool = False
 
     @model_validator(mode="after")
     def _trained_or_given(self) -> ModelSpec:
@@ -571,8 +577,8 @@ def run_id(
         "loss": None if loss is None else loss.model_dump(exclude={"convention"}),
         "teacher": teacher_id,
     }
-    if init is not None:
-        payload["init"] = init.model_dump()
+    if init is not None:  # partial enters only when set, so earlier ids stay
+        payload["init"] = init.model_dump(exclude=set() if init.partial else {"partial"})
     return stable_hash(payload)
 
 

@@ -61,10 +61,16 @@ def tiny_plan(
     analysis: AnalysisSpec | None = None,
     runtime: RuntimeSpec | None = None,
     experiment: str | None = None,
+    accept_chance: bool = True,
 ) -> Plan:
-    """A one-study plan, small enough to train in seconds on a CPU."""
+    """A one-study plan, small enough to train in seconds on a CPU.
+
+    Its teacher accepts chance accuracy unless ``accept_chance`` is False: a few steps of a
+    tiny model may leave it there, and these plans test bookkeeping, not learning (the guard
+    against a teacher at chance is tested on its own, tests/runtime/test_run_flags.py)."""
     dataset = dataset or dataset_spec("digits")
-    teacher = ModelSpec(arch=teacher_arch, recipe=teacher_recipe or tiny_recipe())
+    teacher = ModelSpec(arch=teacher_arch, recipe=teacher_recipe or tiny_recipe(),
+                        accept_chance=accept_chance)
     student = ModelSpec(arch=student_arch, recipe=student_recipe or tiny_recipe())
     loss = KDLoss(hard_weight=0.1, soft_weight=0.9,
                   convention="alpha = 0.9 weights the soft term; hard = 1 - alpha")

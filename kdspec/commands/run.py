@@ -190,6 +190,7 @@ def _run_plan(executor: Executor, options: RunOptions, logger: logging.Logger,
             sys.stdout.write(dry_run_table(prep, shard=str(options.shard)))
         return 0
     logger.info("log: %s (this process's full log, tracebacks included)", log_path)
+    executor.check_space(prep)
     outcomes = executor.execute(prep, spec_text=spec_text)
     if not executor.writes_tracking:
         return executor.stopped.exit_code if executor.stopped else 0

@@ -46,17 +46,20 @@ def dry_run_table(prep: Preparation, *, shard: str) -> str:
 def summary_table(outcomes: Sequence[Outcome]) -> str:
     """One row per run: status (finished / reused / failed / skipped / elsewhere /
     interrupted), test accuracy (a reused run's stored one), MLflow run id, and the reason of
-    a failure or an interruption; then the counts."""
+    a failure or an interruption and a run's flags; then the counts."""
     rows = []
     for o in outcomes:
         acc = "" if o.test_acc is None else f"{o.test_acc:.4f}"
-        detail = o.reason or o.note
+        detail = "; ".join(part for part in (o.reason or o.note, *o.flags) if part)
         rows.append([o.run.id, o.run.role, str(o.run.seed), _temperature(o.run), o.status, acc,
                      o.mlflow_id, detail])
     counts = Counter(o.status for o in outcomes)
     elsewhere = (f", {counts['elsewhere']} running elsewhere" if counts["elsewhere"] else "")
     interrupted = (f", {counts['interrupted']} interrupted" if counts["interrupted"] else "")
+    flagged = sum(1 for o in outcomes if o.flags)
+    suspect = (f"; {flagged} flagged (at chance, or a loss that never fell: see detail)"
+               if flagged else "")
     footer = (f"{counts['finished']} finished, {counts['reused']} reused{elsewhere}, "
-              f"{counts['failed']} failed, {counts['skipped']} skipped{interrupted}\n")
+              f"{counts['failed']} failed, {counts['skipped']} skipped{interrupted}{suspect}\n")
     header = ["run", "role", "seed", "T", "status", "test_acc", "mlflow_run", "detail"]
     return _table(header, rows) + footer

@@ -12,6 +12,8 @@ node while the sweep trains elsewhere. Per study, each run is:
   (by a stop signal: ``kdspec.interrupted`` says which): ``kdspec run`` resumes it (from its
   last checkpoint, when it saved one);
 - **failed**: FAILED (the reason from ``kdspec.failure``);
+- a finished run that is suspect (``kdspec.flag.*``: at chance, a loss that never fell) is
+  listed as flagged, with why;
 - **not started**: no run yet.
 
 The ETA is the time the unfinished runs would take one process at the pace of this study's
@@ -26,7 +28,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from kdspec.commands import spec_selection
@@ -69,6 +71,8 @@ class RunStatus:
     epochs: int
     detail: str
     mlflow_id: str
+    #: Why a finished run is suspect (at chance, a loss that never fell); empty otherwise.
+    flags: tuple[str, ...] = ()
 
 
 def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: float) -> RunStatus:
@@ -81,7 +85,8 @@ def run_status(run: Run, stored: list[StoredRun], *, at_ms: int, timeout_s: floa
 
     decided = run_state(run, stored, at_ms=at_ms, timeout_s=timeout_s)
     if decided.kind == "finished":
-        return make("finished", decided.stored)
+        assert decided.stored is not None
+        return replace(make("finished", decided.stored), flags=decided.stored.flags)
     if decided.kind == "live":
         holder = decided.stored
         assert holder is not None
@@ -173,13 +178,18 @@ def render(status: dict) -> str:
            if status["eta_seconds"] is None else
            f"ETA {format_duration(status['eta_seconds'])} for one process (from "
            f"{status['eta_from_finished_runs']} finished runs)")
+    flagged = [r for r in status["runs"] if r["flags"]]
     lines = [f"study {status['study']} ({status['uri']}): {len(status['runs'])} runs: "
-             + ", ".join(f"{counts[s]} {s}" for s in STATES) + f"; {eta}"]
+             + ", ".join(f"{counts[s]} {s}" for s in STATES)
+             + (f" ({len(flagged)} of them flagged)" if flagged else "") + f"; {eta}"]
     for r in status["runs"]:
+        t = "" if r["temperature"] is None else f" T={r['temperature']:g}"
+        what = f"{r['role']} {r['arch']}{t} seed {r['seed']} ({r['kdspec_id']})"
         if r["state"] in ("running", "interrupted", "failed"):
-            t = "" if r["temperature"] is None else f" T={r['temperature']:g}"
-            lines.append(f"  {r['state']}: {r['role']} {r['arch']}{t} seed {r['seed']} "
-                         f"({r['kdspec_id']}), epoch {r['epoch']}/{r['epochs']}: {r['detail']}")
+            lines.append(f"  {r['state']}: {what}, epoch {r['epoch']}/{r['epochs']}: "
+                         f"{r['detail']}")
+        elif r["flags"]:
+            lines.append(f"  finished, flagged: {what}: {'; '.join(r['flags'])}")
     return "\n".join(lines) + "\n"
 
 

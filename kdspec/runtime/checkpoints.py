@@ -89,26 +89,3 @@ def load_model(path: Path, *, device: torch.device) -> torch.nn.Module:
                         num_classes=int(state["num_classes"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
-
-
-def load_initial(model: torch.nn.Module, state: dict[str, torch.Tensor]
-                 ) -> tuple[int, list[str]]:
-    """Copy ``state`` into ``model`` where names and shapes agree (a pretrained model's
-    1000-class head on a 10-class study, or a 3-channel stem on grey images, keep the seed's
-    initialisation). Returns how many tensors were loaded and what was kept, e.g.
-    ``"fc.weight [10, 512] (weights: [1000, 512])"``."""
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    kept = [f"{k} {list(own[k].shape)} (weights: {list(state[k].shape)})" for k in own
-            if k in state and k not in fitting]
-    kept += [f"{k} (not in the weights)" for k in own if k not in state]
-    model.load_state_dict(fitting, strict=False)
-    return len(fitting), kept
-
-
-def model_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights of a loaded ``.pt``: kdspec's ``final.pt`` / ``last.pt`` (under "model"),
-    or a plain state dict."""
-    inner = state.get("model")
-    return inner if isinstance(inner, dict) else state
-

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -35,9 +36,16 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, broadcast_object_list, gather_object
 
-from kdspec.errors import DataParallelFailure, KdspecError, TrackingError
+from kdspec.errors import DataParallelFailure, KdspecError, OutOfSpace, TrackingError
 from kdspec.plan import Plan, Run, Study
 from kdspec.runtime.data import check_dataset_available, load_dataset
+from kdspec.runtime.disk_space import (
+    MSG_LITTLE_ROOM,
+    MSG_NO_ROOM,
+    free_bytes,
+    human,
+    space_need,
+)
 from kdspec.runtime.interfaces import LoadedDataset
 from kdspec.runtime.lockstep_group import GroupContext, GroupSettings, LockstepGroup, Outcome
 from kdspec.runtime.precision import accelerator_mode, autocast_factory, configure_cuda_numerics
@@ -69,6 +77,7 @@ from kdspec.tracking.run_layout import run_name
 from kdspec.tracking.run_store import DatasetRecord, RunStore, StoredRun
 from kdspec.tracking.schema import resolve_tracking_uri
 from kdspec.tracking.store import MlflowStore
+from kdspec.tracking.store_uri import local_artifact_root
 
 T = TypeVar("T")
 
@@ -232,6 +241,33 @@ class Executor:
         for study in self._studies_of(runs):
             check_dataset_available(study.dataset, cache_dir=self.options.cache_dir)
 
+    def check_space(self, prep: Preparation) -> None:
+        """Room for the checkpoints of what will train (:mod:`kdspec.runtime.disk_space`): the
+        working folder must hold the largest group's epoch checkpoints and a local artifact
+        store the next group's artifacts (else OutOfSpace, nothing trained); a store that
+        cannot hold every run's is warned about."""
+        if not self.writes_tracking or not prep.groups:
+            return
+        runs = [r for g in prep.groups + prep.waiting for r in g.runs]
+        largest = max((g.runs for g in prep.groups), key=len)
+        need = space_need(runs, largest)
+        first = space_need(prep.groups[0].runs, prep.groups[0].runs)
+        folders = [(Path(tempfile.gettempdir()), need.workdir, need.workdir, "TMPDIR")]
+        for study in self._studies_of(runs):
+            root = local_artifact_root(self.store_of(study).uri)
+            if root is not None:
+                folders.append((root, first.artifacts, need.artifacts, "--tracking-uri"))
+        unknown = f" (not counting {', '.join(need.unknown)})" if need.unknown else ""
+        for folder, now, later, option in dict.fromkeys(folders):
+            free = free_bytes(folder)
+            if free < now:
+                raise OutOfSpace(MSG_NO_ROOM.format(folder=folder, free=human(free),
+                                                    need=human(now), option=option,
+                                                    what="the checkpoints of its runs"))
+            if free < later:
+                self.logger.warning(MSG_LITTLE_ROOM.format(folder=folder, free=human(free),
+                                                           need=human(later), unknown=unknown))
+
     def _stored(self, runs: Sequence[Run]) -> dict[str, list[StoredRun]]:
         stored: dict[str, list[StoredRun]] = {}
         for store, ids in self._ids_by_store(runs).items():
@@ -286,7 +322,8 @@ class Executor:
             if action.kind == "reuse" and action.stored is not None:
                 outcomes[action.run.id] = Outcome(action.run, "reused",
                                                   mlflow_id=action.stored.mlflow_id,
-                                                  test_acc=action.stored.test_acc)
+                                                  test_acc=action.stored.test_acc,
+                                                  flags=action.stored.flags)
             elif action.kind == "elsewhere":
                 outcomes[action.run.id] = Outcome(action.run, "elsewhere", action.describe())
         parents = self._parent_runs(prep)
@@ -315,13 +352,14 @@ class Executor:
         except BaseException as err:
             # The plan stops here (a dataset that cannot be read, Ctrl-C): the parent runs say
             # so instead of staying RUNNING for ever. Finished runs are kept. A lost store
-            # cannot be told anything.
+            # cannot be told anything; a full disk may refuse the telling too.
             if not (isinstance(err, TrackingError) or is_unreachable(err)):
                 status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
                 # A failed data-parallel group: the peers are gone, meet at no barrier.
-                self._end_parents(parents, outcomes,
-                                  interrupted=(status, f"{type(err).__name__}: {err}"),
-                                  together=not isinstance(err, DataParallelFailure))
+                with contextlib.suppress(*(Exception,) if isinstance(err, OutOfSpace) else ()):
+                    self._end_parents(parents, outcomes,
+                                      interrupted=(status, f"{type(err).__name__}: {err}"),
+                                      together=not isinstance(err, DataParallelFailure))
             raise
         if self.stopped is not None:
             self._end_parents(parents, outcomes, interrupted=("KILLED", str(self.stopped)))
@@ -412,7 +450,7 @@ class Executor:
                 done = finished_run(stored[run.id])
                 assert done is not None, "a done group has a FINISHED run per member"
                 outcomes[run.id] = Outcome(run, "reused", mlflow_id=done.mlflow_id,
-                                           test_acc=done.test_acc,
+                                           test_acc=done.test_acc, flags=done.flags,
                                            note="finished by another process")
             return True
         if fresh is None and why == "blocked":

@@ -32,10 +32,12 @@ from typing import Literal, cast
 
 import torch
 
-from kdspec.errors import DataError, DataParallelFailure, TrackingError
+from kdspec.errors import DataError, DataParallelFailure, OutOfSpace, TrackingError
 from kdspec.plan import Precision, Run, Study
 from kdspec.runtime import checkpoints
+from kdspec.runtime.disk_space import MSG_OUT_OF_SPACE, is_out_of_space
 from kdspec.runtime.evaluation import Evaluation, evaluate, with_individual_outputs
+from kdspec.runtime.given_weights import fit_weights
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
 from kdspec.runtime.precision import (
     COMPILE_VERIFIED_DEVICES,
@@ -49,6 +51,12 @@ from kdspec.runtime.precision import (
     to_training_layout,
 )
 from kdspec.runtime.progress import GroupProgress, MemberEpoch
+from kdspec.runtime.run_flags import (
+    MSG_TEACHER_AT_CHANCE,
+    chance_check,
+    flag_tags,
+    loss_flag,
+)
 from kdspec.runtime.run_writer import EpochRecord, RunWriter
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.stop_request import Stopped, StopRequest
@@ -87,6 +95,8 @@ class Outcome:
     test_acc: float | None = None
     note: str = ""  # e.g. "resumed at epoch 3"
     recorded: bool = False  # its final artifacts are recorded and its run FINISHED
+    #: Why a finished run is suspect (kdspec.runtime.run_flags), in words.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,8 @@ class LockstepGroup:
         #: weights) then stops the plan instead of failing the group.
         self.preparing = True
         self._epoch_started = 0.0
+        #: Each member's first and last epoch trained by this process: (epoch, mean loss).
+        self._losses: dict[str, list[tuple[int, float]]] = {}
 
     @property
     def epochs(self) -> int:
@@ -329,6 +341,10 @@ class LockstepGroup:
         """A member's epoch: its metrics (evaluated when due); a diverged member is failed."""
         run, done = result.trainee.run, result.epoch + 1
         metrics = {schema.METRIC_TRAIN_LOSS: result.train_loss, schema.METRIC_LR: result.lr}
+        first_last = self._losses.setdefault(run.id, [])
+        if not first_last:
+            first_last.append((done, result.train_loss))
+        first_last[1:] = [(done, result.train_loss)]
         accuracy = None
         settings = self.ctx.settings
         if result.failure is None and settings.evaluates and (
@@ -363,6 +379,8 @@ class LockstepGroup:
                                                                           validation=False)
         evaluation = with_individual_outputs(evaluation, trainee.model, data.test,
                                              study.individual_fairness, autocast=self.autocast)
+        if not self._judge(trainee, evaluation):
+            return
         validation = (None if data.validation is None or trainee.run.recipe.epochs
                       else self._evaluate(trainee.model, validation=True).accuracy)
         self.ctx.writer.finish(trainee, evaluation, validation, checkpoints.final_state(
@@ -372,6 +390,28 @@ class LockstepGroup:
         outcome.recorded, outcome.test_acc = True, evaluation.accuracy
         self.ctx.logger.info("%s finished: test_acc %.4f", run_name(trainee.run, study),
                              evaluation.accuracy)
+
+    def _judge(self, trainee: Trainee, evaluation: Evaluation) -> bool:
+        """Whether the member may finish: a teacher at chance fails (its students would learn
+        from noise) unless its block accepts chance; any other suspect run is flagged."""
+        run, outcome = trainee.run, self.outcomes[trainee.run.id]
+        chance = chance_check(evaluation.confusion)
+        if (chance.at_chance and run.role == "teacher"
+                and not self.ctx.study.teacher.accept_chance):
+            reason = MSG_TEACHER_AT_CHANCE.format(check=chance.describe())
+            self.ctx.writer.fail(run, reason)
+            outcome.status, outcome.reason, outcome.test_acc = "failed", reason, chance.accuracy
+            self.ctx.logger.error("%s FAILED: %s", run_name(run), reason)
+            return False
+        losses = self._losses.get(run.id, [])
+        flags = flag_tags(chance=chance,
+                          loss=loss_flag(losses[0], losses[-1]) if len(losses) == 2 else None)
+        if flags:
+            self.ctx.writer.note(run, flags)
+            outcome.flags = tuple(flags.values())
+            for flag in outcome.flags:
+                self.ctx.logger.warning("%s: %s", run_name(run), flag)
+        return True
 
     # -- members that start from given weights -------------------------------------------------
     def _check_vocabulary(self) -> None:
@@ -390,7 +430,9 @@ class LockstepGroup:
 
     def _load_given_weights(self) -> None:
         """Members with ``init`` start from those weights (pretrained, a checkpoint, another
-        run's final.pt) instead of their seed's; what does not fit keeps the seed's values."""
+        run's final.pt) instead of their seed's, fitted by the rules of
+        :mod:`kdspec.runtime.given_weights` (weights that do not fit stop the plan, naming what
+        did not match)."""
         loaded: dict[tuple[str, str], tuple[dict[str, torch.Tensor], dict[str, str]]] = {}
         for trainee in self.trainees:
             init = trainee.run.init
@@ -402,11 +444,11 @@ class LockstepGroup:
                     init, num_classes=self.ctx.dataset.num_classes)
             weights, provenance = loaded[key]
             self.ctx.writer.note(trainee.run, provenance)
-            count, kept = checkpoints.load_initial(trainee.model, weights)
+            fit = fit_weights(trainee.model, weights, init, arch=trainee.run.arch)
             self.ctx.logger.info(
                 "%s: %s weights %s: %d tensors loaded%s", self.group.label, init.kind, init.name,
-                count, f"; kept the seed's for {len(kept)}: {', '.join(kept[:4])}"
-                + (" ..." if len(kept) > 4 else "") if kept else "")
+                len(fit.loaded), "" if fit.complete else
+                f"; the seed's values kept where the weights do not fit: {fit.problems()}")
 
     # -- the one failure handler --------------------------------------------------------------
     def _on_failure(self, err: BaseException) -> None:
@@ -430,6 +472,12 @@ class LockstepGroup:
                 raise TrackingError(MSG_LOST_STORE.format(
                     uri=self.ctx.settings.store_uri, group=label, error=first_line(err))
                 ) from err
+            if is_out_of_space(err):  # every later write would fail too: stop the plan
+                with contextlib.suppress(Exception):
+                    writer.release(f"stopped: out of disk space ({first_line(err)})")
+                self._close_quietly()
+                raise OutOfSpace(MSG_OUT_OF_SPACE.format(what=label, error=first_line(err))
+                                 ) from err
             if self.preparing and not isinstance(err, CheckpointUnusable):
                 with contextlib.suppress(Exception):  # the study's inputs: the plan stops
                     writer.release(f"stopped before training: {first_line(err)}")

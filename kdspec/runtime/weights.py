@@ -22,6 +22,7 @@ import torch
 
 from kdspec.plan import ModelInit
 from kdspec.runtime import checkpoints
+from kdspec.runtime.given_weights import read_weight_file, unwrap_state_dict
 from kdspec.runtime.scheduling import Action, Group
 from kdspec.runtime.training import Trainee
 from kdspec.tracking import schema
@@ -100,11 +101,10 @@ class StoreWeights:
                 raise RuntimeError(f"checkpoint {path} changed since the plan was made (sha256 "
                                    f"{digest[:12]}..., the plan says {init.digest[:12]}...): "
                                    "compile the spec again")
-            return checkpoints.model_weights(torch.load(path, map_location="cpu",
-                                                        weights_only=True)), source
+            return read_weight_file(path), source
         path = self.store.download(init.name, schema.ARTIFACT_FINAL_CHECKPOINT,
                                    self.workdir / "from_run" / init.name)
-        return checkpoints.model_weights(checkpoints.load(path)), source
+        return unwrap_state_dict(checkpoints.load(path), where=f"MLflow run {init.name}"), source
 
 
 def first_line(err: BaseException) -> str:

@@ -37,6 +37,8 @@ class StoredRun:
     precision: str = ""  # kdspec.precision: what it trained in ("" before that tag existed)
     test_acc: float | None = None  # its latest test accuracy metric (None: not evaluated yet)
     interrupted: str = ""  # kdspec.interrupted: the stop signal that ended it, and where
+    #: kdspec.flag.*: why a finished run is suspect (at chance, a loss that never fell).
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,10 @@ EXPERIMENT_KIND = "custom_model_development"
 TAG_REPORT_DIGEST = "kdspec.report_digest"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
 TAG_SUPERSEDED_BY = "kdspec.superseded_by"
+#: Why a finished run is suspect (kdspec.runtime.run_flags): at chance, a loss that never fell.
+TAG_FLAG_PREFIX = "kdspec.flag."
+TAG_FLAG_AT_CHANCE = "kdspec.flag.at_chance"
+TAG_FLAG_LOSS = "kdspec.flag.loss"
 #: On an unfinished run another process took over and trained anew: the owner that replaced it.
 TAG_REPLACED_BY = "kdspec.replaced_by"
 

@@ -293,7 +293,8 @@ def stored_run(run: MlflowRun) -> StoredRun:
         end_time=int(run.info.end_time or 0), study=tags.get(schema.TAG_STUDY, ""),
         precision=tags.get(schema.TAG_PRECISION, ""),
         test_acc=run.data.metrics.get(schema.METRIC_TEST_ACC),
-        interrupted=tags.get(schema.TAG_INTERRUPTED, ""))
+        interrupted=tags.get(schema.TAG_INTERRUPTED, ""),
+        flags=tuple(v for k, v in sorted(tags.items()) if k.startswith(schema.TAG_FLAG_PREFIX)))
 
 
 def parent_description(study: Study) -> str:

@@ -80,7 +80,9 @@ class MemoryStore:
                     test_acc=(run.metrics[schema.METRIC_TEST_ACC][-1][1]
                               if run.metrics.get(schema.METRIC_TEST_ACC) else None),
                     precision=run.tags.get(schema.TAG_PRECISION, ""),
-                    interrupted=run.tags.get(schema.TAG_INTERRUPTED, "")))
+                    interrupted=run.tags.get(schema.TAG_INTERRUPTED, ""),
+                    flags=tuple(v for k, v in sorted(run.tags.items())
+                                if k.startswith(schema.TAG_FLAG_PREFIX))))
         return result
 
     def parents(self, study: Study) -> list[StoredParent]:

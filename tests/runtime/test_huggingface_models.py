@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from kdspec.errors import DataError
+from kdspec.plan import ModelInit
 from kdspec.runtime import checkpoints
+from kdspec.runtime.given_weights import fit_weights
 from kdspec.runtime.models import build_model
 from kdspec.runtime.models.cost import measured_text_flops
 from tests.text_fixtures import write_tiny_models
@@ -45,8 +47,9 @@ def test_published_weights_load_and_the_new_head_keeps_its_seed(
     torch.manual_seed(1)
     model = build_model(f"hf:{bert}", in_channels=1, image_size=1, num_classes=3)
     head = model.model.classifier.weight.detach().clone()
-    count, kept = checkpoints.load_initial(model, weights)
-    assert count == len(weights) and all("classifier" in k for k in kept)
+    fit = fit_weights(model, weights, ModelInit(kind="huggingface", name=str(bert)),
+                      arch=f"hf:{bert}")
+    assert len(fit.loaded) == len(weights) and all("classifier" in k for k in fit.missing)
     assert torch.equal(model.model.classifier.weight, head)
     encoder = "model.bert.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(model.state_dict()[encoder], weights[encoder])
