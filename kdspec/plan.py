@@ -211,12 +211,15 @@ class KDLoss(Frozen):
 
     Both weights are stored resolved, so the convention a spec used (weight on the hard or the
     soft term) never has to be guessed downstream; ``convention`` records how it was written.
+    ``logit_standardization``: both logits z-scored over the classes before the tempered
+    softmax of the soft term (Sun et al., CVPR 2024); it enters run ids only when set.
     """
 
     hard_weight: Probability
     soft_weight: Probability
     t_squared: bool = True
     convention: str  # e.g. "alpha = 0.9 weights the soft (KD) term; hard = 1 - alpha"
+    logit_standardization: bool = False
 
     @model_validator(mode="after")
     def _something_trains(self) -> KDLoss:
@@ -544,6 +547,18 @@ def recipe_identity(recipe: Recipe) -> dict[str, Any]:
     return identity
 
 
+def loss_identity(loss: KDLoss | None) -> dict[str, Any] | None:
+    """Hinton's loss as it enters a run id: without ``convention`` (how it was written), and
+    ``logit_standardization`` only when set (added later: the ids of runs that do not use it
+    stay what they were)."""
+    if loss is None:
+        return None
+    identity = loss.model_dump(exclude={"convention"})
+    if not loss.logit_standardization:
+        identity.pop("logit_standardization")
+    return identity
+
+
 def run_id(
     *,
     dataset: DatasetSpec,
@@ -568,7 +583,7 @@ def run_id(
         "recipe": recipe_identity(recipe),
         "precision": precision,
         "temperature": temperature,
-        "loss": None if loss is None else loss.model_dump(exclude={"convention"}),
+        "loss": loss_identity(loss),
         "teacher": teacher_id,
     }
     if init is not None:
