@@ -189,7 +189,16 @@ DATASETS: dict[str, DatasetFacts] = {
 
 @dataclass(frozen=True)
 class ArchFacts:
-    """An architecture: its family, size and cost at a reference input."""
+    """An architecture: its family, size and cost at a reference input, and where feature
+    distillation can read it.
+
+    ``feature_points``: the names of the modules whose outputs are the model's stage features,
+    in forward order (``model.get_submodule(name)``; e.g. a CIFAR ResNet's ``layer1``,
+    ``layer2``, ``layer3``). Feature methods (fitnet, at) read them with forward hooks, and a
+    model that names none cannot be distilled by them. ``classifier``: the name of the final
+    linear layer, whose *input* is the penultimate embedding CRD contrasts (empty: none named).
+    A plugin may name both for its own architectures.
+    """
 
     name: str
     family: str  # cifar_resnet | lenet | torchvision_resnet | torchvision_densenet
@@ -197,20 +206,36 @@ class ArchFacts:
     forward_mflops: float  # 2 x multiply-adds for one image at ref_size (ref channels, classes)
     ref_size: int
     min_size: int  # smallest input side it accepts
+    feature_points: tuple[str, ...] = ()
+    classifier: str = ""
 
+
+CIFAR_RESNET_POINTS: Final = ("layer1", "layer2", "layer3")
+TORCHVISION_RESNET_POINTS: Final = ("layer1", "layer2", "layer3", "layer4")
+DENSENET_POINTS: Final = tuple(f"features.denseblock{i}" for i in range(1, 5))
 
 ARCHITECTURES: dict[str, ArchFacts] = {
-    "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8),
-    "resnet32": ArchFacts("resnet32", "cifar_resnet", 0.46, 139.0, 32, 8),
-    "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8),
-    "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8),
-    "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8),
-    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8),
-    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 8),
-    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 8),
-    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 8),
-    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 8),
-    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8),
+    "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet32": ArchFacts("resnet32", "cifar_resnet", 0.46, 139.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8, CIFAR_RESNET_POINTS,
+                           "fc"),
+    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8, ("pool1", "pool2"), "fc3"),
+    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 8,
+                             DENSENET_POINTS, "classifier"),
+    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8,
+                             DENSENET_POINTS, "classifier"),
 }
 
 
