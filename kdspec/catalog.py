@@ -201,7 +201,7 @@ class ArchFacts:
     """
 
     name: str
-    family: str  # cifar_resnet | lenet | torchvision_resnet | torchvision_densenet
+    family: str  # cifar_resnet | cifar_resnet_x4 | wide_resnet | cifar_vgg | lenet | torchvision_*
     params_millions: float  # published parameter count at the family's usual class count
     forward_mflops: float  # 2 x multiply-adds for one image at ref_size (ref channels, classes)
     ref_size: int
@@ -213,6 +213,9 @@ class ArchFacts:
 CIFAR_RESNET_POINTS: Final = ("layer1", "layer2", "layer3")
 TORCHVISION_RESNET_POINTS: Final = ("layer1", "layer2", "layer3", "layer4")
 DENSENET_POINTS: Final = tuple(f"features.denseblock{i}" for i in range(1, 5))
+WIDE_RESNET_POINTS: Final = ("block1", "block2", "block3")
+#: The CRD benchmark's VGG features start after block 0 (its methods never read block 0).
+CIFAR_VGG_POINTS: Final = ("block1", "block2", "block3", "block4")
 
 ARCHITECTURES: dict[str, ArchFacts] = {
     "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8, CIFAR_RESNET_POINTS,
@@ -236,6 +239,19 @@ ARCHITECTURES: dict[str, ArchFacts] = {
                              DENSENET_POINTS, "classifier"),
     "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8,
                              DENSENET_POINTS, "classifier"),
+    # The CIFAR-100 benchmark of the CRD paper (Tian et al., ICLR 2020), as its code defines
+    # the models: parameters with 100 classes, FLOPs counted at 32x32 (tests/runtime).
+    "resnet8x4": ArchFacts("resnet8x4", "cifar_resnet_x4", 1.23, 354.1, 32, 8,
+                           CIFAR_RESNET_POINTS, "fc"),
+    "resnet32x4": ArchFacts("resnet32x4", "cifar_resnet_x4", 7.43, 2166.1, 32, 8,
+                            CIFAR_RESNET_POINTS, "fc"),
+    "wrn_40_2": ArchFacts("wrn_40_2", "wide_resnet", 2.26, 655.2, 32, 8, WIDE_RESNET_POINTS,
+                          "fc"),
+    "wrn_16_2": ArchFacts("wrn_16_2", "wide_resnet", 0.70, 202.2, 32, 8, WIDE_RESNET_POINTS,
+                          "fc"),
+    "vgg8": ArchFacts("vgg8", "cifar_vgg", 3.96, 192.4, 32, 8, CIFAR_VGG_POINTS, "classifier"),
+    "vgg13": ArchFacts("vgg13", "cifar_vgg", 9.46, 569.9, 32, 8, CIFAR_VGG_POINTS,
+                       "classifier"),
 }
 
 

@@ -31,3 +31,13 @@ def test_list_kinds_and_all(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "tiny_vit_5m_224" in out and "vit_base_patch16_224" in out
     assert "--all lists them" not in out
+
+
+def test_list_shows_the_benchmark_architectures_with_their_measured_cost(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "architectures"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("  ") and len(line.split()) > 4}
+    for arch in ("resnet8x4", "resnet32x4", "wrn_40_2", "wrn_16_2", "vgg8", "vgg13"):
+        assert rows[arch][1] == "built-in"
+    assert rows["resnet32x4"][2:4] == ["7.43", "2166.1"]

@@ -24,6 +24,12 @@ SHAPES: dict[str, list[tuple[int, int]]] = {
     "resnet50": [(256, 32), (512, 16), (1024, 8), (2048, 4)],
     "densenet121": [(256, 32), (512, 16), (1024, 8), (1024, 4)],
     "densenet169": [(256, 32), (512, 16), (1280, 8), (1664, 4)],
+    "resnet8x4": [(64, 32), (128, 16), (256, 8)],
+    "resnet32x4": [(64, 32), (128, 16), (256, 8)],
+    "wrn_40_2": [(32, 32), (64, 16), (128, 8)],
+    "wrn_16_2": [(32, 32), (64, 16), (128, 8)],
+    "vgg8": [(128, 16), (256, 8), (512, 4), (512, 4)],
+    "vgg13": [(128, 16), (256, 8), (512, 4), (512, 4)],
 }
 
 Step = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -41,6 +47,8 @@ def _next_stage(family: str, index: int) -> Step:
         after = m.get_submodule(points[index + 1])
         if family == "lenet":
             return after(F.relu(m.get_submodule("conv2")(t)))
+        if family == "cifar_vgg":
+            return after(m.get_submodule(f"pool{index + 1}")(t))
         if family == "torchvision_densenet":
             return after(m.get_submodule(f"features.transition{index + 1}")(t))
         return after(t)
@@ -50,7 +58,10 @@ def _next_stage(family: str, index: int) -> Step:
 #: What maps the last feature point to the classifier's input, by family.
 EMBEDDING: dict[str, Step] = {
     "cifar_resnet": lambda m, t: _pool(t),
+    "cifar_resnet_x4": lambda m, t: _pool(t),
     "torchvision_resnet": lambda m, t: _pool(t),
+    "cifar_vgg": lambda m, t: _pool(t),
+    "wide_resnet": lambda m, t: _pool(F.relu(m.get_submodule("bn")(t))),
     "torchvision_densenet": lambda m, t: _pool(F.relu(m.get_submodule("features.norm5")(t))),
     "lenet": lambda m, t: F.relu(m.get_submodule("fc2")(F.relu(m.get_submodule("fc1")(
         F.adaptive_avg_pool2d(t, 5).flatten(1))))),
@@ -78,7 +89,8 @@ def test_features_have_the_documented_shapes_and_hooks_go_away(arch: str) -> Non
 
 #: The smallest architecture of each family: the names within a family come from one builder,
 #: and the shape test above covers every architecture.
-ONE_PER_FAMILY = ["resnet20", "lenet5", "resnet18", "densenet121"]
+ONE_PER_FAMILY = ["resnet20", "lenet5", "resnet18", "densenet121", "resnet8x4", "wrn_16_2",
+                  "vgg8"]
 
 
 def test_every_family_is_computed() -> None:
@@ -107,7 +119,7 @@ def test_captured_features_are_the_stage_outputs_the_model_computes(arch: str) -
         assert torch.allclose(head(out.embedding), out.logits, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["resnet20", "lenet5"])
+@pytest.mark.parametrize("arch", ["resnet8x4", "vgg8"])
 def test_channels_last_gives_the_same_features(arch: str) -> None:
     facts = ARCHITECTURES[arch]
     model = _model(arch)
@@ -125,7 +137,7 @@ def test_channels_last_gives_the_same_features(arch: str) -> None:
 
 
 def test_features_carry_gradients() -> None:
-    model = build_model("resnet20", in_channels=3, image_size=32, num_classes=10)
+    model = build_model("resnet8x4", in_channels=3, image_size=32, num_classes=10)
     out = forward_with_features(model, torch.randn(2, 3, 32, 32), ("layer2",))
     out.features["layer2"].pow(2).mean().backward()
     assert model.layer1[0].conv1.weight.grad is not None
