@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,19 @@ def test_hatexplain_follows_the_paper() -> None:
 
     assert paper_individual_fairness("hatexplain", study.teacher.arch,
                                      study.student.arch) is not None
+
+
+#: The run ids every shipped spec compiled to before distillation methods existed (written by
+#: the compiler of that time): a method at its default must not change any of them, or every
+#: stored run would train again.
+RUN_IDS_BEFORE_METHODS = Path(__file__).parent / "spec_run_ids.json"
+
+
+def test_run_ids_are_those_compiled_before_methods_existed() -> None:
+    stored = json.loads(RUN_IDS_BEFORE_METHODS.read_text())
+    root = SPECS.parent
+    assert set(stored) == {str(p.relative_to(root)) for p in ALL_SPECS}
+    for spec in ALL_SPECS:
+        plan = load_plan(spec)
+        assert {s.name: list(s.run_ids) for s in plan.studies} == \
+            stored[str(spec.relative_to(root))], spec.name
