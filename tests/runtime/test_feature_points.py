@@ -109,14 +109,13 @@ def test_captured_features_are_the_stage_outputs_the_model_computes(arch: str) -
                                     classifier=facts.classifier)
         assert torch.equal(out.logits, model(x))  # the hooks change nothing
         features = list(out.features.values())
+        # The same modules and operations on the same tensors as the forward: equal bit for bit.
         for i in range(len(features) - 1):
             chained = _next_stage(facts.family, i)(model, features[i])
-            assert torch.allclose(chained, features[i + 1], rtol=1e-5, atol=1e-6), i
+            assert torch.equal(chained, features[i + 1]), i
         embedding = EMBEDDING[facts.family](model, features[-1])
-        assert out.embedding is not None
-        assert torch.allclose(embedding, out.embedding, rtol=1e-5, atol=1e-6)
-        head = model.get_submodule(facts.classifier)
-        assert torch.allclose(head(out.embedding), out.logits, rtol=1e-5, atol=1e-6)
+        assert out.embedding is not None and torch.equal(embedding, out.embedding)
+        assert torch.equal(model.get_submodule(facts.classifier)(out.embedding), out.logits)
 
 
 @pytest.mark.parametrize("arch", ["resnet8x4", "vgg8"])
@@ -129,11 +128,12 @@ def test_channels_last_gives_the_same_features(arch: str) -> None:
         model = model.to(memory_format=torch.channels_last)
         last = forward_with_features(model, x.contiguous(memory_format=torch.channels_last),
                                      facts.feature_points)
-    for point in facts.feature_points:
-        # float32 convolutions in another memory layout may sum in another order.
-        assert torch.allclose(plain.features[point], last.features[point], rtol=1e-4,
-                              atol=1e-5)
-    assert torch.allclose(plain.logits, last.logits, rtol=1e-4, atol=1e-5)
+    # Convolutions in another memory layout may add their products in another order: float32
+    # sums of n products differ by about sqrt(n) * 6e-8 relative (n <= 4608 here, a few 1e-6
+    # per layer), so 1e-4 of the largest magnitude, as tests/README.md sets for such forwards.
+    for reference, other in [*((plain.features[p], last.features[p])
+                               for p in facts.feature_points), (plain.logits, last.logits)]:
+        assert (reference - other).abs().max() <= 1e-4 * reference.abs().max()
 
 
 def test_features_carry_gradients() -> None:
