@@ -47,7 +47,8 @@ class KD(_Method):
     the study's ``loss`` (:class:`kdspec.plan.KDLoss`)."""
 
     citation: ClassVar[str] = ("Hinton, Vinyals & Dean, \"Distilling the Knowledge in a Neural "
-                               "Network\", arXiv:1503.02531, 2015")
+                               "Network\", NIPS 2014 Deep Learning Workshop, arXiv:1503.02531 "
+                               "(2015)")
     name: Literal["kd"] = "kd"
 
 

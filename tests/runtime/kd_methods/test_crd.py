@@ -138,3 +138,13 @@ def test_more_negatives_than_other_samples_are_drawn_with_replacement() -> None:
     drawn = draw_contrast_indices(torch.tensor([0]), class_index(labels), 7,
                                   generator=torch.Generator().manual_seed(0))
     assert set(drawn[0, 1:].tolist()) <= {3, 4}
+
+
+def test_half_precision_embeddings_score_in_float32() -> None:
+    memory = ContrastMemory(4, 10, nce_k=2, nce_t=0.07, nce_m=0.5,
+                            generator=torch.Generator().manual_seed(0))
+    vectors = torch.nn.functional.normalize(torch.randn(2, 4), dim=1)
+    scores = memory(vectors.bfloat16(), vectors.half(), torch.tensor([0, 1]),
+                    torch.tensor([[0, 5, 6], [1, 7, 8]]))
+    assert all(s.dtype == torch.float32 and torch.isfinite(s).all() for s in scores)
+    assert crd_loss(scores[0].half(), scores[1].half(), 10).dtype == torch.float32
