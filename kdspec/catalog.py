@@ -189,28 +189,69 @@ DATASETS: dict[str, DatasetFacts] = {
 
 @dataclass(frozen=True)
 class ArchFacts:
-    """An architecture: its family, size and cost at a reference input."""
+    """An architecture: its family, size and cost at a reference input, and where feature
+    distillation can read it.
+
+    ``feature_points``: the names of the modules whose outputs are the model's stage features,
+    in forward order (``model.get_submodule(name)``; e.g. a CIFAR ResNet's ``layer1``,
+    ``layer2``, ``layer3``). Feature methods (fitnet, at) read them with forward hooks, and a
+    model that names none cannot be distilled by them. ``classifier``: the name of the final
+    linear layer, whose *input* is the penultimate embedding CRD contrasts (empty: none named).
+    A plugin may name both for its own architectures.
+    """
 
     name: str
-    family: str  # cifar_resnet | lenet | torchvision_resnet | torchvision_densenet
+    family: str  # cifar_resnet | cifar_resnet_x4 | wide_resnet | cifar_vgg | lenet | torchvision_*
     params_millions: float  # published parameter count at the family's usual class count
     forward_mflops: float  # 2 x multiply-adds for one image at ref_size (ref channels, classes)
     ref_size: int
     min_size: int  # smallest input side it accepts
+    feature_points: tuple[str, ...] = ()
+    classifier: str = ""
 
+
+CIFAR_RESNET_POINTS: Final = ("layer1", "layer2", "layer3")
+TORCHVISION_RESNET_POINTS: Final = ("layer1", "layer2", "layer3", "layer4")
+DENSENET_POINTS: Final = tuple(f"features.denseblock{i}" for i in range(1, 5))
+WIDE_RESNET_POINTS: Final = ("block1", "block2", "block3")
+#: The CRD benchmark's VGG features start after block 0 (its methods never read block 0).
+CIFAR_VGG_POINTS: Final = ("block1", "block2", "block3", "block4")
 
 ARCHITECTURES: dict[str, ArchFacts] = {
-    "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8),
-    "resnet32": ArchFacts("resnet32", "cifar_resnet", 0.46, 139.0, 32, 8),
-    "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8),
-    "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8),
-    "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8),
-    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8),
-    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 8),
-    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 8),
-    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 8),
-    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 8),
-    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8),
+    "resnet20": ArchFacts("resnet20", "cifar_resnet", 0.27, 81.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet32": ArchFacts("resnet32", "cifar_resnet", 0.46, 139.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet44": ArchFacts("resnet44", "cifar_resnet", 0.66, 196.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet56": ArchFacts("resnet56", "cifar_resnet", 0.85, 251.0, 32, 8, CIFAR_RESNET_POINTS,
+                          "fc"),
+    "resnet110": ArchFacts("resnet110", "cifar_resnet", 1.7, 506.0, 32, 8, CIFAR_RESNET_POINTS,
+                           "fc"),
+    "lenet5": ArchFacts("lenet5", "lenet", 0.062, 1.3, 32, 8, ("pool1", "pool2"), "fc3"),
+    "resnet18": ArchFacts("resnet18", "torchvision_resnet", 11.7, 3640.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "resnet34": ArchFacts("resnet34", "torchvision_resnet", 21.8, 7340.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "resnet50": ArchFacts("resnet50", "torchvision_resnet", 25.6, 8180.0, 224, 8,
+                          TORCHVISION_RESNET_POINTS, "fc"),
+    "densenet121": ArchFacts("densenet121", "torchvision_densenet", 8.0, 5740.0, 224, 8,
+                             DENSENET_POINTS, "classifier"),
+    "densenet169": ArchFacts("densenet169", "torchvision_densenet", 14.1, 6800.0, 224, 8,
+                             DENSENET_POINTS, "classifier"),
+    # The CIFAR-100 benchmark of the CRD paper (Tian et al., ICLR 2020), as its code defines
+    # the models: parameters with 100 classes, FLOPs counted at 32x32 (tests/runtime).
+    "resnet8x4": ArchFacts("resnet8x4", "cifar_resnet_x4", 1.23, 354.1, 32, 8,
+                           CIFAR_RESNET_POINTS, "fc"),
+    "resnet32x4": ArchFacts("resnet32x4", "cifar_resnet_x4", 7.43, 2166.1, 32, 8,
+                            CIFAR_RESNET_POINTS, "fc"),
+    "wrn_40_2": ArchFacts("wrn_40_2", "wide_resnet", 2.26, 655.2, 32, 8, WIDE_RESNET_POINTS,
+                          "fc"),
+    "wrn_16_2": ArchFacts("wrn_16_2", "wide_resnet", 0.70, 202.2, 32, 8, WIDE_RESNET_POINTS,
+                          "fc"),
+    "vgg8": ArchFacts("vgg8", "cifar_vgg", 3.96, 192.4, 32, 8, CIFAR_VGG_POINTS, "classifier"),
+    "vgg13": ArchFacts("vgg13", "cifar_vgg", 9.46, 569.9, 32, 8, CIFAR_VGG_POINTS,
+                       "classifier"),
 }
 
 

@@ -2,12 +2,22 @@
 
 A plan is everything one ``.kdspec`` file asks for: one or more studies, expanded into runs. The runtime must be able to execute a
 plan from its JSON alone (it never sees the ``.kdspec`` text), and the analysis reads the same
-plan to find the runs in MLflow. Nothing here imports anything else from kdspec.
+plan to find the runs in MLflow. Nothing here imports anything else from kdspec but the
+method models of :mod:`kdspec.distillation_methods`.
 
 Run identity: each run's ``id`` is a hash of everything that determines its training (dataset
 as trained on, architecture, recipe, seed, role, temperature, loss weights, precision, and for a
-distilled run its teacher's id), so the same run declared in two specs has the same id. That is
-how a teacher is reused across studies and how a crashed sweep resumes.
+distilled run its teacher's id and its method), so the same run declared in two specs has the
+same id. That is how a teacher is reused across studies and how a crashed sweep resumes.
+
+Distillation methods and control arms (:mod:`kdspec.distillation_methods`): a study's
+``method`` decides what its distilled runs are. Every method shares the study's teachers and
+non-distilled students (their ids do not depend on it). For ``kd``, ``dkd``, ``dist``, ``fitnet``,
+``at``, ``crd`` and ``label_smoothing`` the distilled runs are the student's, learning from the
+teacher of their seed with that method. ``self`` makes them the teacher's architecture, recipe
+and starting weights, distilled (Hinton's loss) from the teacher of their seed. ``random_teacher``
+replaces the study's teachers by untrained ones (``UNTRAINED_RECIPE``: 0 epochs, no given
+weights, so evaluated at their seed's initialisation) that its distilled runs learn from.
 """
 
 from __future__ import annotations
@@ -18,6 +28,17 @@ from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kdspec.distillation_methods import (
+    KD,
+    DeclaredMethod,
+    RandomTeacher,
+    RunMethod,
+    SelfDistillation,
+    StudyMethod,
+    run_method,
+    uses_hinton_loss,
+)
 
 #: Bumped whenever the meaning of a run changes (training code semantics), so old results are
 #: not silently reused for a run that would now train differently.
@@ -71,6 +92,8 @@ SafeName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
 GeneratedSize = Annotated[int, Field(gt=0, le=MAX_GENERATED_IMAGES)]
+#: The method of a study that names none: Hinton's KD.
+KD_METHOD: Final = KD()
 
 
 class Frozen(BaseModel):
@@ -217,12 +240,15 @@ class KDLoss(Frozen):
 
     Both weights are stored resolved, so the convention a spec used (weight on the hard or the
     soft term) never has to be guessed downstream; ``convention`` records how it was written.
+    ``logit_standardization``: both logits z-scored over the classes before the tempered
+    softmax of the soft term (Sun et al., CVPR 2024); it enters run ids only when set.
     """
 
     hard_weight: Probability
     soft_weight: Probability
     t_squared: bool = True
     convention: str  # e.g. "alpha = 0.9 weights the soft (KD) term; hard = 1 - alpha"
+    logit_standardization: bool = False
 
     @model_validator(mode="after")
     def _something_trains(self) -> KDLoss:
@@ -336,15 +362,31 @@ class Run(Frozen):
     temperature: Temperature | None = None
     depends_on: tuple[str, ...] = ()
     recipe: Recipe
-    loss: KDLoss | None = None  # only for role == "distilled"
+    #: Hinton's loss: only for distilled runs whose method is kd.
+    loss: KDLoss | None = None
     init: ModelInit | None = None  # starting weights, when not from the seed
+    #: What a distilled run trains with (kd for a plan written before methods existed); None for
+    #: teachers and non-distilled students.
+    method: RunMethod | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kd_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("role") == "distilled" \
+                and data.get("method") is None:
+            return {**data, "method": KD()}
+        return data
+
     @model_validator(mode="after")
     def _distilled_fields(self) -> Run:
         distilled = self.role == "distilled"
         if distilled != (self.temperature is not None):
             raise ValueError(f"run {self.id}: temperature is set iff the run is distilled")
-        if distilled != (self.loss is not None):
-            raise ValueError(f"run {self.id}: loss is set iff the run is distilled")
+        if distilled != (self.method is not None):
+            raise ValueError(f"run {self.id}: method is set iff the run is distilled")
+        hinton = self.method is not None and self.method.name == "kd"
+        if hinton != (self.loss is not None):
+            raise ValueError(f"run {self.id}: loss is set iff the run is distilled with kd")
         if distilled and len(self.depends_on) != 1:
             raise ValueError(f"run {self.id}: a distilled run depends on exactly one teacher")
         return self
@@ -364,7 +406,11 @@ class Study(Frozen):
     student: ModelSpec
     temperatures: tuple[Temperature, ...]
     seeds: tuple[Seed, ...]
+    #: Hinton's loss as the spec writes it: what ``kd``, ``self`` and ``random_teacher`` train
+    #: with (the other methods carry their own weights in ``method``).
     loss: KDLoss
+    #: How the distilled students learn (:mod:`kdspec.distillation_methods`).
+    method: StudyMethod = KD_METHOD
     fairness: FairnessSpec | None = None
     #: Measured when declared (``individual_fairness { ... }``); does not change run ids.
     individual_fairness: IndividualFairnessSpec | None = None
@@ -431,7 +477,7 @@ class Plan(Frozen):
             expected = expand_runs(dataset=study.dataset, teacher=study.teacher,
                                    student=study.student, temperatures=study.temperatures,
                                    seeds=study.seeds, loss=study.loss,
-                                   precision=study.runtime.precision)
+                                   precision=study.runtime.precision, method=study.method)
             if tuple(r.id for r in expected) != study.run_ids:
                 raise ValueError(MSG_IDS_DO_NOT_MATCH.format(study=study.name))
             for run in expected:
@@ -550,6 +596,23 @@ def recipe_identity(recipe: Recipe) -> dict[str, Any]:
     return identity
 
 
+def loss_identity(loss: KDLoss | None) -> dict[str, Any] | None:
+    """Hinton's loss as it enters a run id: without ``convention`` (how it was written), and
+    ``logit_standardization`` only when set (added later: the ids of runs that do not use it
+    stay what they were)."""
+    if loss is None:
+        return None
+    identity = loss.model_dump(exclude={"convention"})
+    if not loss.logit_standardization:
+        identity.pop("logit_standardization")
+    return identity
+
+
+#: What a teacher of the ``random_teacher`` control trains with: nothing. Evaluated at its
+#: seed's initialisation (the batch size is unused: evaluation uses its own).
+UNTRAINED_RECIPE: Final = Recipe(epochs=0, batch_size=256, lr=1e-3)
+
+
 def run_id(
     *,
     dataset: DatasetSpec,
@@ -562,9 +625,11 @@ def run_id(
     loss: KDLoss | None = None,
     teacher_id: str | None = None,
     init: ModelInit | None = None,
+    method: RunMethod | None = None,
 ) -> str:
     """The deterministic identity of a run (see the module docstring). ``init`` enters only
-    when set, so the ids of runs that start from their seed stay what they were."""
+    when set, and ``method`` only when it is not kd, so the ids of runs that start from their
+    seed, or distil with Hinton's loss, stay what they were."""
     payload = {
         "v": RUN_SEMANTICS_VERSION,
         "dataset": training_dataset_identity(dataset),
@@ -574,11 +639,13 @@ def run_id(
         "recipe": recipe_identity(recipe),
         "precision": precision,
         "temperature": temperature,
-        "loss": None if loss is None else loss.model_dump(exclude={"convention"}),
+        "loss": loss_identity(loss),
         "teacher": teacher_id,
     }
     if init is not None:  # partial enters only when set, so earlier ids stay
         payload["init"] = init.model_dump(exclude=set() if init.partial else {"partial"})
+    if method is not None and method.name != "kd":
+        payload["method"] = method.model_dump()
     return stable_hash(payload)
 
 
@@ -591,20 +658,29 @@ def expand_runs(
     seeds: tuple[int, ...],
     loss: KDLoss,
     precision: PrecisionSetting,
+    method: DeclaredMethod = KD_METHOD,
 ) -> tuple[Run, ...]:
     """Every run a study needs, in dependency order.
 
     Teachers x seeds, then non-distilled students x seeds, then distilled students grouped by
     seed (one per temperature): the distilled students of seed s learn from the teacher of seed s,
-    and a seed's group is what the runtime can train in lockstep.
+    and a seed's group is what the runtime can train in lockstep. ``method`` decides the
+    distilled runs and, for ``random_teacher``, the teachers (see the module docstring).
     """
+    # A random teacher is the teacher's architecture at its seed's initialisation, never trained.
+    untrained = isinstance(method, RandomTeacher)
+    teacher_recipe = UNTRAINED_RECIPE if untrained else teacher.recipe
+    teacher_init = None if untrained else teacher.init
+    learner = teacher if isinstance(method, SelfDistillation) else student
+    trains_with = run_method(method)
+    hinton = loss if uses_hinton_loss(method) else None
     teachers: dict[int, Run] = {}
     runs: list[Run] = []
     for seed in seeds:
         rid = run_id(dataset=dataset, role="teacher", arch=teacher.arch, seed=seed,
-                     recipe=teacher.recipe, precision=precision, init=teacher.init)
+                     recipe=teacher_recipe, precision=precision, init=teacher_init)
         teachers[seed] = Run(id=rid, role="teacher", arch=teacher.arch, seed=seed,
-                             recipe=teacher.recipe, init=teacher.init)
+                             recipe=teacher_recipe, init=teacher_init)
         runs.append(teachers[seed])
     for seed in seeds:
         rid = run_id(dataset=dataset, role="student", arch=student.arch, seed=seed,
@@ -614,10 +690,10 @@ def expand_runs(
     for seed in seeds:
         tid = teachers[seed].id
         for t in temperatures:
-            rid = run_id(dataset=dataset, role="distilled", arch=student.arch, seed=seed,
-                         recipe=student.recipe, precision=precision, temperature=t, loss=loss,
-                         teacher_id=tid, init=student.init)
-            runs.append(Run(id=rid, role="distilled", arch=student.arch, seed=seed,
-                            temperature=t, depends_on=(tid,), recipe=student.recipe, loss=loss,
-                            init=student.init))
+            rid = run_id(dataset=dataset, role="distilled", arch=learner.arch, seed=seed,
+                         recipe=learner.recipe, precision=precision, temperature=t,
+                         loss=hinton, teacher_id=tid, init=learner.init, method=trains_with)
+            runs.append(Run(id=rid, role="distilled", arch=learner.arch, seed=seed,
+                            temperature=t, depends_on=(tid,), recipe=learner.recipe,
+                            loss=hinton, init=learner.init, method=trains_with))
     return tuple(runs)

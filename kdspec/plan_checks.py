@@ -13,6 +13,7 @@ from kdspec.catalog import (
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
 )
+from kdspec.distillation_methods import CRD, AttentionTransfer, FitNet
 from kdspec.plan import DatasetSpec, Plan, Study
 from kdspec.registry import ArchitectureError, architecture, datasets
 
@@ -81,6 +82,7 @@ def study_problems(index: int, study: Study) -> list[str]:
             out.append(f"{where}.{role}.arch: {arch} needs images of at least "
                        f"{facts.min_size}x{facts.min_size}; {study.dataset.name} images here "
                        f"are {study.dataset.image_size}x{study.dataset.image_size}")
+    out += method_problems(where, study)
     if study.fairness is not None:
         missing = [a for a in study.fairness.sensitive if a not in study.dataset.sensitive]
         if missing:
@@ -89,6 +91,32 @@ def study_problems(index: int, study: Study) -> list[str]:
         if study.dataset.num_classes > 2 and study.fairness.multiclass_aggregate is None:
             out.append(f"{where}.fairness.multiclass_aggregate: a target with "
                        f"{study.dataset.num_classes} classes needs one (mean or max)")
+    return out
+
+
+def method_problems(where: str, study: Study) -> list[str]:
+    """The feature points and classifiers a feature method names that its models do not."""
+    method = study.method
+    wanted: list[tuple[str, str, str]] = []  # (role, name, "feature point" | "classifier")
+    if isinstance(method, FitNet):
+        wanted = [("teacher", method.hint, "feature point"),
+                  ("student", method.guided, "feature point")]
+    elif isinstance(method, AttentionTransfer):
+        wanted = [(role, pair[i], "feature point") for pair in method.pairs
+                  for i, role in enumerate(("teacher", "student"))]
+    elif isinstance(method, CRD):
+        wanted = [("teacher", method.teacher_classifier, "classifier"),
+                  ("student", method.student_classifier, "classifier")]
+    out = []
+    for role, name, kind in wanted:
+        arch = getattr(study, role).arch
+        try:
+            facts = architecture(arch).facts
+        except ArchitectureError:
+            continue  # reported with the architecture
+        known = facts.feature_points if kind == "feature point" else (facts.classifier,)
+        if name not in known:
+            out.append(f"{where}.method: {arch} has no {kind} '{name}'")
     return out
 
 

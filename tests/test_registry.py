@@ -12,6 +12,8 @@ import pytest
 
 from kdspec import registry as registry_module
 from kdspec.cli import main
+from kdspec.distillation_methods import FitNet
+from kdspec.dsl import load_plan
 from kdspec.registry import ARCHITECTURE_GROUP, DATASET_GROUP, architecture, registry
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "specs" / "quickstart.kdspec"
@@ -120,3 +122,26 @@ def test_unknown_names_point_to_torchvision_and_timm() -> None:
     with pytest.raises(registry_module.ArchitectureError) as raised:
         architecture("no_such_net")
     assert "torchvision:NAME / timm:NAME" in raised.value.help
+
+
+def test_a_plugin_architecture_names_its_own_feature_points(site: Path, tmp_path: Path) -> None:
+    install(site, "featured-plugin", "featured_plugin_mod", """
+        from kdspec.plugin import ArchFacts, ArchitectureEntry
+        def architectures():
+            return [ArchitectureEntry(ArchFacts("stage_net", "test", 0.1, 2.0, 32, 8,
+                                                feature_points=("stem", "body", "neck"),
+                                                classifier="head"), build="m:f")]
+        """, {ARCHITECTURE_GROUP: "featured_plugin_mod:architectures"})
+    spec = tmp_path / "feature.kdspec"
+    spec.write_text(textwrap.dedent("""
+        # kdspec check
+        recipe r { epochs = 1  batch_size = 8  lr = 0.1 }
+        study s {
+          dataset digits {}
+          teacher resnet20 { recipe = r }
+          student stage_net { recipe = r }
+          distill { temperatures = [2]  loss = 0.5 * hard + 0.5 * soft  method = fitnet }
+          seeds = 2
+        }
+        """))
+    assert load_plan(spec).studies[0].method == FitNet(hint="layer2", guided="body")

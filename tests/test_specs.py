@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,11 @@ from kdspec.dsl import load_plan
 SPECS = Path(__file__).parents[1] / "specs"
 ALL_SPECS = sorted(SPECS.rglob("*.kdspec"))
 STUDY_SPECS = sorted(SPECS.glob("*.kdspec"))
+#: The run ids every shipped spec compiled to before distillation methods existed (written by
+#: the compiler of that time): a method at its default must not change any of them, or every
+#: stored run would train again. A spec added later is not in it; a spec changed on purpose
+#: (new runs meant) gets its entry rewritten with the ids it now compiles to.
+RUN_IDS_BEFORE_METHODS = json.loads((Path(__file__).parent / "spec_run_ids.json").read_text())
 
 
 def test_the_paper_specs_and_the_quickstart_are_shipped() -> None:
@@ -22,11 +28,19 @@ def test_the_paper_specs_and_the_quickstart_are_shipped() -> None:
 @pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda p: str(p.relative_to(SPECS)))
 def test_spec_compiles_and_opens_with_how_to_run_it(spec: Path) -> None:
     plan = load_plan(spec)
+    before = RUN_IDS_BEFORE_METHODS.get(str(spec.relative_to(SPECS.parent)))
+    assert before is None or {s.name: list(s.run_ids) for s in plan.studies} == before
     first_line = spec.read_text().splitlines()[0]
     assert first_line.startswith("# ")
     assert "kdspec check" in spec.read_text()
     if spec.parent == SPECS:
         assert plan.studies, f"{spec.name} declares no study"
+
+
+def test_the_ids_from_before_methods_are_of_the_shipped_specs() -> None:
+    shipped = {str(p.relative_to(SPECS.parent)) for p in ALL_SPECS}
+    assert set(RUN_IDS_BEFORE_METHODS) <= shipped
+    assert len(RUN_IDS_BEFORE_METHODS) == 14  # every spec shipped when methods were added
 
 
 def test_cifar10_follows_the_paper() -> None:
@@ -137,3 +151,4 @@ def test_hatexplain_follows_the_paper() -> None:
 
     assert paper_individual_fairness("hatexplain", study.teacher.arch,
                                      study.student.arch) is not None
+

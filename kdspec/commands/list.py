@@ -1,9 +1,12 @@
-"""``kdspec list [architectures|datasets]``: what a spec can name, and where each came from.
+"""``kdspec list [architectures|datasets|methods]``: what a spec can name, and where each came
+from.
 
 Architectures: kdspec's own and every installed plugin's (name, source, parameters, forward
-cost, smallest input), then the torchvision classification models (``torchvision:NAME``) and,
-with timm installed, the count of timm models (``timm:NAME``; ``--all`` lists them). Datasets:
-name, source, channels, size, classes, attributes and how to get the data.
+cost, smallest input, feature points), then the torchvision classification models
+(``torchvision:NAME``) and, with timm installed, the count of timm models (``timm:NAME``;
+``--all`` lists them). Datasets: name, source, channels, size, classes, attributes and how to
+get the data. Methods: the distillation methods and control arms of ``distill { method = ...
+}``, their keys with the defaults, and the paper each comes from.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import sys
 import textwrap
 
+from kdspec.distillation_methods import CONTROL_MODELS, METHOD_MODELS, STANDARDIZABLE
+from kdspec.dsl.methods import SECTION_KEYS
 from kdspec.registry import (
     MSG_NO_TIMM,
     MSG_NO_TRANSFORMERS,
@@ -24,7 +29,7 @@ from kdspec.registry import (
 HF_EXAMPLES = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base",
                "distilroberta-base", "google/bert_uncased_L-2_H-128_A-2")
 
-KINDS = ("architectures", "datasets")
+KINDS = ("architectures", "datasets", "methods")
 #: timm names shown without ``--all``.
 TIMM_SHOWN = 20
 #: Width of the wrapped model lists.
@@ -33,7 +38,7 @@ WIDTH = 100
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", nargs="?", choices=KINDS, default=None,
-                        help="architectures or datasets (default: both)")
+                        help="architectures, datasets or methods (default: all three)")
     parser.add_argument("--all", action="store_true", help="list every timm model too")
 
 
@@ -50,11 +55,11 @@ def _wrapped(text: str) -> str:
 
 def architectures_text(*, everything: bool) -> str:
     rows: list[tuple[str, ...]] = [("name", "source", "params (M)", "forward MFLOP", "at px",
-                                    "min px")]
+                                    "min px", "feature points")]
     for name, entry in sorted(registry().architectures.items()):
         f = entry.facts
         rows.append((name, entry.source, f"{f.params_millions:g}", f"{f.forward_mflops:g}",
-                     str(f.ref_size), str(f.min_size)))
+                     str(f.ref_size), str(f.min_size), ",".join(f.feature_points) or "-"))
     lines = ["architectures:", *_table(rows)]
     tv = torchvision_models()
     lines += [f"torchvision: {len(tv)} classification models, as torchvision:NAME:",
@@ -98,11 +103,47 @@ def datasets_text() -> str:
     return "\n".join(["datasets:", *_table(rows)]) + "\n"
 
 
+#: Keys a method takes that are not plain defaults: what the compiler fills in.
+RESOLVED_DEFAULTS = {"hint": "second feature point", "guided": "as hint, or second point"}
+
+
+def _method_keys(name: str) -> str:
+    """``key = default, ...`` of a method's section, and the distill keys it uses."""
+    model = {**METHOD_MODELS, **CONTROL_MODELS}[name]
+    parts = []
+    for key in SECTION_KEYS.get(name, {}):
+        default = model.model_fields[key].default
+        shown = RESOLVED_DEFAULTS.get(key) or (f"{default:g}" if isinstance(default, float)
+                                               else str(default))
+        parts.append(f"{key} = {shown}")
+    uses = []
+    if name in ("kd", "self", "random_teacher"):
+        uses.append("distill's loss and t_squared")
+    if name in STANDARDIZABLE:
+        uses.append("logit_standardization")
+    return ", ".join(parts) + ("; " if parts and uses else "") + (
+        "uses " + ", ".join(uses) if uses else "")
+
+
+def methods_text() -> str:
+    rows: list[tuple[str, ...]] = [("name", "kind", "keys (defaults)", "source")]
+    for kind, models in (("method", METHOD_MODELS), ("control", CONTROL_MODELS)):
+        for name, model in models.items():
+            source = model.citation + (f"; defaults: {model.defaults_from}"
+                                       if model.defaults_from else "")
+            rows.append((name, kind, _method_keys(name) or "-", source))
+    head = ("methods (`distill { method = NAME }`, kd by default; a method's keys go in a "
+            "section of its name, e.g. `dkd { beta = 6 }`):")
+    return "\n".join([head, *_table(rows)]) + "\n"
+
+
 def run(args: argparse.Namespace) -> int:
     parts = []
     if args.kind in (None, "architectures"):
         parts.append(architectures_text(everything=args.all))
     if args.kind in (None, "datasets"):
         parts.append(datasets_text())
+    if args.kind in (None, "methods"):
+        parts.append(methods_text())
     sys.stdout.write("\n".join(parts))
     return 0

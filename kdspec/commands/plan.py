@@ -106,6 +106,24 @@ def format_flops(flops: float) -> str:
     return f"{flops:.3g} FLOP"
 
 
+#: Method fields the compiler resolves from the models (shown by ``kdspec plan --json``).
+RESOLVED_FIELDS = {"name", "pairs", "teacher_classifier", "student_classifier"}
+
+
+def method_summary(study: Study) -> str:
+    """``, method dkd (ce_weight 1, alpha 1, ...)`` for a study that does not use plain kd."""
+    method = study.method
+    if method.name == "kd":
+        return ", method kd (standardized logits)" if study.loss.logit_standardization else ""
+    keys = []
+    for key, value in method.model_dump(exclude=RESOLVED_FIELDS).items():
+        if isinstance(value, bool):
+            keys += ["standardized logits"] if value else []
+        else:
+            keys.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
+    return f", method {method.name}" + (f" ({', '.join(keys)})" if keys else "")
+
+
 def study_table(plan: Plan, study: Study) -> str:
     """The runs of one study as an aligned text table with a work estimate per run."""
     data = study.dataset
@@ -116,7 +134,8 @@ def study_table(plan: Plan, study: Study) -> str:
     header = (f"study {study.name}: {data.name} ({inputs}, {data.num_classes} classes, "
               f"{'unknown' if per_epoch is None else f'{per_epoch:,}'} training {items}), "
               f"teacher {study.teacher.arch} -> student {study.student.arch}, "
-              f"{len(study.seeds)} seeds, T = {', '.join(f'{t:g}' for t in study.temperatures)}")
+              f"{len(study.seeds)} seeds, T = {', '.join(f'{t:g}' for t in study.temperatures)}"
+              f"{method_summary(study)}")
     rows = [("role", "arch", "seed", "T", "id", "depends_on", "epochs x samples", "forward")]
     for run in (plan.run(rid) for rid in study.run_ids):
         work = run_work(study, run)

@@ -8,6 +8,8 @@ KEY is a dotted path:
   ``teacher.epochs=2``, ``runtime.precision=fp32``: a key of a section of every study (the
   section is added when the study has none);
 - ``teacher.arch=resnet56`` / ``student.arch=lenet5``: the model a study names;
+- ``distill.method=dkd``, ``distill.dkd.beta=6``: a method, and a key of a method's section
+  (added when the study has none);
 - ``STUDY.KEY...``: only the study named ``STUDY``;
 - ``recipe.NAME.KEY=VALUE``: a key of the recipe ``NAME``.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kdspec.dsl.diagnostics import Diagnostics, InvalidValue, UnknownName
+from kdspec.dsl.methods import SECTION_KEYS
 from kdspec.dsl.parser import parse
 from kdspec.dsl.program import Program
 from kdspec.dsl.syntax import Assignment, Name, Section
@@ -70,15 +73,37 @@ def _set_entry(section: Section, assignment: Assignment) -> Section:
     return replace(section, entries=(*entries, assignment))
 
 
+def _set_in_section(section: Section, sub: str, assignment: Assignment) -> Section:
+    """``section`` with ``assignment`` set in its sub-section ``sub`` (``distill`` > ``dkd``),
+    which is added when missing."""
+    inner = next((e for e in section.entries if isinstance(e, Section) and e.key == sub), None)
+    if inner is None:
+        added = Section(key=sub, key_span=assignment.key_span, label=None,
+                        entries=(assignment,), span=assignment.span)
+        return replace(section, entries=(*section.entries, added))
+    return replace(section, entries=tuple(_set_entry(e, assignment) if e is inner else e
+                                          for e in section.entries))
+
+
 def _set_in_study(study: Section, path: list[str], assignment: Assignment,
                   diags: Diagnostics) -> Section:
     if len(path) == 1:
         return _set_entry(study, assignment)
     head = path[0]
+    if len(path) == 3 and head == "distill" and path[1] in SECTION_KEYS:
+        distill = next((e for e in study.entries if isinstance(e, Section) and e.key == head),
+                       None)
+        if distill is None:
+            diags.add(UnknownName(assignment.span, f"study '{_name(study)}' has no distill "
+                                  "section to set a method's key in"))
+            return study
+        return replace(study, entries=tuple(
+            _set_in_section(e, path[1], assignment) if e is distill else e
+            for e in study.entries))
     if head not in STUDY_SECTIONS or len(path) != 2:
         diags.add(UnknownName(assignment.span, f"--set cannot reach '{'.'.join(path)}'",
-                              help=f"a study key, or SECTION.KEY with SECTION one of "
-                                   f"{', '.join(STUDY_SECTIONS)}"))
+                              help=f"a study key, SECTION.KEY with SECTION one of "
+                                   f"{', '.join(STUDY_SECTIONS)}, or distill.METHOD.KEY"))
         return study
     entries = list(study.entries)
     for i, entry in enumerate(entries):

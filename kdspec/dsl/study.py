@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from kdspec.distillation_methods import DeclaredMethod
 from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
 from kdspec.dsl.diagnostics import (
     Diagnostics,
@@ -19,6 +20,7 @@ from kdspec.dsl.diagnostics import (
     UnknownName,
     WrongType,
 )
+from kdspec.dsl.methods import METHOD_KEYS, MethodDraft, read_method, resolve_method
 from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, read_init
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader, spec_relative
 from kdspec.dsl.recipes import RecipeBook, read_layer
@@ -73,7 +75,8 @@ STUDY_KEYS: dict[str, Key] = {
 }
 #: Longest ``note`` (a paragraph, not a document).
 LONGEST_NOTE = 2_000
-DISTILL_KEYS: dict[str, Key] = {"temperatures": Key(), "loss": Key(), "t_squared": Key()}
+DISTILL_KEYS: dict[str, Key] = {"temperatures": Key(), "loss": Key(), "t_squared": Key(),
+                                **METHOD_KEYS}
 LOSS_FORM = "`loss = 0.1 * hard + 0.9 * soft`"
 DISTILL_HINTS = {k: f"write each weight next to its term: {LOSS_FORM}"
                  for k in ("alpha", "beta", "weight", "hard_weight", "soft_weight")}
@@ -105,7 +108,7 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
     draft = read_dataset(s, diags) if (s := study.section("dataset")) else None
     teacher = _role(study.section("teacher"), "teacher", draft, recipes, diags)
     student = _role(study.section("student"), "student", draft, recipes, diags)
-    temperatures, loss = _distill(study.section("distill"), diags)
+    temperatures, loss, method_draft = _distill(study.section("distill"), diags)
     seeds, seeds_span = _seeds(study, section.label.span, diags)
     fairness: FairnessSpec | None = None
     if draft is not None and (s := study.section("fairness")) is not None:
@@ -137,9 +140,14 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
                                     f"group; this study has {len(seeds)}",
                                     help="use `seeds = 5`, or `comparisons = []` in analysis"))
     dataset = build_dataset(draft, diags) if draft is not None else None
+    method: DeclaredMethod | None = None
+    if method_draft is not None and teacher and student and temperatures:
+        varied = variant is not None and any(key == "distill.method" for key, _ in variant[1])
+        method = resolve_method(method_draft, teacher=teacher, student=student,
+                                temperatures=temperatures, varied=varied, diags=diags)
     if len(diags) > before:
         return None
-    if not (dataset and teacher and student and temperatures and loss and seeds
+    if not (dataset and teacher and student and temperatures and loss and method and seeds
             and analysis and runtime and tracking):
         return None  # each missing part was reported where it was read
     n_runs = len(seeds) * (2 + len(temperatures))
@@ -149,9 +157,10 @@ def compile_study(section: Section, recipes: RecipeBook, diags: Diagnostics, *,
         return None
     runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
                        temperatures=temperatures, seeds=seeds, loss=loss,
-                       precision=runtime.precision)
+                       precision=runtime.precision, method=method)
     fields = dict(name=name, dataset=dataset, teacher=teacher, student=student,
-                  temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
+                  temperatures=temperatures, seeds=seeds, loss=loss, method=method,
+                  fairness=fairness,
                   individual_fairness=individual, analysis=analysis, runtime=runtime,
                   tracking=tracking, note=note,
                   run_ids=tuple(r.id for r in runs),
@@ -242,10 +251,10 @@ def _fits_modality(arch: str, draft: DatasetDraft, span: Span, diags: Diagnostic
     return True
 
 
-def _distill(section: Section | None,
-             diags: Diagnostics) -> tuple[tuple[float, ...] | None, KDLoss | None]:
+def _distill(section: Section | None, diags: Diagnostics
+             ) -> tuple[tuple[float, ...] | None, KDLoss | None, MethodDraft | None]:
     if section is None:
-        return None, None
+        return None, None, None
     before = len(diags)
     reader = SectionReader("distill", section.entries, DISTILL_KEYS, diags, DISTILL_HINTS)
     temperatures: list[float] = []
@@ -266,11 +275,13 @@ def _distill(section: Section | None,
         diags.add(InvalidValue(reader.span("temperatures"), "temperatures is empty",
                                help="e.g. `temperatures = 2..10`"))
     t_squared = reader.boolean("t_squared")
-    loss = _loss(reader, section, True if t_squared is None else t_squared, diags)
-    return (tuple(temperatures) or None), loss
+    method = read_method(reader, section, diags)
+    standardize = method is not None and method.standardize and method.name == "kd"
+    loss = _loss(reader, section, True if t_squared is None else t_squared, standardize, diags)
+    return (tuple(temperatures) or None), loss, method
 
 
-def _loss(reader: SectionReader, section: Section, t_squared: bool,
+def _loss(reader: SectionReader, section: Section, t_squared: bool, standardize: bool,
           diags: Diagnostics) -> KDLoss | None:
     value = reader.value("loss")
     if value is None:
@@ -308,10 +319,13 @@ def _loss(reader: SectionReader, section: Section, t_squared: bool,
                                help="give at least one term a weight above 0"))
         return None
     kl = "T^2 * KL" if t_squared else "KL"
+    zt, zs = ("Z(z_t)", "Z(z_s)") if standardize else ("z_t", "z_s")
     convention = (f"loss = {weights['hard']:g} * hard + {weights['soft']:g} * soft: hard weights "
-                  f"CE(z_s, y), soft weights {kl}(softmax(z_t/T) || softmax(z_s/T))")
+                  f"CE(z_s, y), soft weights {kl}(softmax({zt}/T) || softmax({zs}/T))")
+    if standardize:
+        convention += ", Z the per-sample z-score of the logits"
     return KDLoss(hard_weight=weights["hard"], soft_weight=weights["soft"], t_squared=t_squared,
-                  convention=convention)
+                  convention=convention, logit_standardization=standardize)
 
 
 def _note(study: SectionReader, diags: Diagnostics) -> str:

@@ -14,7 +14,8 @@ it unchanged. Runs no varied key touches (typically the teachers) have the same 
 id in every variant and are trained once; a run that does change (the students) gets its own id.
 
 Only keys that change what is trained can vary: recipe keys of ``teacher`` and ``student``, the
-``loss`` and ``t_squared`` of ``distill``, and the sizes and generation options of ``dataset``.
+``loss``, ``t_squared``, ``method`` and ``logit_standardization`` of ``distill``, and the sizes
+and generation options of ``dataset``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from kdspec.dsl.syntax import (
 VARIABLE_KEYS: dict[str, tuple[str, ...]] = {
     "teacher": tuple(RECIPE_KEYS),
     "student": tuple(RECIPE_KEYS),
-    "distill": ("loss", "t_squared"),
+    "distill": ("loss", "t_squared", "method", "logit_standardization"),
     "dataset": ("train_subset", "test_subset", "generated_train", "generated_test",
                 "image_size", "augment", "combinations"),
 }

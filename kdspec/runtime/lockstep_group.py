@@ -393,11 +393,14 @@ class LockstepGroup:
 
     def _judge(self, trainee: Trainee, evaluation: Evaluation) -> bool:
         """Whether the member may finish: a teacher at chance fails (its students would learn
-        from noise) unless its block accepts chance; any other suspect run is flagged."""
+        from noise) unless its block accepts chance or it is the untrained teacher of a
+        ``random_teacher`` control; any other suspect run is flagged."""
         run, outcome = trainee.run, self.outcomes[trainee.run.id]
         chance = chance_check(evaluation.confusion)
+        study = self.ctx.study
+        random_teacher = study.method.name == "random_teacher"  # at chance by design
         if (chance.at_chance and run.role == "teacher"
-                and not self.ctx.study.teacher.accept_chance):
+                and not (study.teacher.accept_chance or random_teacher)):
             reason = MSG_TEACHER_AT_CHANCE.format(check=chance.describe())
             self.ctx.writer.fail(run, reason)
             outcome.status, outcome.reason, outcome.test_acc = "failed", reason, chance.accuracy

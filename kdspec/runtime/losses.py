@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdspec.plan import KDLoss
+from kdspec.runtime.kd_methods.logit_standardization import standardize_logits
 
 
 def at_least_float32(t: torch.Tensor) -> torch.Tensor:
@@ -38,13 +39,18 @@ def kd_loss(
     hard_weight: float,
     soft_weight: float,
     t_squared: bool = True,
+    logit_standardization: bool = False,
 ) -> torch.Tensor:
     """Hinton et al. (2015) distillation loss, averaged over the batch.
 
     ``L = hard_weight * CE(z_s, y) + soft_weight * s * KL(softmax(z_t / T) || softmax(z_s / T))``
     with ``s = T**2`` when ``t_squared`` (it keeps the soft term's gradient magnitude independent
     of T) and ``s = 1`` otherwise. The KL is summed over classes and averaged over the batch
-    (``reduction="batchmean"``, the mathematically correct mean of a KL).
+    (``reduction="batchmean"``, the mathematically correct mean of a KL). With
+    ``logit_standardization`` both logits are z-scored over the classes before the tempered
+    softmax of the soft term (Sun et al. 2024,
+    :func:`~kdspec.runtime.kd_methods.logit_standardization.standardize_logits`); the hard term
+    keeps the raw student logits.
 
     student_logits: ``[B, C]``, with gradient.
     teacher_logits: ``[B, C]``, no gradient needed (detached here).
@@ -60,8 +66,10 @@ def kd_loss(
         )
     zs = at_least_float32(student_logits)
     zt = at_least_float32(teacher_logits.detach()).to(zs.dtype)
-    log_p_student = F.log_softmax(zs / temperature, dim=1)
-    log_p_teacher = F.log_softmax(zt / temperature, dim=1)
+    soft_s, soft_t = (standardize_logits(zs), standardize_logits(zt)) if logit_standardization \
+        else (zs, zt)
+    log_p_student = F.log_softmax(soft_s / temperature, dim=1)
+    log_p_teacher = F.log_softmax(soft_t / temperature, dim=1)
     soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     scale = temperature**2 if t_squared else 1.0
     loss = soft_weight * scale * soft
@@ -78,7 +86,8 @@ def distillation_loss(
     temperature: float,
     loss: KDLoss,
 ) -> torch.Tensor:
-    """:func:`kd_loss` with the weights and T^2 convention of a plan's :class:`KDLoss`."""
+    """:func:`kd_loss` with the weights, T^2 convention and logit standardization of a plan's
+    :class:`KDLoss`."""
     return kd_loss(
         student_logits,
         teacher_logits,
@@ -87,4 +96,5 @@ def distillation_loss(
         hard_weight=loss.hard_weight,
         soft_weight=loss.soft_weight,
         t_squared=loss.t_squared,
+        logit_standardization=loss.logit_standardization,
     )

@@ -78,3 +78,14 @@ def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="differ in shape"):
         kd_loss(STUDENT, TEACHER[:, :2], LABELS, temperature=2.0, hard_weight=0.5,
                 soft_weight=0.5)
+
+
+def test_plan_loss_standardizes_the_logits_when_it_says_so() -> None:
+    spec = KDLoss(hard_weight=0.25, soft_weight=0.75, convention="alpha on soft",
+                  logit_standardization=True)
+    got = distillation_loss(STUDENT, TEACHER, LABELS, temperature=2.0, loss=spec)
+    want = kd_loss(STUDENT, TEACHER, LABELS, temperature=2.0, hard_weight=0.25,
+                   soft_weight=0.75, logit_standardization=True)
+    plain = kd_loss(STUDENT, TEACHER, LABELS, temperature=2.0, hard_weight=0.25,
+                    soft_weight=0.75)
+    assert got.item() == want.item() and got.item() != plain.item()

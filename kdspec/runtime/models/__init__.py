@@ -2,7 +2,8 @@
 
 kdspec's own architectures (``kdspec.catalog.ARCHITECTURES``) build here by family, untrained
 and without downloads: CIFAR ResNets (option-A shortcuts), LeNet-5, torchvision ResNets and
-DenseNets with small-input stems. ``torchvision:NAME`` and ``timm:NAME`` build in
+DenseNets with small-input stems, and the CRD benchmark's ResNet-8x4/32x4, WRN-40-2/16-2 and
+VGG-8/13. ``torchvision:NAME`` and ``timm:NAME`` build in
 :mod:`kdspec.external_models`; a plugin's with the builder its registry entry names. The
 compiler rejects unknown names first; the ``ValueError`` here is a second line of defence.
 """
@@ -14,9 +15,12 @@ from torch import nn
 from kdspec.catalog import ARCHITECTURES
 from kdspec.registry import ArchitectureError, architecture, import_callable, is_external
 from kdspec.runtime.models.cifar_resnet import CifarResNet
+from kdspec.runtime.models.cifar_vgg import CifarVGG
 from kdspec.runtime.models.lenet import LeNet5
+from kdspec.runtime.models.resnet_x4 import RESNET_X4_DEPTHS, ResNetX4
+from kdspec.runtime.models.wide_resnet import WIDE_RESNET_SHAPES, WideResNet
 
-__all__ = ["build_model", "CifarResNet", "LeNet5"]
+__all__ = ["build_model", "CifarResNet", "CifarVGG", "LeNet5", "ResNetX4", "WideResNet"]
 
 
 def build_model(arch: str, *, in_channels: int, image_size: int, num_classes: int) -> nn.Module:
@@ -45,6 +49,15 @@ def build_model(arch: str, *, in_channels: int, image_size: int, num_classes: in
         return CifarResNet(depth, in_channels=in_channels, num_classes=num_classes)
     if facts.family == "lenet":
         return LeNet5(in_channels=in_channels, image_size=image_size, num_classes=num_classes)
+    if facts.family == "cifar_resnet_x4":
+        return ResNetX4(RESNET_X4_DEPTHS[arch], in_channels=in_channels,
+                        num_classes=num_classes)
+    if facts.family == "wide_resnet":
+        depth, widen = WIDE_RESNET_SHAPES[arch]
+        return WideResNet(depth, widen, in_channels=in_channels, num_classes=num_classes)
+    if facts.family == "cifar_vgg":
+        return CifarVGG(arch, in_channels=in_channels, image_size=image_size,
+                        num_classes=num_classes)
     if facts.family in ("torchvision_resnet", "torchvision_densenet"):
         # torchvision only when one of its models is built (~1.8 s of start-up otherwise)
         from kdspec.runtime.models.torchvision_models import (

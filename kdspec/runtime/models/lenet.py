@@ -9,6 +9,10 @@ modern reading used by KD repositories). Adaptation to the input:
   setup at 28 px), and the second conv is padded too when its input is under 10 px;
 - the feature map is average-pooled to 5x5 before the classifier (an identity at 32 and 28 px),
   so the classifier keeps its 16*5*5 -> 120 shape and ~62k parameters at any resolution.
+
+Feature points (``kdspec.catalog``): ``pool1`` and ``pool2``, the outputs of the two conv stages
+(conv, ReLU, max-pool), at 32x32 input ``[6, 14, 14]`` and ``[16, 5, 5]``; the embedding is the
+input of ``fc3`` (84). The pools are parameter-free modules, so state dicts are unchanged.
 """
 
 from __future__ import annotations
@@ -30,14 +34,16 @@ class LeNet5(nn.Module):
         side = (image_size + 2 * pad1 - 4) // 2
         pad2 = 2 if side < 10 else 0
         self.conv1 = nn.Conv2d(in_channels, 6, 5, padding=pad1)
+        self.pool1 = nn.MaxPool2d(2)
         self.conv2 = nn.Conv2d(6, 16, 5, padding=pad2)
+        self.pool2 = nn.MaxPool2d(2)
         self.fc1 = nn.Linear(16 * FEATURE_SIDE * FEATURE_SIDE, 120)
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        out = self.pool1(F.relu(self.conv1(x)))
+        out = self.pool2(F.relu(self.conv2(out)))
         if out.shape[-1] != FEATURE_SIDE or out.shape[-2] != FEATURE_SIDE:
             out = F.adaptive_avg_pool2d(out, FEATURE_SIDE)
         out = F.relu(self.fc1(out.flatten(1)))
