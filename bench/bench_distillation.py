@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from baseline_kd import BaselineResult, run_baseline
 
-from kdspec.catalog import DATASETS
+from kdspec.catalogue.facts import DATASETS
 from kdspec.dsl import load_plan
 from kdspec.plan import Plan, Precision, Role, Study
 from kdspec.tracking import schema

@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' MLflow helper logs runs exactly as the runtime does
 
+from kdspec.catalogue.registry import dataset_facts  # noqa: E402
 from kdspec.plan import (  # noqa: E402
     DatasetSpec,
     KDLoss,
@@ -32,7 +33,6 @@ from kdspec.plan import (  # noqa: E402
     TrackingSpec,
     expand_runs,
 )
-from kdspec.registry import dataset_facts  # noqa: E402
 from tests.analysis.mlflow_store import log_study, open_client  # noqa: E402
 from tests.analysis.synthetic import synthetic_predictions  # noqa: E402
 

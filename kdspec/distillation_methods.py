@@ -4,7 +4,7 @@ frozen plan models (part of :mod:`kdspec.plan`'s contract; nothing here imports 
 A study names one ``method`` (``distill { method = dkd }``; ``kd`` when it names none). Each
 model holds what the runtime needs to train it: the method's weights and hyperparameters with
 the paper's defaults, and for feature methods the feature points (module names of the teacher
-and the student, see :class:`kdspec.catalog.ArchFacts`) resolved by the compiler.
+and the student, see :class:`kdspec.catalogue.facts.ArchFacts`) resolved by the compiler.
 
 Methods (what a distilled run trains with, :data:`RunMethod`):
 

@@ -105,7 +105,7 @@ class Frozen(BaseModel):
 class DatasetSpec(Frozen):
     """The data a study trains and tests on, with every default already resolved."""
 
-    #: A registered dataset (kdspec.registry: kdspec's own or a plugin's).
+    #: A registered dataset (kdspec.catalogue.registry: kdspec's own or a plugin's).
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
     root: str | None = None  # None: the dataset's default location (see docs/datasets.md)
     download: bool = False
@@ -127,7 +127,7 @@ class DatasetSpec(Frozen):
     #: comparisons and any choice use; the test split then gives only the final numbers.
     validation: Annotated[float, Field(gt=0.0, lt=0.5)] | None = None
     #: imagefolder only: the digest of its files' paths, labels and sizes, so two folders with
-    #: the same class names are different data in run ids (kdspec.image_folder_layout).
+    #: the same class names are different data in run ids (kdspec.catalogue.image_folder_layout).
     content_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     #: imagefolder only: the CSV of per-image attributes (absolute path), if the spec gives one.
     attributes_file: str | None = None

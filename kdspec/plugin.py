@@ -16,9 +16,14 @@ and gives, for each architecture, its :class:`ArchFacts` and the path of a build
 
 from __future__ import annotations
 
-from kdspec.catalog import ArchFacts, DatasetFacts
-from kdspec.dataset_arrays import ArraySplits
-from kdspec.registry import ARCHITECTURE_GROUP, DATASET_GROUP, ArchitectureEntry, DatasetEntry
+from kdspec.catalogue.dataset_arrays import ArraySplits
+from kdspec.catalogue.facts import ArchFacts, DatasetFacts
+from kdspec.catalogue.registry import (
+    ARCHITECTURE_GROUP,
+    DATASET_GROUP,
+    ArchitectureEntry,
+    DatasetEntry,
+)
 
 __all__ = [
     "ARCHITECTURE_GROUP",

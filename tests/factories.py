@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdspec.catalog import DATASETS, TRIFEATURE_SHAPES
+from kdspec.catalogue.facts import DATASETS, TRIFEATURE_SHAPES
 from kdspec.plan import (
     AnalysisSpec,
     DatasetSpec,

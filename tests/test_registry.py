@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kdspec import registry as registry_module
+from kdspec.catalogue import registry as registry_module
+from kdspec.catalogue.registry import ARCHITECTURE_GROUP, DATASET_GROUP, architecture, registry
 from kdspec.cli import main
 from kdspec.distillation_methods import FitNet
 from kdspec.dsl import load_plan
-from kdspec.registry import ARCHITECTURE_GROUP, DATASET_GROUP, architecture, registry
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "specs" / "quickstart.kdspec"
 

@@ -42,7 +42,7 @@ from kdspec.analysis.significance import (
     direction,
 )
 from kdspec.analysis.study_analysis import StudyAnalysis
-from kdspec.catalog import DATASETS
+from kdspec.catalogue.facts import DATASETS
 from kdspec.plan import ModelSpec
 
 #: Per comparison and temperature, at most this many significant classes are listed (largest

@@ -16,8 +16,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from kdspec.catalogue.registry import dataset_facts
 from kdspec.errors import KdspecError
-from kdspec.registry import dataset_facts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def image_folder_fields(spec: Path, root: Path | None, attributes: Path | None
                         ) -> tuple[str, int, tuple[str, ...]]:
     """The ``imagefolder`` section's lines for a spec written at ``spec`` (paths made relative
     to the spec's folder), with the class count and the CSV's attribute names."""
-    from kdspec.image_folder_layout import read_attribute_header, scan_image_folder
+    from kdspec.catalogue.image_folder_layout import read_attribute_header, scan_image_folder
 
     if root is None:
         raise KdspecError("imagefolder needs --root, the folder holding train/<class>/ and "

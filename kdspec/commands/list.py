@@ -15,15 +15,10 @@ import argparse
 import sys
 import textwrap
 
+from kdspec.catalogue.model_names import MSG_NO_TIMM, MSG_NO_TRANSFORMERS
+from kdspec.catalogue.registry import registry, timm_models, torchvision_models
 from kdspec.distillation_methods import CONTROL_MODELS, METHOD_MODELS, STANDARDIZABLE
 from kdspec.dsl.methods import SECTION_KEYS
-from kdspec.registry import (
-    MSG_NO_TIMM,
-    MSG_NO_TRANSFORMERS,
-    registry,
-    timm_models,
-    torchvision_models,
-)
 
 #: Hugging Face models a text study is most likely to name (any sequence classifier works).
 HF_EXAMPLES = ("bert-base-uncased", "distilbert-base-uncased", "roberta-base",

@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdspec.catalogue.registry import dataset_facts
 from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
-from kdspec.registry import dataset_facts
-from kdspec.runtime.models.cost import study_forward_flops
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 #: The training throughput the GPU-hours estimate assumes: ResNet-20 trained at ~2 TFLOP/s
@@ -54,8 +53,8 @@ MSG_IMAGENET_STEM = (
 
 def stem_warnings(plan: Plan) -> list[str]:
     """A torchvision or timm model on images smaller than ``SMALL_INPUT`` px: one line each."""
-    from kdspec.catalog import ARCHITECTURES
-    from kdspec.registry import is_external
+    from kdspec.catalogue.facts import ARCHITECTURES
+    from kdspec.catalogue.registry import is_external
 
     out = []
     for study in plan.studies:
@@ -92,6 +91,8 @@ def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
         return None
     samples = run.recipe.epochs * per_epoch
     data = study.dataset
+    from kdspec.runtime.models.cost import study_forward_flops  # torch: only to price a plan
+
     own = study_forward_flops(run.arch, data)
     teacher = study_forward_flops(study.teacher.arch, data) if run.role == "distilled" else 0.0
     if own is None or teacher is None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kdspec.plan import Run
-from kdspec.runtime.executor import Preparation
-from kdspec.runtime.lockstep_group import Outcome
+
+if TYPE_CHECKING:  # the runtime (torch) is imported only when a plan runs
+    from kdspec.runtime.executor import Preparation
+    from kdspec.runtime.lockstep_group import Outcome
 
 
 def _temperature(run: Run) -> str:

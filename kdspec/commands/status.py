@@ -33,13 +33,10 @@ from typing import Literal
 
 from kdspec.commands import spec_selection
 from kdspec.plan import Plan, Run, Study
-from kdspec.runtime.progress import format_duration
-from kdspec.runtime.scheduling import lockstep_key
 from kdspec.tracking.leases import now_ms
 from kdspec.tracking.ownership import DEFAULT_LEASE_TIMEOUT_S, run_state
-from kdspec.tracking.run_store import StoredRun
+from kdspec.tracking.run_store import RunStore, StoredRun
 from kdspec.tracking.schema import resolve_tracking_uri
-from kdspec.tracking.store import MlflowStore
 
 State = Literal["finished", "running", "interrupted", "failed", "not started"]
 STATES: tuple[State, ...] = ("finished", "running", "interrupted", "failed", "not started")
@@ -142,8 +139,10 @@ def seconds_per_epoch(stored: dict[str, list[StoredRun]], plan: Plan) -> dict[st
     return {kind: sum(v) / len(v) for kind, v in per_kind.items()}
 
 
-def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: float) -> dict:
+def study_status(plan: Plan, study: Study, store: RunStore, *, timeout_s: float) -> dict:
     """The study's runs, counts and ETA, as a JSON-ready dict."""
+    from kdspec.runtime.scheduling import lockstep_key  # the runtime only when status runs
+
     stored = store.find_runs(study.run_ids)
     at = now_ms()
     runs = [run_status(plan.run(rid), stored[rid], at_ms=at, timeout_s=timeout_s)
@@ -173,6 +172,8 @@ def study_status(plan: Plan, study: Study, store: MlflowStore, *, timeout_s: flo
 
 
 def render(status: dict) -> str:
+    from kdspec.runtime.progress import format_duration
+
     counts = status["counts"]
     eta = (f"ETA unknown (no finished run measures {', '.join(status['eta_unmeasured'])} yet)"
            if status["eta_seconds"] is None else
@@ -198,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
 
     bound_http_retries()
     plan = spec_selection.load(args)
+    from kdspec.tracking.store import MlflowStore  # MLflow only when status runs
+
     stores: dict[str, MlflowStore] = {}
     statuses = []
     for study in plan.studies:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kdspec.catalogue.plan_checks import plan_problems, study_problems
 from kdspec.dsl.compiler import compile_source
 from kdspec.dsl.source_files import PLAN_SUFFIX, SourceFileError, read_spec_or_plan
 from kdspec.dsl.validation import explain_validation_error
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan, Study
-from kdspec.plan_checks import plan_problems, study_problems
 
 __all__ = ["compile_text", "load_plan", "plan_from_json"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from kdspec.catalogue.suggestions import did_you_mean
 from kdspec.dsl.diagnostics import Diagnostics, DuplicateDefinition, InvalidValue
 from kdspec.dsl.overrides import apply_overrides
 from kdspec.dsl.program import Program, load_program
@@ -14,7 +15,6 @@ from kdspec.dsl.validation import build_model
 from kdspec.dsl.variants import Variant, expand_variants
 from kdspec.errors import KdspecError, Span
 from kdspec.plan import MAX_NAME_LENGTH, Plan, Run, Study
-from kdspec.suggestions import did_you_mean
 
 #: Room is left for a variant's ``-v<k>`` (at most 256 variants: ``-v256``).
 MAX_STUDY_NAME = MAX_NAME_LENGTH - 10

@@ -1,6 +1,6 @@
 """The ``dataset`` and ``fairness`` sections: catalogue checks and every default resolved.
 
-Image size, channels, class count and class names come from ``kdspec.catalog``; for CelebA and
+Image size, channels, class count and class names come from ``kdspec.catalogue.facts``; for CelebA and
 Trifeature the classes are the values of the ``target`` attribute. Attributes named by
 ``sensitive`` (in either section) must be ones the dataset provides, and all of them end up in
 ``DatasetSpec.sensitive`` so the runtime keeps them with the test predictions.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, get_args
 
-from kdspec.catalog import (
+from kdspec.catalogue.facts import (
     COMBINATION_DATASETS,
     DEFAULT_COMMUNITY_VOTES,
     DEFAULT_MAX_LENGTH,
@@ -20,6 +20,8 @@ from kdspec.catalog import (
     TRIFEATURE_DEFAULT_COMBINATIONS,
     DatasetFacts,
 )
+from kdspec.catalogue.image_folder_layout import read_attribute_header, scan_image_folder
+from kdspec.catalogue.registry import dataset_facts, datasets
 from kdspec.dsl.diagnostics import (
     Diagnostics,
     DuplicateDefinition,
@@ -33,7 +35,6 @@ from kdspec.dsl.reader import Key, SectionReader, spec_relative
 from kdspec.dsl.syntax import Section
 from kdspec.dsl.validation import build_model
 from kdspec.errors import DataError, Span
-from kdspec.image_folder_layout import read_attribute_header, scan_image_folder
 from kdspec.plan import (
     MAX_GENERATED_BYTES,
     MAX_GENERATED_IMAGES,
@@ -46,7 +47,6 @@ from kdspec.plan import (
     MulticlassAggregate,
     TrifeatureCombinations,
 )
-from kdspec.registry import dataset_facts, datasets
 
 DATASET_KEYS: dict[str, Key] = {
     k: Key() for k in (

@@ -15,8 +15,8 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
+from kdspec.catalogue.suggestions import did_you_mean, edit_distance
 from kdspec.errors import Diagnostic, Span, SpecError
-from kdspec.suggestions import did_you_mean, edit_distance
 
 __all__ = ["did_you_mean", "edit_distance"]
 

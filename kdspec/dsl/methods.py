@@ -5,7 +5,7 @@ Inside ``distill``: ``method = NAME`` (``kd`` when absent), ``logit_standardizat
 (with kd and dkd), and a section per method for its hyperparameters, each with the paper's
 default (``dkd { beta = 6 }``). The method is read with the rest of ``distill`` (:func:`read_method`)
 and resolved once the teacher and the student are known (:func:`resolve_method`), since feature
-methods need the models' feature points (``kdspec.catalog.ArchFacts``).
+methods need the models' feature points (``kdspec.catalogue.facts.ArchFacts``).
 
 Settings for a method other than the study's are an error, unless ``vary`` varies ``method``:
 then one ``distill`` block serves every variant and each reads its own section.
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from kdspec.catalogue.registry import ArchitectureError, architecture
 from kdspec.distillation_methods import (
     CONTROL_MODELS,
     FEATURE_METHODS,
@@ -35,7 +36,6 @@ from kdspec.dsl.syntax import Name, Number, Section, describe_value
 from kdspec.dsl.validation import build_model
 from kdspec.errors import Span
 from kdspec.plan import ModelSpec
-from kdspec.registry import ArchitectureError, architecture
 
 #: Every name ``method`` takes: the methods, then the control arms.
 METHOD_NAMES: Final = (*METHOD_MODELS, *CONTROL_MODELS)

@@ -20,12 +20,13 @@ import hashlib
 import re
 from pathlib import Path
 
+from kdspec.catalogue.model_names import HF_PREFIX, TORCHVISION_PREFIX
+from kdspec.catalogue.registry import torchvision_weights
+from kdspec.catalogue.suggestions import did_you_mean
 from kdspec.dsl.diagnostics import Diagnostics, InconsistentStudy, InvalidValue, UnknownName
 from kdspec.dsl.reader import Key, spec_relative
 from kdspec.dsl.syntax import Assignment, Name, Section, String
 from kdspec.plan import ModelInit, Recipe
-from kdspec.registry import HF_PREFIX, TORCHVISION_PREFIX
-from kdspec.suggestions import did_you_mean
 
 INIT_KEYS: dict[str, Key] = {"pretrained": Key(), "checkpoint": Key(), "from_run": Key()}
 #: kdspec's own architectures that are torchvision's (the same module names, so torchvision's
@@ -55,7 +56,7 @@ def _huggingface_pretrained(value: Name, arch: str, diags: Diagnostics) -> Model
         return None
     digest = ""
     if source.startswith("/"):
-        from kdspec.huggingface_models import weights_digest
+        from kdspec.catalogue.huggingface_sources import weights_digest
 
         digest = weights_digest(Path(source))
         if not digest:
@@ -76,9 +77,7 @@ def _pretrained(value: Name, arch: str, diags: Diagnostics) -> ModelInit | None:
                                     "use torchvision:NAME or resnet18/34/50, densenet121/169; "
                                     "or give the weights as checkpoint = \"file.pt\""))
         return None
-    from torchvision.models import get_model_weights
-
-    members = [w.name for w in get_model_weights(builder)]
+    members = torchvision_weights(builder)
     if value.value != "DEFAULT" and value.value not in members:
         diags.add(UnknownName(value.span, f"torchvision has no weights '{value.value}' for "
                               f"{builder}", help=did_you_mean(value.value,

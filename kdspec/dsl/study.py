@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from kdspec.catalogue.registry import (
+    HF_PREFIX,
+    ArchitectureError,
+    architecture,
+    is_external,
+    is_huggingface,
+    probe_external,
+    registry,
+)
 from kdspec.distillation_methods import DeclaredMethod
 from kdspec.dsl.dataset import DatasetDraft, build_dataset, read_dataset, read_fairness
 from kdspec.dsl.diagnostics import (
@@ -51,15 +60,6 @@ from kdspec.plan import (
     Study,
     TrackingSpec,
     expand_runs,
-)
-from kdspec.registry import (
-    HF_PREFIX,
-    ArchitectureError,
-    architecture,
-    is_external,
-    is_huggingface,
-    probe_external,
-    registry,
 )
 
 #: The paper trains every role over 5 seeds; a study without ``seeds`` gets 0..4.

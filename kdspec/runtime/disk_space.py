@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdspec.catalogue.registry import ArchitectureError, architecture
 from kdspec.plan import Run
-from kdspec.registry import ArchitectureError, architecture
 
 #: Bytes a run leaves in a local artifact store per parameter (module docstring).
 ARTIFACT_BYTES_PER_PARAMETER = 16

@@ -423,7 +423,7 @@ class LockstepGroup:
         data = self.ctx.dataset
         if data.largest_token_id is None:
             return
-        from kdspec.huggingface_models import vocabulary_problem
+        from kdspec.runtime.models.huggingface import vocabulary_problem
 
         # The members of a group share their architecture: the first one speaks for all.
         problem = vocabulary_problem(self.trainees[0].model, data.largest_token_id,

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from kdspec.catalogue.registry import short_arch
 from kdspec.plan import DatasetSpec, Plan, Run
-from kdspec.registry import short_arch
 from kdspec.runtime.models.cost import study_forward_flops
 from kdspec.tracking.leases import now_ms
 from kdspec.tracking.ownership import DEFAULT_LEASE_TIMEOUT_S, RunState, RunStateKind, run_state

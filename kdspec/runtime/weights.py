@@ -86,7 +86,8 @@ class StoreWeights:
             weights = enum.DEFAULT if member == "DEFAULT" else enum[member]
             return dict(weights.get_state_dict(progress=False)), source
         if init.kind == "huggingface":
-            from kdspec.huggingface_models import pretrained_weights, weights_digest
+            from kdspec.catalogue.huggingface_sources import weights_digest
+            from kdspec.runtime.models.huggingface import pretrained_weights
 
             if init.digest and weights_digest(Path(init.name)) != init.digest:
                 raise RuntimeError(f"the weights in {init.name} changed since the plan was "

@@ -8,8 +8,8 @@ it. Kept here, apart from the writer, because the names are what the MLflow UI s
 
 from __future__ import annotations
 
+from kdspec.catalogue.registry import short_arch
 from kdspec.plan import Run, Study
-from kdspec.registry import short_arch
 from kdspec.tracking import schema
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.bench_report import imagenet_sized_plan
-from kdspec.plan_checks import plan_problems
+from kdspec.catalogue.plan_checks import plan_problems
 
 
 def test_the_benchmark_plan_passes_the_plan_checks() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kdspec.catalog import CIFAR10_CLASSES, TRIFEATURE_SHAPES
+from kdspec.catalogue.facts import CIFAR10_CLASSES, TRIFEATURE_SHAPES
 from kdspec.dsl import compile_text, load_plan
 from kdspec.errors import KdspecError, SpecError
 from kdspec.plan import Plan, Schedule

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdspec.catalog import ARCHITECTURES
+from kdspec.catalogue.facts import ARCHITECTURES
 from kdspec.runtime.data import load_dataset
 from kdspec.runtime.evaluation import evaluate
 from kdspec.runtime.lockstep_group import step_forward

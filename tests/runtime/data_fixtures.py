@@ -14,7 +14,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from kdspec.catalog import CELEBA_ATTRIBUTES
+from kdspec.catalogue.facts import CELEBA_ATTRIBUTES
 
 
 def skip_md5(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdspec.catalog import HATEXPLAIN_CLASSES, HATEXPLAIN_COMMUNITIES
+from kdspec.catalogue.facts import HATEXPLAIN_CLASSES, HATEXPLAIN_COMMUNITIES
 from kdspec.dsl import compile_source
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from kdspec.catalogue.plan_checks import plan_problems
 from kdspec.dsl import compile_text
 from kdspec.errors import SpecError
-from kdspec.plan_checks import plan_problems
 from kdspec.runtime.data import load_dataset
 from kdspec.runtime.data.synthetic import class_templates, generate_split
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdspec.catalog import CELEBA_ATTRIBUTES
+from kdspec.catalogue.facts import CELEBA_ATTRIBUTES
 from kdspec.errors import DataError
 from kdspec.runtime.data import check_dataset_available, load_dataset
 from kdspec.runtime.data.augment import make_augmenter

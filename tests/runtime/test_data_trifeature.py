@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kdspec.analysis.fairness_metrics import one_vs_rest_gaps
-from kdspec.catalog import (
+from kdspec.catalogue.facts import (
     DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_COLORS,

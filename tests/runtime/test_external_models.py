@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from kdspec.catalogue.registry import ArchitectureError, architecture, probe_external
 from kdspec.cli import main
-from kdspec.registry import ArchitectureError, architecture, probe_external
 from kdspec.runtime.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdspec.catalog import ARCHITECTURES
+from kdspec.catalogue.facts import ARCHITECTURES
 from kdspec.runtime.models import build_model
 from kdspec.runtime.models.feature_points import capture_features, forward_with_features
 

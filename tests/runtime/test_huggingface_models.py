@@ -38,7 +38,7 @@ def test_padding_does_not_change_a_posts_logits(models: tuple[Path, Path]) -> No
 
 def test_published_weights_load_and_the_new_head_keeps_its_seed(
         models: tuple[Path, Path]) -> None:
-    from kdspec.huggingface_models import pretrained_weights
+    from kdspec.runtime.models.huggingface import pretrained_weights
 
     bert, _ = models
     weights, revision = pretrained_weights(str(bert), num_classes=3)  # saved with 2 labels
@@ -124,7 +124,7 @@ def test_without_transformers_the_error_names_the_extra(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from kdspec.huggingface_models import transformers_module
+    from kdspec.runtime.models.huggingface import transformers_module
 
     monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
     with pytest.raises(DataError, match=r"pip install 'kdspec\[text\]'"):
@@ -132,7 +132,7 @@ def test_without_transformers_the_error_names_the_extra(
 
 
 def test_a_tokenizer_beyond_the_models_vocabulary_is_named(models: tuple[Path, Path]) -> None:
-    from kdspec.huggingface_models import vocabulary_problem
+    from kdspec.runtime.models.huggingface import vocabulary_problem
 
     bert, _ = models
     model = build_model(f"hf:{bert}", in_channels=1, image_size=1, num_classes=3)
@@ -162,7 +162,7 @@ def test_a_hub_name_loads_from_the_hugging_face_cache_offline_with_its_commit(
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     script = (
-        "from kdspec.huggingface_models import build_huggingface, pretrained_weights\n"
+        "from kdspec.runtime.models.huggingface import build_huggingface, pretrained_weights\n"
         "model = build_huggingface('hf:kdspec-test/tiny-bert', num_classes=3)\n"
         "weights, revision = pretrained_weights('kdspec-test/tiny-bert', 3)\n"
         "print(revision, len(weights), type(model).__name__)\n")

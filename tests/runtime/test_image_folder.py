@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kdspec.catalogue.image_folder_layout import read_attribute_table, scan_image_folder
 from kdspec.cli import main
 from kdspec.dsl import compile_text
 from kdspec.errors import DataError
-from kdspec.image_folder_layout import read_attribute_table, scan_image_folder
 from kdspec.runtime.data import load_dataset
 from kdspec.runtime.data.image_folder import channel_statistics, decode_image
 from tests.runtime.run_helpers import fresh_store

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kdspec.catalog import ARCHITECTURES
+from kdspec.catalogue.facts import ARCHITECTURES
 from kdspec.runtime.models import build_model
 from kdspec.runtime.models.cifar_resnet import BasicBlock, CifarResNet
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdspec.catalogue.registry import datasets, import_callable
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
-from kdspec.registry import datasets, import_callable
 from kdspec.runtime.data.augment import make_augmenter
 from kdspec.runtime.data.celeba import read_celeba
 from kdspec.runtime.data.classification_readers import (

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from kdspec.catalogue.registry import datasets
 from kdspec.plan import AugmentPreset
-from kdspec.registry import datasets
 
 #: Per-channel mean and std of each dataset's training images in [0, 1] (the usual published
 #: values; Trifeature and digits computed from their generators / sklearn's data).

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from kdspec.catalog import CELEBA_ATTRIBUTES
-from kdspec.dataset_arrays import ArraySplits
+from kdspec.catalogue.dataset_arrays import ArraySplits
+from kdspec.catalogue.facts import CELEBA_ATTRIBUTES
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
 from kdspec.runtime.data.classification_readers import torchvision_read_error

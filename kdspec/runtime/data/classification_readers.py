@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdspec.dataset_arrays import ArraySplits
+from kdspec.catalogue.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
 from kdspec.runtime.data.locations import (

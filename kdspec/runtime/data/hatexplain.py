@@ -12,7 +12,7 @@
 - **Text**: the post's tokens joined by spaces (the authors tokenised and anonymised the posts:
   ``<user>``, ``<number>``), tokenised again by the study's tokenizer.
 - **Communities** (the sensitive attributes): for each of the ten communities of HateXplain's
-  bias evaluation (:data:`~kdspec.catalog.HATEXPLAIN_COMMUNITIES`), 1 when at least
+  bias evaluation (:data:`~kdspec.catalogue.facts.HATEXPLAIN_COMMUNITIES`), 1 when at least
   ``community_votes`` annotators (2 of 3 by default: a majority) named it, else 0.
 - **Splits**: ``train`` trains and ``test`` tests; the released ``val`` posts are not used
   (``dataset { validation = f }`` holds out a share of ``train`` as for every dataset).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdspec.catalog import HATEXPLAIN_CLASSES, HATEXPLAIN_COMMUNITIES
+from kdspec.catalogue.facts import HATEXPLAIN_CLASSES, HATEXPLAIN_COMMUNITIES
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
 from kdspec.runtime.data.locations import hatexplain_folder

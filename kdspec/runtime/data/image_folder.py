@@ -1,6 +1,6 @@
 """``imagefolder``: a researcher's own images (a folder per class) and attributes (a CSV).
 
-The layout and the CSV format are in :mod:`kdspec.image_folder_layout`. Each image is decoded
+The layout and the CSV format are in :mod:`kdspec.catalogue.image_folder_layout`. Each image is decoded
 with Pillow, converted to RGB (or grey with ``channels = 1``), its shorter side resized to
 ``image_size`` (bilinear) and the centre square cropped, so any mix of sizes and aspect ratios
 becomes ``[N, C, image_size, image_size]`` uint8 without distortion. The arrays and the
@@ -17,9 +17,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kdspec.dataset_arrays import ArraySplits
+from kdspec.catalogue.dataset_arrays import ArraySplits
+from kdspec.catalogue.image_folder_layout import (
+    ImageFolderLayout,
+    read_attribute_table,
+    scan_image_folder,
+)
 from kdspec.errors import DataError
-from kdspec.image_folder_layout import ImageFolderLayout, read_attribute_table, scan_image_folder
 from kdspec.plan import DatasetSpec, stable_hash
 from kdspec.runtime.data.locations import cache_root
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdspec.catalogue.registry import dataset_facts
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
-from kdspec.registry import dataset_facts
 
 DEFAULT_CACHE_DIR = Path("~/.cache/kdspec")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdspec.catalog import DATASETS
-from kdspec.dataset_arrays import ArraySplits
+from kdspec.catalogue.dataset_arrays import ArraySplits
+from kdspec.catalogue.facts import DATASETS
 from kdspec.plan import DatasetSpec
 
 SYNTHETIC_SEED = 20_260_601

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kdspec.dataset_arrays import ArraySplits
+from kdspec.catalogue.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, stable_hash
 from kdspec.runtime.data.locations import TINY_IMAGENET_FOLDER, cache_root, data_root

@@ -76,7 +76,7 @@ def tokenize(texts: tuple[str, ...], spec: DatasetSpec, cache_dir: Path | None
                         tuple(int(i) for i in cached["special"]))
         except (OSError, KeyError, ValueError):
             pass  # a damaged cache file is made again
-    from kdspec.huggingface_models import load_tokenizer
+    from kdspec.runtime.models.huggingface import load_tokenizer
 
     tokenizer = load_tokenizer(spec.tokenizer)
     pad = tokenizer.pad_token_id

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdspec.catalog import (
+from kdspec.catalogue.dataset_arrays import ArraySplits
+from kdspec.catalogue.facts import (
     DATASETS,
     TRIFEATURE_COLORS,
     TRIFEATURE_COMBINATION_COUNT,
@@ -40,7 +41,6 @@ from kdspec.catalog import (
     TRIFEATURE_SHAPES,
     TRIFEATURE_TEXTURES,
 )
-from kdspec.dataset_arrays import ArraySplits
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec, TrifeatureCombinations, stable_hash
 from kdspec.runtime.data.locations import cache_root

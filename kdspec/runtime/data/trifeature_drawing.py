@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from kdspec.catalog import TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
+from kdspec.catalogue.facts import TRIFEATURE_COLORS, TRIFEATURE_SHAPES, TRIFEATURE_TEXTURES
 
 CANVAS = 224
 SHAPE_BOX = 128

@@ -1,10 +1,10 @@
 """Architectures by name: ``build_model(arch, in_channels=, image_size=, num_classes=)``.
 
-kdspec's own architectures (``kdspec.catalog.ARCHITECTURES``) build here by family, untrained
+kdspec's own architectures (``kdspec.catalogue.facts.ARCHITECTURES``) build here by family, untrained
 and without downloads: CIFAR ResNets (option-A shortcuts), LeNet-5, torchvision ResNets and
 DenseNets with small-input stems, and the CRD benchmark's ResNet-8x4/32x4, WRN-40-2/16-2 and
 VGG-8/13. ``torchvision:NAME`` and ``timm:NAME`` build in
-:mod:`kdspec.external_models`; a plugin's with the builder its registry entry names. The
+:mod:`kdspec.runtime.models.external`; a plugin's with the builder its registry entry names. The
 compiler rejects unknown names first; the ``ValueError`` here is a second line of defence.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdspec.catalog import ARCHITECTURES
-from kdspec.registry import ArchitectureError, architecture, import_callable, is_external
+from kdspec.catalogue.facts import ARCHITECTURES
+from kdspec.catalogue.registry import ArchitectureError, architecture, import_callable, is_external
 from kdspec.runtime.models.cifar_resnet import CifarResNet
 from kdspec.runtime.models.cifar_vgg import CifarVGG
 from kdspec.runtime.models.lenet import LeNet5

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from kdspec.catalog import forward_flops
+from kdspec.catalogue.facts import forward_flops
+from kdspec.catalogue.registry import ArchitectureError, is_huggingface, study_facts
 from kdspec.plan import DatasetSpec
-from kdspec.registry import ArchitectureError, is_huggingface, study_facts
 from kdspec.runtime.models import build_model
 
 
@@ -48,7 +48,7 @@ def measured_text_flops(arch: str, *, sequence_length: int, num_classes: int) ->
     each of L tokens, ``2 x`` the head's weights once, plus ``4 x L^2 x d`` per layer for attention (a meta forward is not possible: transformers reads
     tensor values). None without a local configuration, or without transformers."""
     try:
-        from kdspec.huggingface_models import build_huggingface
+        from kdspec.runtime.models.huggingface import build_huggingface
 
         with torch.device("meta"):
             model = build_huggingface(arch, num_classes=num_classes, local_only=True)

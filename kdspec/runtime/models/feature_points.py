@@ -1,6 +1,6 @@
 """A model's logits and its named features from one forward pass, for feature distillation.
 
-A feature point is a module name of the model (``kdspec.catalog.ArchFacts.feature_points``,
+A feature point is a module name of the model (``kdspec.catalogue.facts.ArchFacts.feature_points``,
 e.g. ``layer2`` of a CIFAR ResNet); its feature is that module's output. A forward hook on each
 named module keeps its output during one forward, and, when asked, a forward *pre*-hook on the
 classifier keeps its input (the penultimate embedding CRD uses). The hooks are removed when the

@@ -10,7 +10,7 @@ modern reading used by KD repositories). Adaptation to the input:
 - the feature map is average-pooled to 5x5 before the classifier (an identity at 32 and 28 px),
   so the classifier keeps its 16*5*5 -> 120 shape and ~62k parameters at any resolution.
 
-Feature points (``kdspec.catalog``): ``pool1`` and ``pool2``, the outputs of the two conv stages
+Feature points (``kdspec.catalogue.facts``): ``pool1`` and ``pool2``, the outputs of the two conv stages
 (conv, ReLU, max-pool), at 32x32 input ``[6, 14, 14]`` and ``[16, 5, 5]``; the embedding is the
 input of ``fc3`` (84). The pools are parameter-free modules, so state dicts are unchanged.
 """

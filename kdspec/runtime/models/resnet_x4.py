@@ -8,7 +8,7 @@ identity, or where the shape changes (every stage's first block, the first stage
 32 != 64) a 1x1 convolution with the block's stride followed by batch normalisation (option B).
 Global average pooling and one linear layer; with 100 classes 1.23 M and 7.43 M parameters.
 
-Feature points (``kdspec.catalog``): ``layer1``, ``layer2``, ``layer3``, the stage outputs
+Feature points (``kdspec.catalogue.facts``): ``layer1``, ``layer2``, ``layer3``, the stage outputs
 (after each stage's last ReLU), at 32x32 input ``[64, 32, 32]``, ``[128, 16, 16]``,
 ``[256, 8, 8]``; the embedding is the input of ``fc`` (256).
 """

@@ -16,7 +16,7 @@ import inspect
 
 from torch import nn
 
-from kdspec.registry import TIMM_PREFIX, TORCHVISION_PREFIX
+from kdspec.catalogue.model_names import TIMM_PREFIX, TORCHVISION_PREFIX
 
 
 def _first_rgb_conv(model: nn.Module) -> tuple[nn.Module, str, nn.Conv2d] | None:
@@ -61,3 +61,58 @@ def build_timm(name: str, *, in_channels: int, image_size: int, num_classes: int
     except TypeError:  # a model without a fixed input size takes no img_size
         return timm.create_model(model_name, pretrained=False, num_classes=num_classes,
                                  in_chans=in_channels)
+
+
+def torchvision_model_names() -> tuple[str, ...]:
+    """Every torchvision classification model name."""
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def timm_model_names() -> tuple[str, ...] | None:
+    """Every timm model name, or None without timm."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    return tuple(timm.list_models())
+
+
+def torchvision_weight_names(builder: str) -> tuple[str, ...]:
+    """The weights enum members torchvision publishes for ``builder``."""
+    from torchvision.models import get_model_weights
+
+    return tuple(w.name for w in get_model_weights(builder))
+
+
+def meta_probe(name: str, build_path: str, *, in_channels: int, image_size: int,
+               num_classes: int) -> tuple[str | None, float, float]:
+    """Build ``name`` on the meta device (no memory, no compute, nothing downloaded) and run
+    one meta forward of ``[1, in_channels, image_size, image_size]`` under PyTorch's FLOP
+    counter (2 x multiply-adds, as the catalogue counts): (why it cannot take that input, else
+    None; parameters in millions; forward MFLOPs)."""
+    import importlib
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module, _, attribute = build_path.partition(":")
+    build = getattr(importlib.import_module(module), attribute)
+    shape = f"{in_channels}x{image_size}x{image_size}"
+    try:
+        with torch.device("meta"):
+            model = build(name, in_channels=in_channels, image_size=image_size,
+                          num_classes=num_classes)
+            model.eval()
+            counter = FlopCounterMode(display=False)
+            with counter:
+                out = model(torch.empty(1, in_channels, image_size, image_size))
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return f"{name} cannot take {shape} input ({first})", 0.0, 0.0
+    if tuple(out.shape) != (1, num_classes):
+        return (f"{name} maps {shape} input to {tuple(out.shape)[1:]}, not ({num_classes},) "
+                "class scores", 0.0, 0.0)
+    params = sum(p.numel() for p in model.parameters())
+    return None, params / 1e6, counter.get_total_flops() / 1e6

@@ -18,18 +18,14 @@ is imported only here and only when such a model or a text dataset is used (``pi
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from kdspec.catalogue.huggingface_sources import hub_revision, is_local, model_source
+from kdspec.catalogue.model_names import MSG_NO_TRANSFORMERS
 from kdspec.errors import DataError
-from kdspec.registry import HF_PREFIX, MSG_NO_TRANSFORMERS
-
-#: Files of a local model folder whose bytes are its weights (their sha256 joins the run id).
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def transformers_module() -> Any:
@@ -41,31 +37,6 @@ def transformers_module() -> Any:
     transformers.logging.set_verbosity_error()  # kdspec logs what was loaded itself
     transformers.logging.disable_progress_bar()
     return transformers
-
-
-def model_source(arch_or_name: str) -> str:
-    """The hub name or folder of an ``hf:`` architecture (or of a bare name)."""
-    return arch_or_name.removeprefix(HF_PREFIX)
-
-
-def is_local(source: str) -> bool:
-    """Whether a model or tokenizer source is a folder rather than a hub name."""
-    return source.startswith(("/", ".", "~"))
-
-
-def weights_digest(folder: Path) -> str:
-    """sha256 over the weight files of a local model folder (empty when it has none)."""
-    digest = hashlib.sha256()
-    found = False
-    for name in WEIGHT_FILES:
-        path = folder / name
-        if path.is_file():
-            found = True
-            digest.update(name.encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest() if found else ""
 
 
 def _load_error(what: str, source: str, err: Exception) -> DataError:
@@ -156,21 +127,6 @@ def pretrained_weights(source: str, num_classes: int
     revision = "" if is_local(source) else hub_revision(source)
     return ({f"model.{key}": value for key, value in model.state_dict().items()
              if key not in fresh}, revision)
-
-
-def hub_revision(source: str) -> str:
-    """The commit of the hub repository ``source`` that the local Hugging Face cache holds (the
-    snapshot its ``config.json`` was read from), or "" when it cannot be told."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(source, "config.json")
-    except Exception:  # an unusual name or cache: no revision to record
-        return ""
-    parts = Path(found).parts if isinstance(found, str) else ()
-    if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
-        return parts[parts.index("snapshots") + 1]
-    return ""
 
 
 def load_tokenizer(source: str) -> Any:

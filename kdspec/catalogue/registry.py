@@ -1,4 +1,4 @@
-"""Architectures and datasets by name: kdspec's own (:mod:`kdspec.catalog`), those of installed
+"""Architectures and datasets by name: kdspec's own (:mod:`kdspec.catalogue.facts`), those of installed
 plugins, any torchvision or timm classification model as ``torchvision:NAME`` /
 ``timm:NAME``, and any Hugging Face sequence classifier as ``hf:NAME`` (text datasets).
 
@@ -32,23 +32,20 @@ from functools import cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from kdspec.catalog import ARCHITECTURES, DATASETS, ArchFacts, DatasetFacts
-from kdspec.suggestions import did_you_mean
+from kdspec.catalogue.facts import ARCHITECTURES, DATASETS, ArchFacts, DatasetFacts
+from kdspec.catalogue.model_names import (
+    HF_PREFIX,
+    MSG_NO_TIMM,
+    TIMM_PREFIX,
+    TORCHVISION_PREFIX,
+)
+from kdspec.catalogue.suggestions import did_you_mean
 
 if TYPE_CHECKING:
     from kdspec.plan import DatasetSpec
 
 ARCHITECTURE_GROUP = "kdspec.architectures"
 DATASET_GROUP = "kdspec.datasets"
-TORCHVISION_PREFIX = "torchvision:"
-TIMM_PREFIX = "timm:"
-#: Any Hugging Face ``transformers`` sequence classifier: ``hf:bert-base-uncased``,
-#: ``hf:google/bert_uncased_L-2_H-128_A-2``, or ``hf:/a/local/folder`` (for text datasets).
-HF_PREFIX = "hf:"
-MSG_NO_TRANSFORMERS = ("install it with `pip install 'kdspec[text]'` (or `pip install "
-                       "transformers`) to use hf:NAME models and text datasets")
-MSG_NO_TIMM = ("install it with `pip install 'kdspec[timm]'` (or `pip install timm`) to use "
-               "timm:NAME models")
 #: Assumed for a torchvision or timm model until the meta build says otherwise.
 EXTERNAL_REF_SIZE = 224
 
@@ -74,7 +71,7 @@ class DatasetEntry:
 
     ``read`` is ``"package.module:function"``, called as ``function(spec, cache_dir)`` with the
     plan's :class:`~kdspec.plan.DatasetSpec` and returning a
-    :class:`~kdspec.dataset_arrays.ArraySplits` (uint8 images ``[N, C, H,
+    :class:`~kdspec.catalogue.dataset_arrays.ArraySplits` (uint8 images ``[N, C, H,
     W]``, int64 labels, per-sample test attributes for fairness); empty for kdspec's own.
     """
 
@@ -162,22 +159,30 @@ def is_huggingface(name: str) -> bool:
     return name.startswith(HF_PREFIX)
 
 
+#: Where what is known of torchvision and timm models is asked (their libraries are imported
+#: there, and only when a spec names such a model).
+EXTERNAL_MODELS = "kdspec.runtime.models.external"
+
+
 @cache
 def torchvision_models() -> tuple[str, ...]:
     """Every torchvision classification model name."""
-    import torchvision
-
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+    names: tuple[str, ...] = import_callable(f"{EXTERNAL_MODELS}:torchvision_model_names")()
+    return names
 
 
 @cache
 def timm_models() -> tuple[str, ...] | None:
     """Every timm model name, or None without timm."""
-    try:
-        import timm
-    except ImportError:
-        return None
-    return tuple(timm.list_models())
+    names: tuple[str, ...] | None = import_callable(f"{EXTERNAL_MODELS}:timm_model_names")()
+    return names
+
+
+def torchvision_weights(builder: str) -> tuple[str, ...]:
+    """The names of the weights torchvision publishes for ``builder`` (``IMAGENET1K_V1``...)."""
+    names: tuple[str, ...] = import_callable(
+        f"{EXTERNAL_MODELS}:torchvision_weight_names")(builder)
+    return names
 
 
 class ArchitectureError(Exception):
@@ -219,7 +224,7 @@ def architecture(name: str) -> ArchitectureEntry:
         return ArchitectureEntry(
             ArchFacts(name, "huggingface", params_millions=0.0, forward_mflops=0.0,
                       ref_size=1, min_size=1),
-            build="kdspec.huggingface_models:build_huggingface", source="huggingface")
+            build="kdspec.runtime.models.huggingface:build_huggingface", source="huggingface")
     hint = did_you_mean(name, registry().architectures, "known architectures")
     if not hint.startswith("did you mean"):
         hint += ("; or torchvision:NAME / timm:NAME / hf:NAME (`kdspec list "
@@ -230,7 +235,7 @@ def architecture(name: str) -> ArchitectureEntry:
 def _external(name: str, family: str) -> ArchitectureEntry:
     facts = ArchFacts(name, family, params_millions=0.0, forward_mflops=0.0,
                       ref_size=EXTERNAL_REF_SIZE, min_size=1)
-    return ArchitectureEntry(facts, build=f"kdspec.external_models:build_{family}",
+    return ArchitectureEntry(facts, build=f"{EXTERNAL_MODELS}:build_{family}",
                              source=family)
 
 
@@ -257,27 +262,10 @@ def probe_external(name: str, *, in_channels: int, image_size: int,
     """Build ``name`` on the meta device (no memory, no compute, nothing downloaded) and run
     one meta forward of ``[1, in_channels, image_size, image_size]`` under PyTorch's FLOP
     counter (2 x multiply-adds, as the catalogue counts)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    build = import_callable(architecture(name).build)
-    shape = f"{in_channels}x{image_size}x{image_size}"
-    try:
-        with torch.device("meta"):
-            model = build(name, in_channels=in_channels, image_size=image_size,
-                          num_classes=num_classes)
-            model.eval()
-            counter = FlopCounterMode(display=False)
-            with counter:
-                out = model(torch.empty(1, in_channels, image_size, image_size))
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        return ExternalProbe(f"{name} cannot take {shape} input ({first})")
-    if tuple(out.shape) != (1, num_classes):
-        return ExternalProbe(f"{name} maps {shape} input to {tuple(out.shape)[1:]}, not "
-                             f"({num_classes},) class scores")
-    params = sum(p.numel() for p in model.parameters())
-    return ExternalProbe(None, params / 1e6, counter.get_total_flops() / 1e6)
+    problem, params_millions, mflops = import_callable(f"{EXTERNAL_MODELS}:meta_probe")(
+        name, architecture(name).build, in_channels=in_channels, image_size=image_size,
+        num_classes=num_classes)
+    return ExternalProbe(problem, params_millions, mflops)
 
 
 def study_facts(name: str, data: DatasetSpec) -> ArchFacts:

@@ -2,20 +2,20 @@
 architectures. The compiler checks the same with spans; a plan JSON (written by hand, or by
 another version) gets these checks, worded as the compiler words them, before anything runs.
 
-Imports only ``kdspec.plan``, ``kdspec.catalog`` and ``kdspec.registry``, so the runtime can
+Imports only ``kdspec.plan``, ``kdspec.catalogue.facts`` and ``kdspec.catalogue.registry``, so the runtime can
 use it.
 """
 
 from __future__ import annotations
 
-from kdspec.catalog import (
+from kdspec.catalogue.facts import (
     COMBINATION_DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
 )
+from kdspec.catalogue.registry import ArchitectureError, architecture, datasets
 from kdspec.distillation_methods import CRD, AttentionTransfer, FitNet
 from kdspec.plan import DatasetSpec, Plan, Study
-from kdspec.registry import ArchitectureError, architecture, datasets
 
 
 def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
