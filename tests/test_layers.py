@@ -184,3 +184,22 @@ def test_check_reads_a_spec_without_torch_or_mlflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()[-1]
     assert out == "0 []"
+
+
+def test_runtime_functions_read_in_one_sitting() -> None:
+    """No function of the runtime over 60 lines or 7 parameters (self and cls not counted):
+    state that travels through a step belongs in an object or a frozen value."""
+    long = []
+    for module, path in _modules().items():
+        if not _in(module, "kdspec.runtime"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args
+                names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs
+                         if a.arg not in ("self", "cls")]
+                names += ["*"] * bool(args.vararg) + ["**"] * bool(args.kwarg)
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > 60 or len(names) > 7:
+                    long.append(f"{module}.{node.name}: {lines} lines, {len(names)} parameters")
+    assert long == []

@@ -39,18 +39,13 @@ def kd_loss(
     hard_weight: float,
     soft_weight: float,
     t_squared: bool = True,
-    logit_standardization: bool = False,
 ) -> torch.Tensor:
     """Hinton et al. (2015) distillation loss, averaged over the batch.
 
     ``L = hard_weight * CE(z_s, y) + soft_weight * s * KL(softmax(z_t / T) || softmax(z_s / T))``
     with ``s = T**2`` when ``t_squared`` (it keeps the soft term's gradient magnitude independent
     of T) and ``s = 1`` otherwise. The KL is summed over classes and averaged over the batch
-    (``reduction="batchmean"``, the mathematically correct mean of a KL). With
-    ``logit_standardization`` both logits are z-scored over the classes before the tempered
-    softmax of the soft term (Sun et al. 2024,
-    :func:`~kdspec.runtime.kd_methods.logit_standardization.standardize_logits`); the hard term
-    keeps the raw student logits.
+    (``reduction="batchmean"``, the mathematically correct mean of a KL).
 
     student_logits: ``[B, C]``, with gradient.
     teacher_logits: ``[B, C]``, no gradient needed (detached here).
@@ -66,10 +61,8 @@ def kd_loss(
         )
     zs = at_least_float32(student_logits)
     zt = at_least_float32(teacher_logits.detach()).to(zs.dtype)
-    soft_s, soft_t = (standardize_logits(zs), standardize_logits(zt)) if logit_standardization \
-        else (zs, zt)
-    log_p_student = F.log_softmax(soft_s / temperature, dim=1)
-    log_p_teacher = F.log_softmax(soft_t / temperature, dim=1)
+    log_p_student = F.log_softmax(zs / temperature, dim=1)
+    log_p_teacher = F.log_softmax(zt / temperature, dim=1)
     soft = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     scale = temperature**2 if t_squared else 1.0
     loss = soft_weight * scale * soft
@@ -87,14 +80,17 @@ def distillation_loss(
     loss: KDLoss,
 ) -> torch.Tensor:
     """:func:`kd_loss` with the weights, T^2 convention and logit standardization of a plan's
-    :class:`KDLoss`."""
-    return kd_loss(
-        student_logits,
-        teacher_logits,
-        labels,
-        temperature=temperature,
-        hard_weight=loss.hard_weight,
-        soft_weight=loss.soft_weight,
-        t_squared=loss.t_squared,
-        logit_standardization=loss.logit_standardization,
-    )
+    :class:`KDLoss`. With logit standardization (Sun et al. 2024) the soft term compares the
+    z-scores of both logits over the classes
+    (:func:`~kdspec.runtime.kd_methods.logit_standardization.standardize_logits`); the hard term
+    keeps the raw student logits."""
+    if not loss.logit_standardization:
+        return kd_loss(student_logits, teacher_logits, labels, temperature=temperature,
+                       hard_weight=loss.hard_weight, soft_weight=loss.soft_weight,
+                       t_squared=loss.t_squared)
+    soft = kd_loss(standardize_logits(student_logits), standardize_logits(teacher_logits.detach()),
+                   labels, temperature=temperature, hard_weight=0.0,
+                   soft_weight=loss.soft_weight, t_squared=loss.t_squared)
+    if loss.hard_weight == 0.0:
+        return soft
+    return soft + loss.hard_weight * hard_label_loss(student_logits, labels)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from kdspec.plan import KDLoss
 from kdspec.runtime.kd_methods.logit_standardization import standardize_logits
-from kdspec.runtime.losses import kd_loss
+from kdspec.runtime.losses import distillation_loss, kd_loss
 from tests.runtime.kd_methods.oracles import FLOAT64_TOLERANCE, kl, sample_sd, softmax
 
 LOGITS = torch.tensor([[1.0, 2.0, 0.0, -1.0], [10.0, -3.0, 2.0, 0.3]], dtype=torch.float64)
@@ -31,18 +32,23 @@ def test_positive_affine_maps_of_the_logits_standardize_alike() -> None:
     assert torch.allclose(got, base, rtol=1e-6, atol=1e-6)
 
 
+def _loss(*, hard: float, soft: float) -> KDLoss:
+    return KDLoss(hard_weight=hard, soft_weight=soft, logit_standardization=True,
+                  convention="test")
+
+
 def test_kd_with_standardization_is_kd_on_z_scores() -> None:
     t = 2.0
-    got = kd_loss(LOGITS, TEACHER, LABELS, temperature=t, hard_weight=0.0, soft_weight=1.0,
-                  logit_standardization=True)
+    got = distillation_loss(LOGITS, TEACHER, LABELS, temperature=t,
+                            loss=_loss(hard=0.0, soft=1.0))
     want = sum(kl(softmax(_z(zt), t), softmax(_z(zs), t))
                for zs, zt in zip(LOGITS.tolist(), TEACHER.tolist(), strict=True)) / 2 * t * t
     assert got.item() == pytest.approx(want, rel=FLOAT64_TOLERANCE)
 
 
 def test_the_hard_term_keeps_the_raw_logits() -> None:
-    with_z = kd_loss(LOGITS, TEACHER, LABELS, temperature=2.0, hard_weight=1.0,
-                     soft_weight=0.0, logit_standardization=True)
+    with_z = distillation_loss(LOGITS, TEACHER, LABELS, temperature=2.0,
+                               loss=_loss(hard=1.0, soft=0.0))
     raw = kd_loss(LOGITS, TEACHER, LABELS, temperature=2.0, hard_weight=1.0, soft_weight=0.0)
     assert with_z.item() == raw.item()
 
