@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kdspec.dsl.dataset import DATASET_KEYS, FAIRNESS_KEYS
 from kdspec.dsl.methods import METHOD_KEYS, SECTION_KEYS
-from kdspec.dsl.model_init import INIT_KEYS
+from kdspec.dsl.model_init import ROLE_KEYS
 from kdspec.dsl.recipes import RECIPE_KEYS, SCHEDULE_KEYS
 from kdspec.dsl.study import (
     ANALYSIS_KEYS,
@@ -24,7 +24,7 @@ from kdspec.dsl.study import (
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 KNOWN = (set(STUDY_KEYS) | set(DISTILL_KEYS) | set(ANALYSIS_KEYS) | set(RUNTIME_KEYS)
          | set(TRACKING_KEYS) | set(INDIVIDUAL_FAIRNESS_KEYS) | set(DATASET_KEYS) | set(FAIRNESS_KEYS) | set(RECIPE_KEYS)
-         | set(SCHEDULE_KEYS) | set(INIT_KEYS) | set(METHOD_KEYS)
+         | set(SCHEDULE_KEYS) | set(ROLE_KEYS) | set(METHOD_KEYS)
          | {key for keys in SECTION_KEYS.values() for key in keys}
          | {"recipe", "study", "include", "vary"})
 #: Formulas in the statistics pages that look like assignments but are not spec keys.

@@ -24,11 +24,16 @@ from kdspec.catalogue.model_names import HF_PREFIX, TORCHVISION_PREFIX
 from kdspec.catalogue.registry import torchvision_weights
 from kdspec.catalogue.suggestions import did_you_mean
 from kdspec.dsl.diagnostics import Diagnostics, InconsistentStudy, InvalidValue, UnknownName
-from kdspec.dsl.reader import Key, spec_relative
+from kdspec.dsl.reader import Key, SectionReader, spec_relative
 from kdspec.dsl.syntax import Assignment, Name, Section, String
 from kdspec.plan import ModelInit, Recipe
 
 INIT_KEYS: dict[str, Key] = {"pretrained": Key(), "checkpoint": Key(), "from_run": Key()}
+#: A role block's keys beside its recipe and starting weights: ``partial = true`` loads what
+#: fits of a checkpoint or another run's weights; ``accept_chance = true`` (teachers) accepts a
+#: teacher whose test accuracy is within noise of chance (a deliberate random teacher).
+ROLE_FLAGS: dict[str, Key] = {"partial": Key(), "accept_chance": Key()}
+ROLE_KEYS: dict[str, Key] = {**INIT_KEYS, **ROLE_FLAGS}
 #: kdspec's own architectures that are torchvision's (the same module names, so torchvision's
 #: weights load into them).
 TORCHVISION_FAMILY = ("resnet18", "resnet34", "resnet50", "densenet121", "densenet169")
@@ -133,3 +138,26 @@ def read_init(section: Section, arch: str, diags: Diagnostics) -> tuple[ModelIni
                                "quotes", help="the run id shown in the MLflow UI or "
                                "`kdspec run`'s summary table"))
     return init, len(diags) == before
+
+
+def read_role_flags(section: Section, role: str, init: ModelInit | None,
+                    diags: Diagnostics) -> tuple[ModelInit | None, bool]:
+    """``(init, accept_chance)``: the block's starting weights with ``partial`` applied, and
+    whether a teacher at chance is accepted. ``partial`` needs a checkpoint or another run's
+    weights (published weights keep the seed's head anyway); ``accept_chance`` is a teacher's
+    (a student at chance is flagged, not stopped)."""
+    entries = tuple(e for e in section.entries if e.key in ROLE_FLAGS)
+    reader = SectionReader(f"{role} block", entries, ROLE_FLAGS, diags)
+    partial = reader.boolean("partial") if reader.has("partial") else None
+    accept = reader.boolean("accept_chance") if reader.has("accept_chance") else None
+    if partial and (init is None or init.kind not in ("checkpoint", "run")):
+        diags.add(InvalidValue(reader.span("partial"), "'partial' loads part of a checkpoint or "
+                               "of another run's weights, and this block gives neither",
+                               help="write it beside `checkpoint = ...` or `from_run = ...`"))
+    elif partial and init is not None:
+        init = init.model_copy(update={"partial": True})
+    if accept and role != "teacher":
+        diags.add(InvalidValue(reader.span("accept_chance"), "'accept_chance' is for a teacher: "
+                               f"a {role} at chance finishes flagged, it does not stop a study",
+                               help="remove it, or put it in the teacher block"))
+    return init, bool(accept) and role == "teacher"

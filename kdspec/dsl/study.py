@@ -30,7 +30,7 @@ from kdspec.dsl.diagnostics import (
     WrongType,
 )
 from kdspec.dsl.methods import METHOD_KEYS, MethodDraft, read_method, resolve_method
-from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, read_init
+from kdspec.dsl.model_init import EVALUATE_ONLY, ROLE_KEYS, read_init, read_role_flags
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader, spec_relative
 from kdspec.dsl.recipes import RecipeBook, read_layer
 from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
@@ -175,7 +175,7 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
           diags: Diagnostics) -> ModelSpec | None:
     if section is None:
         return None
-    layer = read_layer(section, role, diags, INIT_KEYS)
+    layer = read_layer(section, role, diags, ROLE_KEYS)
     if section.label is None:
         diags.add(MissingField(section.key_span, f"{role} has no architecture",
                                help=f"write `{role} resnet20 {{ ... }}`"))
@@ -189,6 +189,7 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
     if draft is not None and not _fits_modality(arch, draft, section.label.span, diags):
         return None
     init, init_ok = read_init(section, arch, diags)
+    init, accept_chance = read_role_flags(section, role, init, diags)
     if init is not None and not layer.fields and layer.base is None:
         recipe: Recipe | None = EVALUATE_ONLY  # weights given, nothing to train: evaluate
     else:
@@ -220,7 +221,8 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
                                         help="choose another image_size (resizable datasets) "
                                              "or another model"))
             return None
-    return None if recipe is None else ModelSpec(arch=arch, recipe=recipe, init=init)
+    return None if recipe is None else ModelSpec(arch=arch, recipe=recipe, init=init,
+                                                 accept_chance=accept_chance)
 
 
 def huggingface_arch(label: str, span: Span) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,17 +34,24 @@ def test_sigterm_releases_the_runs_and_the_same_command_finishes_the_plan(
     path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
     command = kdspec_command(str(path), "--tracking-uri", uri, "--quiet",
                              "--log-dir", str(tmp_path / "logs"))
-    proc = subprocess.Popen(command, cwd=tmp_path, env=subprocess_env(),
+    # Held at the 25th step of the first teacher (epoch 2 of 3, 20 batches an epoch) until the
+    # signal has arrived (tests/runtime/owner_hooks.py): the stop lands mid-epoch, not between
+    # runs, however slow the machine.
+    go = tmp_path / "go"
+    held = [sys.executable, "-m", "tests.runtime.owner_hooks", "pause", "teacher", "25",
+            str(go), "--", *command[command.index("run"):]]
+    proc = subprocess.Popen(held, cwd=tmp_path, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
-        # Wait for a teacher's first saved epoch, then stop it the way scancel does.
+        # Wait for the teacher's first saved epoch, then stop it the way scancel does.
         while not any(status == "RUNNING" and epoch >= 1
                       for status, _, epoch in sqlite_states(tmp_path / "mlruns.db")):
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "no epoch finished in time"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
+        go.touch()
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
