@@ -19,6 +19,10 @@ lockstep group share each batch's forward). Cache when the first is at most the 
 table fits the memory budget. Ties go to the cache: the same number of forwards, but run in large
 batches outside the training step. So with a shared forward, no augmentation caches from 1 epoch,
 flip from 2, crop+flip (162 views) only from 162 epochs (a 200-epoch CIFAR recipe does cache).
+
+The table holds logits only: a group with a member that reads the teacher's features (fitnet,
+at) or its classifier's input (crd) trains with the live forward whatever the mode
+(:mod:`kdspec.runtime.teacher_signal`).
 """
 
 from __future__ import annotations

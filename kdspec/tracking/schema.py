@@ -9,7 +9,9 @@ Layout
 - one parent run per plan: tags ``kdspec.kind = "plan"``, ``kdspec.plan_hash``, ``kdspec.study``;
   artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/``;
 - one nested run per plan run (tag ``mlflow.parentRunId``): tags below; params are the recipe
-  (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``; metrics per epoch
+  (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``, and for a
+  distilled run ``method`` and ``method.<key>`` (``hard_weight``, ``soft_weight`` for kd only;
+  :mod:`kdspec.tracking.run_layout`); metrics per epoch
   ``train_loss``, ``test_acc``, ``lr``; final metric ``test_acc`` and ``temperature`` (so the MLflow
   compare view can plot one against the other);
 - artifacts of a nested run: ``predictions.npz`` (keys below), ``class_accuracy.json``,
