@@ -208,3 +208,15 @@ def run_method(method: DeclaredMethod) -> TrainingMethod:
     if isinstance(method, SelfDistillation | RandomTeacher):
         return KD()
     return method
+
+
+def reads_teacher_while_training(method: TrainingMethod) -> bool:
+    """Whether a distilled run of this method reads its teacher's outputs at every step (all
+    but the label-smoothing control, whose targets are the labels)."""
+    return not isinstance(method, LabelSmoothing)
+
+
+def reads_teacher_at_setup(method: TrainingMethod) -> bool:
+    """Whether a distilled run reads its teacher once before training: the label-smoothing
+    control with ``epsilon = "matched"`` (one teacher forward over the training images)."""
+    return isinstance(method, LabelSmoothing) and method.epsilon == "matched"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from kdspec.catalogue.facts import DATASETS, TRIFEATURE_SHAPES
+from kdspec.distillation_methods import DeclaredMethod
 from kdspec.plan import (
+    KD_METHOD,
     AnalysisSpec,
     DatasetSpec,
     FairnessSpec,
@@ -62,6 +64,7 @@ def tiny_plan(
     runtime: RuntimeSpec | None = None,
     experiment: str | None = None,
     accept_chance: bool = True,
+    method: DeclaredMethod = KD_METHOD,
 ) -> Plan:
     """A one-study plan, small enough to train in seconds on a CPU.
 
@@ -78,12 +81,22 @@ def tiny_plan(
     runtime = runtime or RuntimeSpec(precision="fp32", compile=False)
     runs = expand_runs(dataset=dataset, teacher=teacher, student=student,
                        temperatures=temperatures, seeds=seeds, loss=loss,
-                       precision=runtime.precision)
+                       precision=runtime.precision, method=method)
     study = Study(
         name=name, dataset=dataset, teacher=teacher, student=student,
         temperatures=temperatures, seeds=seeds, loss=loss, fairness=fairness,
         analysis=analysis or AnalysisSpec(), runtime=runtime,
         tracking=TrackingSpec(experiment=experiment or f"kdspec-{name}"),
-        run_ids=tuple(r.id for r in runs),
+        run_ids=tuple(r.id for r in runs), method=method,
     )
     return Plan(studies=(study,), runs=runs)
+
+
+def method_plan(methods: dict[str, DeclaredMethod], **settings: object) -> Plan:
+    """One study per method (named by the keys), all else ``tiny_plan(**settings)``: the
+    variants of a ``vary`` over the method, sharing their teachers and non-distilled students."""
+    settings.setdefault("experiment", "kdspec-methods")  # variants share their experiment
+    plans = [tiny_plan(name=name, method=method, **settings)  # type: ignore[arg-type]
+             for name, method in methods.items()]
+    runs = {r.id: r for p in plans for r in p.runs}
+    return Plan(studies=tuple(p.studies[0] for p in plans), runs=tuple(runs.values()))

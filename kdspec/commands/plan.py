@@ -22,6 +22,7 @@ import sys
 
 from kdspec.catalogue.registry import dataset_facts
 from kdspec.commands import spec_selection
+from kdspec.distillation_methods import reads_teacher_at_setup, reads_teacher_while_training
 from kdspec.plan import Plan, Run, Study
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
@@ -83,9 +84,22 @@ def train_samples(study: Study) -> int | None:
     return images
 
 
+def teacher_samples(run: Run, samples: int, per_epoch: int) -> int:
+    """Images the teacher's forward sees for a distilled run of ``samples`` training images:
+    every one (the teacher runs at every step), one epoch's once (a label-smoothing run with
+    a matched epsilon reads the teacher once before training) or none (a fixed epsilon)."""
+    if run.method is None:
+        return 0
+    if reads_teacher_while_training(run.method):
+        return samples
+    return per_epoch if reads_teacher_at_setup(run.method) else 0
+
+
 def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
     """(samples seen, forward FLOPs) of one run of ``study``; None when the size is unknown,
-    FLOPs None when an architecture's cost is (a plugin's without one)."""
+    FLOPs None when an architecture's cost is (a plugin's without one). A feature method's own
+    modules (fitnet's regressor, crd's heads and memory bank) are not counted: next to the two
+    models' forwards they cost next to nothing."""
     per_epoch = train_samples(study)
     if per_epoch is None:
         return None
@@ -94,10 +108,11 @@ def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
     from kdspec.runtime.models.cost import study_forward_flops  # torch: only to price a plan
 
     own = study_forward_flops(run.arch, data)
-    teacher = study_forward_flops(study.teacher.arch, data) if run.role == "distilled" else 0.0
+    seen = teacher_samples(run, samples, per_epoch)
+    teacher = study_forward_flops(study.teacher.arch, data) if seen else 0.0
     if own is None or teacher is None:
         return samples, None
-    return samples, samples * (own + teacher)
+    return samples, samples * own + seen * teacher
 
 
 def format_flops(flops: float) -> str:

@@ -23,8 +23,12 @@ def resume_state(trainee: Trainee, epoch_metrics: dict[str, float] | None = None
                  ) -> dict[str, Any]:
     """What ``last.pt`` holds: model, optimizer, scheduler (and fp16 scaler) after
     ``trainee.epochs_done`` epochs, and that epoch's metrics, so a run killed after its checkpoint
-    was saved but before the metrics reached MLflow can log them when it resumes."""
+    was saved but before the metrics reached MLflow can log them when it resumes. A run whose
+    method keeps state (fitnet's regressor, crd's heads and memory bank, label smoothing's
+    epsilon) has it under ``"method"``; the optimizer's state covers the learned modules."""
+    method = {} if trainee.method is None else {"method": trainee.method.checkpoint()}
     return {
+        **method,
         "epoch_metrics": dict(epoch_metrics or {}),
         "format": CHECKPOINT_FORMAT,
         "kdspec_run_id": trainee.run.id,
@@ -43,6 +47,11 @@ def restore_trainee(trainee: Trainee, state: dict[str, Any]) -> None:
             f"checkpoint belongs to run {state.get('kdspec_run_id')}, not {trainee.run.id}"
         )
     trainee.model.load_state_dict(state["model"])
+    if trainee.method is not None:
+        if "method" not in state:
+            raise ValueError(f"checkpoint of run {trainee.run.id} holds no state of its "
+                             f"method {trainee.run.method}")
+        trainee.method.restore(state["method"])
     trainee.optimizer.load_state_dict(state["optimizer"])
     trainee.scheduler.load_state_dict(state["scheduler"])
     if trainee.scaler is not None and state.get("scaler") is not None:
@@ -52,7 +61,8 @@ def restore_trainee(trainee: Trainee, state: dict[str, Any]) -> None:
 
 def final_state(trainee: Trainee, *, in_channels: int, image_size: int,
                 num_classes: int) -> dict[str, Any]:
-    """What ``final.pt`` holds: the architecture and how to build it, and the trained weights."""
+    """What ``final.pt`` holds: the architecture and how to build it, and the trained weights
+    (the student's alone: a method's own modules stay in ``last.pt``)."""
     return {
         "format": CHECKPOINT_FORMAT,
         "kdspec_run_id": trainee.run.id,

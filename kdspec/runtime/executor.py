@@ -464,12 +464,15 @@ class Executor:
         self.logger.info("%s: training %s%s", study.name, fresh.label,
                          f" (resuming at epoch {fresh.start_epoch + 1})"
                          if fresh.start_epoch else "")
+        # The variants of a `vary` over the method share a group: each run keeps its study.
+        others = {r.id: self.plan.study_of(r.id) for r in fresh.runs
+                  if self.plan.study_of(r.id).name != study.name}
         context = GroupContext(
             study=study, dataset=self._dataset(study),
-            writer=self._writer(study, parents, workdir),
+            writer=self._writer(study, parents, workdir, others),
             weights=self._weights(fresh.runs[0], workdir), settings=self._settings(study),
             progress=self._progress(fresh, study, clock, places.get(group.runs[0].id, "")),
-            logger=self.logger)
+            logger=self.logger, run_studies=others)
         try:
             results = LockstepGroup(fresh, context).train()
         except ClaimLost as lost:
@@ -490,11 +493,13 @@ class Executor:
             self.accelerator.wait_for_everyone()
         return True
 
-    def _writer(self, study: Study, parents: dict[str, str], workdir: Path) -> RunWriter:
+    def _writer(self, study: Study, parents: dict[str, str], workdir: Path,
+                run_studies: dict[str, Study]) -> RunWriter:
         if not self.writes_tracking:
             return NullWriter()
         return StoreWriter(study=study, store=self.store_of(study),
                            parent_id=parents.get(study.name, ""), workdir=workdir,
+                           run_studies=run_studies, parents=parents,
                            owner=self.owner, dataset=self._dataset_records.get(study.name),
                            logger=self.logger,
                            lease=LeaseSettings(self.options.lease_timeout_s,

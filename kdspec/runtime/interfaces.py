@@ -6,8 +6,8 @@ work (the teacher-logit cache) meet only here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -97,17 +97,42 @@ class LoadedDataset:
     largest_token_id: int | None = None
     #: Text: the id posts are padded with (a model's attention mask must read the same).
     pad_token_id: int | None = None
+    #: The training split itself, unaugmented and in index order (``Batch.index`` = position
+    #: in ``train``), with its labels: what a method reads of the whole training set at setup
+    #: (the label-smoothing control's matched epsilon, CRD's classes). None: not available.
+    train_plain: EvalSource | None = None
+
+
+@dataclass(frozen=True)
+class TeacherOutputs:
+    """What a teacher gives a lockstep group for one batch, from one forward without gradient.
+
+    logits:    float32 ``[B, num_classes]``.
+    features:  the outputs of the feature points the group's members read (fitnet's hint,
+               attention transfer's stages), by module name; ``[B, C, H, W]`` each, in the
+               dtype of the teacher's forward. Empty when no member reads any.
+    embedding: the input of the teacher's classifier ``[B, d]`` (CRD), or None.
+    """
+
+    logits: torch.Tensor
+    features: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    embedding: torch.Tensor | None = None
 
 
 class TeacherSignal(Protocol):
-    """Where a distilled student's teacher logits come from: a live forward pass on every batch,
-    or a lookup in logits precomputed once for every (sample, view)."""
+    """Where a distilled student's teacher outputs come from: a live forward pass on every
+    batch (logits and, for feature methods, features), or a lookup in logits precomputed once
+    for every (sample, view)."""
 
     #: Recorded in the run's ``kdspec.teacher_cache`` tag: "off" (live forward) or "on".
     mode: str
 
     def logits(self, batch: Batch) -> torch.Tensor:
         """Teacher logits ``[B, num_classes]`` float32 for ``batch``, without gradient."""
+        ...
+
+    def outputs(self, batch: Batch) -> TeacherOutputs:
+        """Everything the group reads of the teacher for ``batch``, from one forward."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 A :class:`LockstepGroup` reads top to bottom as :meth:`LockstepGroup.train` does it: claim the
 runs (the writer's ``open``), prepare the members (models, given weights, the speed choice),
-resume them from their checkpoints, get the teacher signal, train the epochs (the loop of
+make their distillation methods ready (:mod:`kdspec.runtime.method_setup`), resume them from
+their checkpoints, get the teacher signal, train the epochs (the loop of
 :mod:`kdspec.runtime.training`; each epoch evaluated and recorded), finish each member. Every
 error goes to one handler, :meth:`LockstepGroup._on_failure`, which decides what it means:
 
@@ -26,8 +27,8 @@ import contextlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 
 import torch
@@ -39,6 +40,12 @@ from kdspec.runtime.disk_space import MSG_OUT_OF_SPACE, is_out_of_space
 from kdspec.runtime.evaluation import Evaluation, evaluate, with_individual_outputs
 from kdspec.runtime.given_weights import fit_weights
 from kdspec.runtime.interfaces import AutocastFactory, LoadedDataset, TeacherSignal
+from kdspec.runtime.method_setup import (
+    MethodSetup,
+    prepare_methods,
+    reads_teacher_before_training,
+)
+from kdspec.runtime.method_state import student_needs
 from kdspec.runtime.precision import (
     COMPILE_VERIFIED_DEVICES,
     MSG_COMPILE_UNVERIFIED,
@@ -61,7 +68,12 @@ from kdspec.runtime.run_writer import EpochRecord, RunWriter
 from kdspec.runtime.scheduling import Group
 from kdspec.runtime.stop_request import Stopped, StopRequest
 from kdspec.runtime.teacher_cache import TeacherDemand
-from kdspec.runtime.teacher_signal import make_teacher_signal
+from kdspec.runtime.teacher_signal import (
+    GroupTeacher,
+    group_reads,
+    group_teacher_choice,
+    teacher_forwards,
+)
 from kdspec.runtime.training import (
     BatchStream,
     EpochResult,
@@ -143,6 +155,13 @@ class GroupContext:
     settings: GroupSettings
     progress: GroupProgress
     logger: logging.Logger
+    #: Runs of the group that belong to other studies than ``study`` (the variants of a
+    #: ``vary`` over the method share a group), by run id.
+    run_studies: Mapping[str, Study] = field(default_factory=dict)
+
+    def study_of(self, run: Run) -> Study:
+        """The study a run of the group belongs to."""
+        return self.run_studies.get(run.id, self.study)
 
 
 def step_forward(model: torch.nn.Module, *,
@@ -240,20 +259,29 @@ class LockstepGroup:
 
     def _speed_choice(self) -> SpeedChoice:
         """One choice for the group (its members share architecture, recipe and data); a
-        resumed group keeps the precision it started in."""
+        resumed group keeps the precision it started in. Members that read the student's
+        features (through hooks on the eager model) are not compiled."""
         data = self.ctx.dataset
         choice = resolve_speed(
             self.ctx.study.runtime, device=self.ctx.settings.device,
             macs=model_macs(self.trainees[0].model, sequence_length=data.sequence_length,
                             in_channels=data.channels, image_size=data.image_size),
             training_images=self.epochs * data.train.num_samples)
+        hooked = sorted({r.method.name for r in self.group.runs
+                         if r.method is not None and student_needs(r.method).any})
+        if choice.compile and hooked:
+            choice = replace(choice, compile=False, why=f"{choice.why}; not compiled: "
+                             f"{', '.join(hooked)} read the student's features through hooks")
         return keep_resumed_precision(choice, self.ctx.study.runtime, [
             a.stored.precision for a in self.group.actions
             if a.kind == "resume" and a.stored is not None])
 
     def _resume(self) -> None:
-        """Resumed members load their checkpoints (CheckpointUnusable when any cannot be
-        used); then the teacher signal of a distilled group."""
+        """The members' methods made ready (with the teacher, where they read it before
+        training), then resumed members load their checkpoints (CheckpointUnusable when any
+        cannot be used); then the teacher signal of a distilled group."""
+        teacher = self._teacher()
+        self._prepare_methods(teacher)
         catch_up = resume_members(self.group, self.trainees, self.ctx.weights, self.ctx.logger)
         start = self.trainees[0].epochs_done
         for trainee in self.trainees:
@@ -262,31 +290,49 @@ class LockstepGroup:
                                          metrics=catch_up[trainee.run.id])
             if start > 0:
                 self.outcomes[trainee.run.id].note = f"resumed at epoch {start + 1}"
-        self.teacher = self._teacher_signal()
+        self.teacher = self._teacher_signal(teacher)
 
-    def _teacher_signal(self) -> TeacherSignal | None:
-        """The group's teacher signal: the teacher's forwards in its own ``auto`` precision
-        (the teacher's size decides, not the students'), live or cached."""
-        teacher_id = self.group.runs[0].teacher_id
-        if teacher_id is None:
+    def _teacher(self) -> GroupTeacher | None:
+        """The group's teacher model, when a member reads it (while training, or before: a
+        feature method's probe, a matched epsilon), its forwards in its own precision."""
+        runs, settings = self.group.runs, self.ctx.settings
+        teacher_id = runs[0].teacher_id
+        if teacher_id is None or not (group_reads(runs).outputs or reads_teacher_before_training(
+                runs, fresh=self.group.start_epoch == 0)):
             return None
-        data, settings = self.ctx.dataset, self.ctx.settings
-        teacher = to_training_layout(self.ctx.weights.teacher(teacher_id, device=settings.device),
-                                     settings.device)
-        precision = resolve_speed(
-            self.ctx.study.runtime, device=settings.device, training_images=0,
-            macs=model_macs(teacher, in_channels=data.channels,
-                            sequence_length=data.sequence_length,
-                            image_size=data.image_size)).precision
-        signal = make_teacher_signal(
-            teacher, TeacherDemand(data.train, epochs=self.epochs - self.trainees[0].epochs_done,
-                                   num_classes=data.num_classes, group_size=len(self.trainees)),
-            runtime=self.ctx.study.runtime, precision=precision, device=settings.device,
-            autocast=settings.autocast(precision))
+        model = to_training_layout(self.ctx.weights.teacher(teacher_id, device=settings.device),
+                                   settings.device)
+        return GroupTeacher(model, teacher_forwards(
+            model, runtime=self.ctx.study.runtime, data=self.ctx.dataset,
+            device=settings.device, autocast_of=settings.autocast))
+
+    def _prepare_methods(self, teacher: GroupTeacher | None) -> None:
+        """Each member's method state built and attached; what it decided noted on its run."""
+        notes = prepare_methods(self.trainees, MethodSetup(
+            self.ctx.dataset, teacher.model if teacher is not None else None,
+            teacher.forwards.autocast if teacher is not None else contextlib.nullcontext,
+            fresh=self.group.start_epoch == 0, data_parallel=self.ctx.settings.data_parallel))
+        for trainee in self.trainees:
+            note = notes.get(trainee.run.id)
+            if note is not None:
+                self.ctx.writer.note(trainee.run, note.tags, params=note.params)
+
+    def _teacher_signal(self, teacher: GroupTeacher | None) -> TeacherSignal | None:
+        """The group's teacher signal, live or cached (none when no member reads the teacher
+        while training); every run's tags say which and why."""
+        if self.group.runs[0].teacher_id is None:
+            return None
+        data = self.ctx.dataset
+        choice = group_teacher_choice(self.group.runs, teacher, TeacherDemand(
+            data.train, epochs=self.epochs - self.trainees[0].epochs_done,
+            num_classes=data.num_classes, group_size=len(self.trainees)),
+            runtime=self.ctx.study.runtime)
+        tags = choice.tags()
+        if teacher is not None:
+            tags[schema.TAG_TEACHER_PRECISION] = teacher.forwards.precision
         for run in self.group.runs:
-            self.ctx.writer.note(run, {schema.TAG_TEACHER_CACHE: signal.mode,
-                                       schema.TAG_TEACHER_PRECISION: precision})
-        return signal
+            self.ctx.writer.note(run, tags)
+        return choice.signal
 
     def _train_epochs(self) -> None:
         first, settings = self.group.runs[0], self.ctx.settings
@@ -374,7 +420,7 @@ class LockstepGroup:
         """Final evaluation (unless the last epoch's is at hand) and the recorded artifacts."""
         if not self.ctx.settings.evaluates:
             return
-        data, study = self.ctx.dataset, self.ctx.study
+        data, study = self.ctx.dataset, self.ctx.study_of(trainee.run)
         evaluation = self.last_eval.get(trainee.run.id) or self._evaluate(trainee.model,
                                                                           validation=False)
         evaluation = with_individual_outputs(evaluation, trainee.model, data.test,
@@ -397,7 +443,7 @@ class LockstepGroup:
         ``random_teacher`` control; any other suspect run is flagged."""
         run, outcome = trainee.run, self.outcomes[trainee.run.id]
         chance = chance_check(evaluation.confusion)
-        study = self.ctx.study
+        study = self.ctx.study_of(run)
         random_teacher = study.method.name == "random_teacher"  # at chance by design
         if (chance.at_chance and run.role == "teacher"
                 and not (study.teacher.accept_chance or random_teacher)):

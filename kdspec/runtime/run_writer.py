@@ -12,7 +12,8 @@ What a group's runs get, in order (the ownership steps are docs/running.md, "Who
 - ``open``: resumed runs reopened, the others created with params, tags, provenance and the
   dataset as an input, each claimed; the claim is settled at once for a resuming group (its
   checkpoints are read only once it holds), else while the group trains;
-- ``note``: tags of what a run trains with (precision, compile, teacher cache);
+- ``note``: tags of what a run trains with (precision, compile, teacher cache), and the params
+  its setup computed (a matched label-smoothing epsilon);
 - ``epoch``: per member, ``checkpoints/last.pt`` then one request with the epoch's metrics,
   ``kdspec.last_epoch`` and the heartbeat (a run killed between the two resumes at the previous
   epoch without a duplicate metric step);
@@ -65,7 +66,8 @@ class RunWriter(Protocol):
 
     def open(self, group: Group) -> None: ...
     def check(self) -> None: ...
-    def note(self, run: Run, tags: Mapping[str, str]) -> None: ...
+    def note(self, run: Run, tags: Mapping[str, str], *,
+             params: Mapping[str, object] | None = None) -> None: ...
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None: ...
     def epoch(self, records: Sequence[EpochRecord]) -> None: ...
     def give_up_resume(self, reason: str) -> None: ...
@@ -87,7 +89,8 @@ class NullWriter:
     def check(self) -> None:
         pass
 
-    def note(self, run: Run, tags: Mapping[str, str]) -> None:
+    def note(self, run: Run, tags: Mapping[str, str], *,
+             params: Mapping[str, object] | None = None) -> None:
         pass
 
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -131,6 +134,11 @@ class StoreWriter:
     parent_id: str
     workdir: Path
     owner: str
+    #: A group whose runs belong to several studies (the variants of a ``vary`` over the
+    #: method train in one group): each run's own study by run id, and each study's parent run
+    #: by study name; a run not named is ``study``'s, under ``parent_id``.
+    run_studies: Mapping[str, Study] = field(default_factory=dict)
+    parents: Mapping[str, str] = field(default_factory=dict)
     dataset: DatasetRecord | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("kdspec.run"))
     lease: LeaseSettings = field(default_factory=LeaseSettings)
@@ -175,10 +183,12 @@ class StoreWriter:
         return lambda claim_tags: self._create(run, {**claim_tags, **extra})
 
     def _create(self, run: Run, tags: Mapping[str, str]) -> str:
+        study = self.run_studies.get(run.id, self.study)
         mlflow_id = self.store.create_run(
-            experiment=self.study.tracking.experiment, parent_id=self.parent_id,
-            run_name=run_name(run, self.study), tags={**run_tags(run, self.study), **tags})
-        self.store.log_params(mlflow_id, run_params(run, self.study))
+            experiment=study.tracking.experiment,
+            parent_id=self.parents.get(study.name, self.parent_id),
+            run_name=run_name(run, study), tags={**run_tags(run, study), **tags})
+        self.store.log_params(mlflow_id, run_params(run, study))
         if self.dataset is not None:
             self.store.log_input(mlflow_id, self.dataset)
         if run.temperature is not None:
@@ -202,10 +212,19 @@ class StoreWriter:
         """ClaimLost when the heartbeat found the claim lost (after every batch)."""
         self._claim().check()
 
-    def note(self, run: Run, tags: Mapping[str, str]) -> None:
-        """Tags of a run (what it trains with), written once its claim has held."""
+    def note(self, run: Run, tags: Mapping[str, str], *,
+             params: Mapping[str, object] | None = None) -> None:
+        """Tags of a run (what it trains with) and params its setup computed, written once its
+        claim has held."""
         mlflow_id, values = self.mlflow_id(run), {k: str(v) for k, v in tags.items()}
-        self._submit(lambda: self.store.set_tags(mlflow_id, values))
+        computed = dict(params or {})
+
+        def write() -> None:
+            if computed:
+                self.store.log_params(mlflow_id, computed)
+            self.store.set_tags(mlflow_id, values)
+
+        self._submit(write)
 
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
         """The metrics of an epoch whose checkpoint was saved but whose metrics never reached

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kdspec.catalogue.registry import short_arch
+from kdspec.distillation_methods import (
+    reads_teacher_at_setup,
+    reads_teacher_while_training,
+    uses_temperature,
+)
 from kdspec.plan import DatasetSpec, Plan, Run
 from kdspec.runtime.models.cost import study_forward_flops
 from kdspec.tracking.leases import now_ms
@@ -90,24 +95,35 @@ class Group:
 
     @property
     def label(self) -> str:
+        """``distilled lenet5 seed 0 T=2,4``; a group of other methods than kd names each
+        member's: ``distilled lenet5 seed 0: kd T=4, dkd T=4, at``."""
         first = self.actions[0].run
-        if first.role == "distilled":
-            temps = ",".join(f"{a.run.temperature:g}" for a in self.actions)
-            return f"distilled {short_arch(first.arch)} seed {first.seed} T={temps}"
-        return f"{first.role} {short_arch(first.arch)} seed {first.seed}"
+        if first.role != "distilled":
+            return f"{first.role} {short_arch(first.arch)} seed {first.seed}"
+        head = f"distilled {short_arch(first.arch)} seed {first.seed}"
+        methods = [a.run.method for a in self.actions]
+        if all(m is None or m.name == "kd" for m in methods):
+            return f"{head} T=" + ",".join(f"{a.run.temperature:g}" for a in self.actions)
+        return f"{head}: " + ", ".join(
+            (m.name if m is not None else "kd")
+            + (f" T={a.run.temperature:g}" if m is None or uses_temperature(m) else "")
+            for a, m in zip(self.actions, methods, strict=True))
 
 
 def lockstep_key(run: Run) -> tuple[str, ...]:
-    """Distilled runs with equal keys can share batches and one teacher forward per batch."""
+    """Distilled runs with equal keys can share batches and one teacher forward per batch,
+    whatever their methods (a group's teacher forward reads what all of them need)."""
     return (run.teacher_id or "", run.arch, str(run.seed), run.recipe.model_dump_json())
 
 
 def form_groups(plan: Plan, actions: Sequence[Action]) -> list[Group]:
     """Group the runs to train (``actions`` without reuses) in plan order.
 
-    Distilled runs of one lockstep key form one group when their study allows lockstep. A group
-    resumes only when all its members saved the same epoch; otherwise every member restarts from
-    scratch (their unfinished runs become stale).
+    Distilled runs of one lockstep key form one group when their study allows lockstep, and
+    their studies write to the same experiment and train with the same runtime settings (the
+    variants of a ``vary`` over the method do). A group resumes only when all its members saved
+    the same epoch; otherwise every member restarts from scratch (their unfinished runs become
+    stale).
     """
     order = {r.id: i for i, r in enumerate(plan.runs)}
     pending = sorted((a for a in actions if a.kind in ("train", "resume")),
@@ -116,8 +132,10 @@ def form_groups(plan: Plan, actions: Sequence[Action]) -> list[Group]:
     groups: list[list[Action]] = []
     for action in pending:
         run = action.run
-        if run.role == "distilled" and plan.study_of(run.id).runtime.lockstep:
-            key = lockstep_key(run)
+        study = plan.study_of(run.id)
+        if run.role == "distilled" and study.runtime.lockstep:
+            key = (*lockstep_key(run), study.tracking.model_dump_json(),
+                   study.runtime.model_dump_json())
             if key not in buckets:
                 buckets[key] = []
                 groups.append(buckets[key])
@@ -148,28 +166,39 @@ def work_units(plan: Plan) -> list[list[Run]]:
     return list(units.values())
 
 
+def _reads_teacher(run: Run) -> bool:
+    """Whether ``run`` needs its teacher's forward at every step (a label-smoothing run does
+    not; a fitnet or crd run's own modules cost next to nothing beside the models)."""
+    return run.method is not None and reads_teacher_while_training(run.method)
+
+
 def run_cost(plan: Plan, run: Run) -> float:
     """Rough training cost of a run in forward FLOPs of one image: ``epochs x (3 x F_arch +
     F_teacher)``, a training step being about three forwards and a distilled step adding the
-    teacher's forward. Only the relative sizes matter (for balancing shards)."""
+    teacher's forward (a matched label-smoothing run: one teacher forward per image, once).
+    Only the relative sizes matter (for balancing shards)."""
     data = plan.study_of(run.id).dataset
     cost = 3.0 * _flops(run.arch, data)
-    if run.teacher_id is not None:
+    once = 0.0
+    if run.teacher_id is not None and _reads_teacher(run):
         cost += _flops(plan.run(run.teacher_id).arch, data)
-    return run.recipe.epochs * cost
+    elif run.teacher_id is not None and run.method is not None \
+            and reads_teacher_at_setup(run.method):
+        once = _flops(plan.run(run.teacher_id).arch, data)
+    return run.recipe.epochs * cost + once
 
 
 def group_epoch_costs(plan: Plan, group: Group) -> dict[str, float]:
     """Each member's cost of one epoch trained in ``group`` (the units of :func:`run_cost`):
-    ``3 x F_arch`` plus its share of the teacher's forward, which a lockstep group of K
-    distilled runs computes once per batch for all K. The plan's ETA is measured in these."""
-    distilled = [r for r in group.runs if r.teacher_id is not None]
+    ``3 x F_arch`` plus its share of the teacher's forward, which a lockstep group computes
+    once per batch for all its K members that read it. The plan's ETA is measured in these."""
+    readers = [r for r in group.runs if r.teacher_id is not None and _reads_teacher(r)]
     costs = {}
     for run in group.runs:
         data = plan.study_of(run.id).dataset
         cost = 3.0 * _flops(run.arch, data)
-        if run.teacher_id is not None:
-            cost += _flops(plan.run(run.teacher_id).arch, data) / len(distilled)
+        if run.teacher_id is not None and _reads_teacher(run):
+            cost += _flops(plan.run(run.teacher_id).arch, data) / len(readers)
         costs[run.id] = cost
     return costs
 

@@ -19,6 +19,10 @@ lockstep group share each batch's forward). Cache when the first is at most the 
 table fits the memory budget. Ties go to the cache: the same number of forwards, but run in large
 batches outside the training step. So with a shared forward, no augmentation caches from 1 epoch,
 flip from 2, crop+flip (162 views) only from 162 epochs (a 200-epoch CIFAR recipe does cache).
+
+The table holds logits only: a group with a member that reads the teacher's features (fitnet,
+at) or its classifier's input (crd) trains with the live forward whatever the mode
+(:mod:`kdspec.runtime.teacher_signal`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ import torch
 from torch import nn
 
 from kdspec.plan import Precision, TeacherCacheMode
-from kdspec.runtime.interfaces import AutocastFactory, Batch, TeacherSignal, TrainSource
+from kdspec.runtime.interfaces import (
+    AutocastFactory,
+    Batch,
+    TeacherOutputs,
+    TeacherSignal,
+    TrainSource,
+)
 from kdspec.runtime.precision import autocast_for
 
 #: Forward batch size when filling the table: large batches amortise per-call overhead; 1024
@@ -181,19 +191,30 @@ class CachedTeacher:
         view = batch.view.to(self.table.device)
         return self.table[index, view].float()
 
+    def outputs(self, batch: Batch) -> TeacherOutputs:
+        """The logits alone: a table holds no features (a group whose members read some
+        trains with the live teacher)."""
+        return TeacherOutputs(self.logits(batch))
+
 
 @dataclass(frozen=True)
 class TeacherDemand:
     """What one group of distilled students asks of its teacher: logits of ``num_classes``
     classes on ``train``'s batches for ``epochs`` epochs (from where the group resumes), for
     ``group_size`` students that share one live forward per batch (``shared_forward``, lockstep)
-    or each run their own."""
+    or each run their own, and the features they read besides."""
 
     train: TrainSource
     epochs: int
     num_classes: int
     group_size: int = 1
     shared_forward: bool = True
+    #: The teacher's feature points and classifier whose input the members read (feature
+    #: methods; "" none): only a live forward gives them, so such a group is never cached.
+    points: tuple[str, ...] = ()
+    classifier: str = ""
+    #: Why the members read them, in words ("fitnet needs the teacher's features").
+    feature_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -208,31 +229,44 @@ class CachePolicy:
     fill_batch_size: int = DEFAULT_FILL_BATCH_SIZE
 
 
+@dataclass(frozen=True)
+class CacheDecision:
+    """Whether a group's teacher logits are cached, and why (the ``kdspec.teacher_cache_reason``
+    tag of its runs)."""
+
+    use_cache: bool
+    reason: str
+
+
+def decide_teacher_cache(demand: TeacherDemand, policy: CachePolicy, *,
+                         device: torch.device) -> CacheDecision:
+    """Mode "off": live; "on": cached; "auto": :func:`estimate_teacher_cache`, counting one
+    live forward per batch when the group shares it or ``group_size`` forwards when each
+    student runs its own."""
+    if policy.mode != "auto":
+        return CacheDecision(policy.mode == "on", f"teacher_cache = {policy.mode}")
+    budget = (policy.memory_budget_bytes if policy.memory_budget_bytes is not None
+              else default_memory_budget(device))
+    estimate = estimate_teacher_cache(
+        num_samples=demand.train.num_samples, num_views=demand.train.num_views,
+        epochs=demand.epochs, num_classes=demand.num_classes,
+        live_forwards_per_batch=1 if demand.shared_forward else demand.group_size,
+        bytes_per_logit=4 if policy.precision == "fp32" else 2,
+        memory_budget_bytes=budget,
+    )
+    return CacheDecision(estimate.use_cache, f"auto: {estimate.reason}")
+
+
 def build_teacher_signal(teacher: nn.Module, demand: TeacherDemand, policy: CachePolicy, *,
                          live: TeacherSignal, device: torch.device,
                          autocast: AutocastFactory | None = None) -> TeacherSignal:
-    """The teacher signal for one group of distilled students: ``live`` or a filled cache.
-
-    Mode "off" returns ``live``; "on" always caches (ValueError when the source has continuous
-    augmentation); "auto" decides with :func:`estimate_teacher_cache`, counting one live forward
-    per batch when the group shares it or ``group_size`` forwards when each student runs its
-    own. ``autocast`` defaults to the policy's precision (pass ``accelerator.autocast`` to match
-    the live teacher exactly).
+    """The teacher signal for one group of distilled students: ``live`` or a filled cache, as
+    :func:`decide_teacher_cache` says ("on" with continuous augmentation: ValueError).
+    ``autocast`` defaults to the policy's precision (pass ``accelerator.autocast`` to match the
+    live teacher exactly).
     """
-    if policy.mode == "off":
+    if not decide_teacher_cache(demand, policy, device=device).use_cache:
         return live
-    if policy.mode == "auto":
-        budget = (policy.memory_budget_bytes if policy.memory_budget_bytes is not None
-                  else default_memory_budget(device))
-        decision = estimate_teacher_cache(
-            num_samples=demand.train.num_samples, num_views=demand.train.num_views,
-            epochs=demand.epochs, num_classes=demand.num_classes,
-            live_forwards_per_batch=1 if demand.shared_forward else demand.group_size,
-            bytes_per_logit=4 if policy.precision == "fp32" else 2,
-            memory_budget_bytes=budget,
-        )
-        if not decision.use_cache:
-            return live
     make_autocast = autocast if autocast is not None else (
         lambda: autocast_for(device, policy.precision))
     return CachedTeacher.compute(teacher, demand.train, autocast=make_autocast,

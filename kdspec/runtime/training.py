@@ -1,15 +1,20 @@
 """The epoch loop: one or more runs trained in lockstep on identical batches.
 
-A lockstep group is the distilled students of one seed (one per temperature, same architecture,
-recipe and teacher), or a single run (a group of one). Every epoch the group draws ONE batch
-iterator ``train.epoch(seed=..., epoch=...)``; for each batch the teacher signal is asked once for
-logits, then each member takes its own optimisation step (separate models, optimizers and
-schedulers: on a small CPU K separate steps beat a fused step, BRIEF section 7).
+A lockstep group is the distilled students of one seed (one per temperature and method, same
+architecture, recipe and teacher), or a single run (a group of one). Every epoch the group draws
+ONE batch iterator ``train.epoch(seed=..., epoch=...)``; for each batch the teacher signal is
+asked once for what the members read (logits, and the features of feature methods), then each
+member takes its own optimisation step (separate models, optimizers and schedulers: on a small
+CPU K separate steps beat a fused step, BRIEF section 7), whose loss is its method's
+(:mod:`kdspec.runtime.method_step`).
 
 Why a run's result does not depend on its group:
-1. its initial weights come from a generator seeded by the run's seed alone (:func:`new_trainee`);
-2. batches and augmentation depend only on ``(seed, epoch)`` (the TrainSource contract);
-3. teacher logits are a function of the batch, whoever asks;
+1. its initial weights, and those of its method's own modules, come from generators seeded by
+   the run's seed alone (:func:`new_trainee`, :mod:`kdspec.runtime.method_state`);
+2. batches and augmentation depend only on ``(seed, epoch)`` (the TrainSource contract), and
+   CRD's negatives only on ``(seed, epoch, batch number)``;
+3. teacher outputs are a function of the batch, whoever asks (hooks read features, they change
+   nothing);
 4. a member's step reads nothing of the other members'.
 
 No host synchronisation inside an epoch: losses are summed on the device and read once per epoch
@@ -32,11 +37,13 @@ from kdspec.runtime.data.in_memory import derived_seed
 from kdspec.runtime.interfaces import (
     AutocastFactory,
     Batch,
+    TeacherOutputs,
     TeacherSignal,
     TrainSource,
     shard_batches,
 )
-from kdspec.runtime.losses import distillation_loss, hard_label_loss
+from kdspec.runtime.method_state import MethodState
+from kdspec.runtime.method_step import FIRST_STEP, StepPlace, step_loss, student_forward
 from kdspec.runtime.models import build_model
 from kdspec.runtime.optimization import (
     build_optimizer,
@@ -82,10 +89,24 @@ class Trainee:
     #: its masks never depend on what else the process trained (lockstep = solo, resume =
     #: straight through).
     stochastic: bool = False
+    #: What the run's distillation method keeps besides the model (fitnet's regressor, crd's
+    #: heads and memory, label smoothing's epsilon); None when it keeps nothing.
+    method: MethodState | None = None
 
     def __post_init__(self) -> None:
         if self.forward is None:
             self.forward = self.model
+
+    def attach(self, state: MethodState) -> None:
+        """Give the run its method's state, before its first step: the optimizer (and its
+        scheduler) are built again over the model's parameters then those of the method's
+        learned modules, with the recipe's settings."""
+        self.method = state
+        learned = state.learned()
+        if any(True for _ in learned.parameters()):
+            both = torch.nn.ModuleList([self.model, learned])
+            self.optimizer = build_optimizer(both, self.run.recipe)
+            self.scheduler = build_scheduler(self.optimizer, self.run.recipe)
 
 
 @dataclass(frozen=True)
@@ -126,26 +147,23 @@ def new_trainee(
 def train_step(
     trainee: Trainee,
     batch: Batch,
-    teacher_logits: torch.Tensor | None,
+    teacher: TeacherOutputs | None,
     *,
     autocast: AutocastFactory = contextlib.nullcontext,
+    place: StepPlace = FIRST_STEP,
 ) -> torch.Tensor:
     """One optimisation step of one member; returns the detached loss (a device scalar).
 
-    Distilled runs use the Hinton loss with the run's temperature and weights
-    (``teacher_logits`` ``[B, C]`` required); teachers and non-distilled students use CE.
+    The model's one forward runs under ``autocast`` (reading the features its method needs);
+    the loss is the run's method's (:func:`kdspec.runtime.method_step.step_loss`: CE for
+    teachers and non-distilled students, Hinton's loss for kd; ``teacher`` required for every
+    distilled run but label smoothing). ``place``: the step's epoch and batch number.
     """
     run = trainee.run
     assert trainee.forward is not None
     with autocast():
-        logits = trainee.forward(batch.inputs)
-    if run.role == "distilled":
-        if teacher_logits is None or run.loss is None or run.temperature is None:
-            raise ValueError(f"distilled run {run.id} needs teacher logits")
-        loss = distillation_loss(logits, teacher_logits, batch.labels,
-                                 temperature=run.temperature, loss=run.loss)
-    else:
-        loss = hard_label_loss(logits, batch.labels)
+        student = student_forward(trainee.model, trainee.forward, batch.inputs, run)
+    loss = step_loss(run, student, teacher, batch, trainee.method, place)
     trainee.optimizer.zero_grad(set_to_none=True)
     if trainee.scaler is not None:
         trainee.scaler.scale(loss).backward()
@@ -204,7 +222,8 @@ def train_lockstep(
 ) -> None:
     """Train ``trainees`` (all at the same ``epochs_done``) from there up to ``epochs`` epochs.
 
-    ``teacher`` is required iff the members are distilled. A member whose loss is NaN or
+    ``teacher`` is required iff a member reads its teacher while training (every distilled
+    run but label smoothing's). A member whose loss is NaN or
     diverges gets ``failure`` set in its epoch result and trains no further; the others go on.
     With ``hooks.sum_over_processes`` the loss is summed over all processes' samples and the
     first losses averaged before the divergence check.
@@ -230,8 +249,9 @@ def train_lockstep(
 def _train_epoch(active: Sequence[Trainee], batches: BatchStream, epoch: int, *,
                  teacher: TeacherSignal | None, autocast: AutocastFactory,
                  on_batch: Callable[[], None] | None) -> tuple[list[torch.Tensor], int]:
-    """One epoch of every active member on the group's batches (one teacher signal per batch,
-    shared); returns each member's summed loss (device scalars) and the samples seen."""
+    """One epoch of every active member on the group's batches (one teacher forward or lookup
+    per batch, shared); returns each member's summed loss (device scalars) and the samples
+    seen."""
     device = next(active[0].model.parameters()).device
     loss_sums = [torch.zeros((), device=device) for _ in active]
     seen = 0
@@ -241,15 +261,16 @@ def _train_epoch(active: Sequence[Trainee], batches: BatchStream, epoch: int, *,
     for number, batch in enumerate(batches.source.epoch(
             seed=batches.seed, epoch=epoch, batch_size=batches.batch_size,
             share=batches.share)):
-        teacher_logits = teacher.logits(batch) if teacher is not None else None
+        outputs = teacher.outputs(batch) if teacher is not None else None
         n = batch.labels.shape[0]
         for member in warming:
             set_step_rate(member.optimizer, member.scheduler, warmup_factor(
                 member.run.recipe.schedule, first_step + number))
+        place = StepPlace(epoch, number)
         for member, loss_sum in zip(active, loss_sums, strict=True):
             if member.stochastic:
                 torch.manual_seed(derived_seed(member.run.seed, epoch, number))
-            loss = train_step(member, batch, teacher_logits, autocast=autocast)
+            loss = train_step(member, batch, outputs, autocast=autocast, place=place)
             if member.first_loss is None:
                 member.first_loss = loss.clone()
             loss_sum += loss * n

@@ -9,7 +9,9 @@ Layout
 - one parent run per plan: tags ``kdspec.kind = "plan"``, ``kdspec.plan_hash``, ``kdspec.study``;
   artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/``;
 - one nested run per plan run (tag ``mlflow.parentRunId``): tags below; params are the recipe
-  (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``; metrics per epoch
+  (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``, and for a
+  distilled run ``method`` and ``method.<key>`` (``hard_weight``, ``soft_weight`` for kd only;
+  :mod:`kdspec.tracking.run_layout`); metrics per epoch
   ``train_loss``, ``test_acc``, ``lr``; final metric ``test_acc`` and ``temperature`` (so the MLflow
   compare view can plot one against the other);
 - artifacts of a nested run: ``predictions.npz`` (keys below), ``class_accuracy.json``,
@@ -54,7 +56,15 @@ TAG_TEACHER_RUN_ID = "kdspec.teacher_run_id"  # kdspec id of the teacher ("" unl
 TAG_FAILURE = "kdspec.failure"  # reason a run FAILED (NaN loss, divergence, exception)
 TAG_INTERRUPTED = "kdspec.interrupted"  # why a run was stopped (a signal) and where it resumes
 TAG_LAST_EPOCH = "kdspec.last_epoch"  # last epoch whose checkpoint is saved (for resume)
-TAG_TEACHER_CACHE = "kdspec.teacher_cache"  # "on" / "off": teacher logits looked up or recomputed
+#: "on" / "off": teacher logits looked up or recomputed; "none": the run reads no teacher while
+#: training (label smoothing)
+TAG_TEACHER_CACHE = "kdspec.teacher_cache"
+TAG_TEACHER_CACHE_REASON = "kdspec.teacher_cache_reason"  # why (one line), e.g. features read
+TAG_METHOD = "kdspec.method"  # distilled runs: how the run learns (kd, dkd, ..., label_smoothing)
+#: Label-smoothing runs: the epsilon they train with (a matched one is computed at setup); also
+#: the run's param ``PARAM_LABEL_SMOOTHING_EPSILON``.
+TAG_LABEL_SMOOTHING_EPSILON = "kdspec.label_smoothing.epsilon"
+PARAM_LABEL_SMOOTHING_EPSILON = "label_smoothing.epsilon"
 TAG_LOCKSTEP = "kdspec.lockstep"  # "solo" or the size of the lockstep group it trained in
 TAG_PRECISION = "kdspec.precision"  # what the run trained in (fp32 / bf16 / fp16): "auto" decided
 TAG_COMPILE = "kdspec.compile"  # "true" / "false": whether torch.compile wrapped the model

@@ -36,6 +36,7 @@ from kdspec.tracking.client import (
 )
 from kdspec.tracking.leases import Lease
 from kdspec.tracking.provenance import provenance_tags
+from kdspec.tracking.run_layout import parent_params
 from kdspec.tracking.run_store import DatasetRecord, StoredParent, StoredRun
 from kdspec.tracking.store_uri import is_server_uri, local_artifact_root, sqlite_path
 
@@ -175,18 +176,9 @@ class MlflowStore:
 
     def describe_parent(self, mlflow_id: str, study: Study, *, plan_json: str,
                         spec_text: str | None) -> None:
-        """The parent's params (dataset, architectures, temperatures, seeds, loss weights, a
-        variant's settings) and artifacts (the plan JSON and the spec text)."""
-        params: dict[str, object] = {
-            "dataset": study.dataset.name, "teacher_arch": study.teacher.arch,
-            "student_arch": study.student.arch,
-            "temperatures": ",".join(f"{t:g}" for t in study.temperatures),
-            "seeds": ",".join(str(s) for s in study.seeds),
-            "hard_weight": study.loss.hard_weight, "soft_weight": study.loss.soft_weight,
-            "precision": study.runtime.precision,
-        }
-        params.update({f"variant.{key}": value for key, value in study.variant})
-        self.log_params(mlflow_id, params)
+        """The parent's params (:func:`kdspec.tracking.run_layout.parent_params`: data, models,
+        grid, method, a variant's settings) and artifacts (the plan JSON and the spec text)."""
+        self.log_params(mlflow_id, parent_params(study))
         self.log_bytes(mlflow_id, schema.ARTIFACT_PLAN, plan_json.encode())
         if spec_text is not None:
             self.log_bytes(mlflow_id, schema.ARTIFACT_SPEC, spec_text.encode())

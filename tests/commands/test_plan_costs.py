@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from kdspec.cli import main
-from kdspec.runtime.models.cost import measured_forward_flops
+from kdspec.commands.plan import run_work
+from kdspec.distillation_methods import KD, FitNet, LabelSmoothing
+from kdspec.runtime.models.cost import measured_forward_flops, study_forward_flops
+from kdspec.runtime.scheduling import Action, form_groups, group_epoch_costs, run_cost
+from tests.factories import method_plan, tiny_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,3 +59,31 @@ study tv {
     err = capsys.readouterr().err
     assert "torchvision:resnet18 keeps its ImageNet stem" in err and "32 px" in err
     assert "write `resnet18` instead" in err
+
+
+
+def test_what_a_method_pays_for_its_teacher() -> None:
+    """A distilled run pays the teacher's forward at every step; label smoothing with a fixed
+    epsilon never reads the teacher, with a matched one once over the training images; a
+    feature method's own modules are not priced (next to nothing beside the models)."""
+    plan = method_plan({"kd": KD(), "fit": FitNet(hint="layer2", guided="layer2"),
+                        "fixed": LabelSmoothing(epsilon=0.1), "matched": LabelSmoothing()},
+                       teacher_arch="resnet56", student_arch="resnet20", temperatures=(4.0,),
+                       seeds=(0,), student_recipe=tiny_recipe(epochs=3))
+    data = plan.studies[0].dataset
+    own, teacher = study_forward_flops("resnet20", data), study_forward_flops("resnet56", data)
+    assert own is not None and teacher is not None
+    runs = {s.name: plan.runs_of(s, "distilled")[0] for s in plan.studies}
+    work = {name: run_work(plan.study(name), run) for name, run in runs.items()}
+    assert work["kd"] is not None
+    samples = work["kd"][0]  # 3 epochs
+    assert work["kd"] == work["fit"] == (samples, samples * (own + teacher))
+    assert work["fixed"] == (samples, samples * own)
+    assert work["matched"] == (samples, samples * own + samples // 3 * teacher)
+    assert run_cost(plan, runs["kd"]) == 3 * (3 * own + teacher)
+    assert run_cost(plan, runs["fixed"]) == 3 * 3 * own
+    assert run_cost(plan, runs["matched"]) == 3 * 3 * own + teacher
+    [group] = form_groups(plan, [Action(r, "train") for r in runs.values()])
+    costs = group_epoch_costs(plan, group)  # the kd and fitnet runs share the forward
+    assert costs[runs["kd"].id] == costs[runs["fit"].id] == 3 * own + teacher / 2
+    assert costs[runs["fixed"].id] == costs[runs["matched"].id] == 3 * own

@@ -18,6 +18,7 @@ from pathlib import Path
 from kdspec.plan import Study
 from kdspec.tracking import schema
 from kdspec.tracking.leases import Lease
+from kdspec.tracking.run_layout import parent_params
 from kdspec.tracking.run_store import DatasetRecord, StoredParent, StoredRun
 
 _ids = itertools.count(1)
@@ -101,8 +102,7 @@ class MemoryStore:
     def describe_parent(self, mlflow_id: str, study: Study, *, plan_json: str,
                         spec_text: str | None) -> None:
         run = self.runs[mlflow_id]
-        run.params.update({"dataset": study.dataset.name, "teacher_arch": study.teacher.arch,
-                           "student_arch": study.student.arch})
+        run.params.update({k: str(v) for k, v in parent_params(study).items()})
         run.artifacts[schema.ARTIFACT_PLAN] = plan_json.encode()
         if spec_text is not None:
             run.artifacts[schema.ARTIFACT_SPEC] = spec_text.encode()

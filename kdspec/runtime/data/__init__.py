@@ -191,4 +191,6 @@ def assemble_in_memory(spec: DatasetSpec, arrays: ArraySplits, device: torch.dev
                             _take(arrays.test_images, test_ix),
                             _take(arrays.test_labels, test_ix)),
         source=arrays.source, validation=validation,
+        # The same uint8 tensor as ``train``, read without augmentation (no copy).
+        train_plain=InMemoryEvalSource(train.images, train.labels, plain, device),
     )

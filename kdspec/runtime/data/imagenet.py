@@ -79,4 +79,8 @@ def load_imagenet(
     return LoadedDataset(train=train_source, test=test_source, num_classes=spec.num_classes,
                          class_names=spec.class_names, channels=spec.channels,
                          image_size=spec.image_size, description=description,
-                         digest=listing.hexdigest()[:16], source=str(root))
+                         digest=listing.hexdigest()[:16], source=str(root),
+                         train_plain=StreamingEvalSource(
+                             train, train_ix, np.asarray(train.targets, dtype=np.int64)[train_ix],
+                             eval_transform(spec.image_size, mean, std, resize=True), device,
+                             num_workers=num_workers))

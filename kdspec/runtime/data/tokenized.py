@@ -126,8 +126,8 @@ class TokenTrainSource:
 class TokenEvalSource:
     """A tokenised test (or validation) split in a fixed order (``EvalSource``)."""
 
-    def __init__(self, ids: np.ndarray, labels: np.ndarray, device: torch.device, *,
-                 attributes: dict[str, np.ndarray] | None = None,
+    def __init__(self, ids: np.ndarray | torch.Tensor, labels: np.ndarray, device: torch.device,
+                 *, attributes: dict[str, np.ndarray] | None = None,
                  special_ids: tuple[int, ...] = ()) -> None:
         self.ids = torch.as_tensor(ids, dtype=torch.int64).to(device)
         self._labels_on_device = torch.as_tensor(labels, dtype=torch.int64).to(device)
@@ -189,4 +189,7 @@ def load_text_dataset(spec: DatasetSpec, *, device: torch.device,
         digest=array_digest(train_ids[train_ix], splits.train_labels[train_ix],
                             test_ids[test_ix], splits.test_labels[test_ix]),
         source=splits.source, validation=validation, sequence_length=spec.max_length,
-        largest_token_id=int(max(train_ids.max(), test_ids.max())), pad_token_id=pad)
+        largest_token_id=int(max(train_ids.max(), test_ids.max())), pad_token_id=pad,
+        # The same id tensor as ``train`` (no copy).
+        train_plain=TokenEvalSource(train.ids, splits.train_labels[train_ix], device,
+                                    special_ids=special))

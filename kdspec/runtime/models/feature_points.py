@@ -87,12 +87,15 @@ def capture_features(model: nn.Module, points: Sequence[str], *,
 
 
 def forward_with_features(model: nn.Module, inputs: torch.Tensor, points: Sequence[str], *,
-                          classifier: str | None = None) -> FeatureForward:
+                          classifier: str | None = None,
+                          call: Callable[[torch.Tensor], torch.Tensor] | None = None
+                          ) -> FeatureForward:
     """``model(inputs)`` once, with the features of ``points`` (and the classifier's input when
-    ``classifier`` names the final linear layer). A point the forward never reached is a
-    ``RuntimeError``."""
+    ``classifier`` names the final linear layer). ``call``: what runs the forward instead of
+    ``model`` itself, a wrapper around it (a data-parallel one; the hooks sit on ``model``). A
+    point the forward never reached is a ``RuntimeError``."""
     with capture_features(model, points, classifier=classifier) as capture:
-        logits = model(inputs)
+        logits = (call or model)(inputs)
     never = [p for p in points if p not in capture.features]
     if classifier and capture.embedding is None:
         never.append(classifier)
