@@ -9,7 +9,7 @@ TRACKING_URI ?= sqlite:///mlruns.db
 PYTEST_ARGS ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: all install install-text test test-fast test-cluster lint run report ui bench bench-gpu gpu-check bench-data bench-report bench-claims clean
+.PHONY: all install install-text test test-fast test-cluster test-recipes lint run report ui bench bench-gpu gpu-check bench-data bench-report bench-claims clean
 
 all: lint test
 
@@ -45,6 +45,11 @@ test: install-text
 
 test-fast: install-text
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# kdspec init's recipes, one model of each architecture family trained as init writes it
+# (digits; a few minutes on 2 cores): every run above chance, the students distilled at T = 10.
+test-recipes: install
+	$(BIN)/python -m pytest -m recipes tests/commands/test_init_recipes.py $(PYTEST_ARGS)
 
 # Slurm array jobs against an MLflow server on PostgreSQL, all on this machine (tests/cluster):
 # as root, installs Debian's postgresql, slurm-wlm, slurm-client and munge first (~15 s).
