@@ -4,16 +4,15 @@
    launch`` this process's share of it), narrowed by ``--only``.
 2. Before any training: every tracking store answers and can store artifacts, every study's
    data is there (one clear error otherwise).
-3. Look every run up by ``kdspec.run_id`` across the store: reuse FINISHED runs, leave runs
-   another process is training (a live lease), resume killed or failed ones from their
-   checkpoint, train the rest (:mod:`kdspec.runtime.scheduling`).
-4. Train the lockstep groups in plan order (teachers first). Right before a group trains, its
-   runs (and its teacher) are looked up again: finished meanwhile is reused, live elsewhere is
-   deferred, and a claim that another process wins defers it too. Runs another process was
-   training when the plan was made are in the same loop: deferred while their lease is live,
-   taken over here once it expires or its owner is gone. Deferred groups are tried again after
-   the others; when only they are left, the executor waits until the first blocking lease can
-   have expired (at most ``--poll-seconds``), naming the run, its owner and the expiry.
+3. Look every run up by ``kdspec.run_id`` across the store and act on its state
+   (:func:`kdspec.tracking.ownership.run_state`, the one rule; who trains a run is described
+   once, in docs/running.md, "Who trains a run"): reuse, leave to its holder, resume, train.
+4. Train the lockstep groups in plan order (teachers first), each a
+   :class:`~kdspec.runtime.lockstep_group.LockstepGroup`. Right before a group trains, its runs
+   (and its teacher) are looked up again; a group whose runs another process holds, or whose
+   claim another process wins (or takes over later), is deferred and tried again after the
+   others; when only such groups are left, the executor waits until the first blocking lease
+   can have expired (at most ``--poll-seconds``), naming the run, its owner and the expiry.
 5. A stop signal (:mod:`kdspec.runtime.stop_request`) ends the current group after its batch
    (its runs released, resumable at once) and leaves the rest; the parents end KILLED.
 6. Return one :class:`Outcome` per run; the command prints the summary.
