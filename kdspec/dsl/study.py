@@ -19,7 +19,7 @@ from kdspec.dsl.diagnostics import (
     UnknownName,
     WrongType,
 )
-from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, read_init
+from kdspec.dsl.model_init import EVALUATE_ONLY, INIT_KEYS, gives_weights, read_init
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader, spec_relative
 from kdspec.dsl.recipes import RecipeBook, read_layer
 from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
@@ -180,11 +180,12 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
     if draft is not None and not _fits_modality(arch, draft, section.label.span, diags):
         return None
     init, init_ok = read_init(section, arch, diags)
-    if init is not None and not layer.fields and layer.base is None:
-        recipe: Recipe | None = EVALUATE_ONLY  # weights given, nothing to train: evaluate
+    if gives_weights(section) and not layer.fields and layer.base is None:
+        # Weights given (even ones with an error, reported once above), nothing to train.
+        recipe: Recipe | None = EVALUATE_ONLY
     else:
         recipe = recipes.build(layer, section.label.span, role)
-    if recipe is not None and recipe.epochs == 0 and init is None:
+    if recipe is not None and recipe.epochs == 0 and not gives_weights(section):
         span = layer.fields["epochs"][1] if "epochs" in layer.fields else section.label.span
         diags.add(InvalidValue(span, "epochs = 0 means the model is not trained",
                                help="give it weights to start from (pretrained, checkpoint "
