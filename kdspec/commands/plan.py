@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from kdspec.commands import spec_selection
+from kdspec.optional_packages import check_optional_packages
 from kdspec.plan import Plan, Run, Study
 from kdspec.registry import dataset_facts
 from kdspec.runtime.models.cost import study_forward_flops
@@ -190,6 +191,7 @@ def plan_total(plan: Plan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     plan = spec_selection.load(args)
+    check_optional_packages(plan)  # what `kdspec run` would stop on, said now
     if args.json:
         sys.stdout.write(plan.to_json() + "\n")
         return 0
