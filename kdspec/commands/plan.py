@@ -100,6 +100,12 @@ def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
     return samples, samples * (own + teacher)
 
 
+def gpu_hours(forward_flops: float) -> float:
+    """Hours of training that ``forward_flops`` of forwards take at the assumed throughput (a
+    training step is ~3x its forward)."""
+    return 3.0 * forward_flops / ASSUMED_TRAINING_FLOP_S / 3600.0
+
+
 def format_flops(flops: float) -> str:
     for scale, prefix in _SI:
         if flops >= scale:
@@ -176,7 +182,7 @@ def plan_total(plan: Plan) -> str:
         return (f"total: {len(plan.runs)} runs, {samples:,} training samples; FLOPs unknown "
                 "(no model's cost is known here: an hf: model is priced only when its "
                 "configuration is in the Hugging Face cache or a folder)\n")
-    hours = 3.0 * flops / ASSUMED_TRAINING_FLOP_S / 3600.0
+    hours = gpu_hours(flops)
     line = (f"total: {len(plan.runs)} runs, {samples:,} training samples, "
             f"{format_flops(flops)} forward (a training step is ~3x its forward); about "
             f"{hours:.3g} GPU-hours at {ASSUMED_TRAINING_FLOP_S / 1e12:g} TFLOP/s effective "
