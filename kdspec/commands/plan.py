@@ -28,8 +28,9 @@ from kdspec.runtime.models.cost import study_forward_flops
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 #: The training throughput the GPU-hours estimate assumes: ResNet-20 trained at ~2 TFLOP/s
-#: (15.8k img/s x 3 x 81 MFLOP) on an H200 at batch 128 (../shared/gpu/README.md); small models
-#: are launch-bound, so this is a floor for them and pessimistic for big ones.
+#: (15.8k img/s x 3 x 81 MFLOP) at batch 128, measured on an H200 GPU with torch 2.11 (4 Dec
+#: 2026, bench/bench_precision.py --device cuda --no-compile); small models are launch-bound,
+#: so this is a floor for them and pessimistic for big ones.
 ASSUMED_TRAINING_FLOP_S = 2e12
 
 
