@@ -1,10 +1,12 @@
 """Build one study's report: read MLflow, analyse, write files, log them back to MLflow.
 
 Files written into the output folder: ``report.md``, ``report.html`` (self-contained), the
-figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists, these files are
-logged as its artifacts under ``report/``, the study's curves as parent-run metrics (#SC/#TC,
-mean accuracy and mean DPD/EOD per role and T; see ``summary_metrics``), and each run's
-``dpd``/``eod`` as metrics of that run, so the MLflow UI can compare them.
+figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists and every
+planned run is finished, these files are logged as its artifacts under ``report/``, the study's
+curves as parent-run metrics (#SC/#TC, mean accuracy and mean DPD/EOD per role and T; see
+``summary_metrics``), and each run's ``dpd``/``eod`` as metrics of that run, so the MLflow UI
+can compare them. The report of an incomplete study is logged under ``report-partial/`` only
+(:func:`log_partial_report`): it never replaces a complete report, and logs no metric.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class ReportOutput:
     analysis: StudyAnalysis
     logged_run_id: str | None
     warnings: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the study was complete (its verdicts final)."""
+        return self.analysis.records.complete
 
 
 def _metric_name(prefix: str, temperature: float) -> str:
@@ -153,15 +160,35 @@ def metrics_digest(parent: list[Metric], per_run: dict[str, list[Metric]]) -> st
     return stable_hash(payload)
 
 
+def log_partial_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
+                       parent_run_id: str) -> None:
+    """An incomplete study's report: its files under ``report-partial/`` of the parent run and
+    the tag ``kdspec.report_partial`` saying where the study stood; no metric and no summary
+    run (they would read as the study's results), and nothing under ``report/``, which holds
+    the last complete report, if any."""
+    with quiet_artifacts():
+        for path in files:
+            client.log_artifact(parent_run_id, str(path),
+                                artifact_path=schema.ARTIFACT_PARTIAL_REPORT_DIR)
+    client.set_tag(parent_run_id, schema.TAG_REPORT_PARTIAL,
+                   analysis.records.state.headline())
+
+
 def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
                parent_run_id: str) -> None:
-    """Log the report's files under ``report/`` of the parent run, and the summary metrics
-    unless the parent run's ``kdspec.report_digest`` says these very values are logged already
-    (metrics append to a history: reporting twice must not draw every point twice)."""
+    """Log a complete study's report files under ``report/`` of the parent run, and the
+    summary metrics unless the parent run's ``kdspec.report_digest`` says these very values
+    are logged already (metrics append to a history: reporting twice must not draw every point
+    twice). An incomplete study's report goes to :func:`log_partial_report` instead."""
+    if not analysis.records.complete:
+        log_partial_report(client, analysis, files, parent_run_id)
+        return
     with quiet_artifacts():
         for path in files:
             client.log_artifact(parent_run_id, str(path),
                                 artifact_path=schema.ARTIFACT_REPORT_DIR)
+    if schema.TAG_REPORT_PARTIAL in client.get_run(parent_run_id).data.tags:
+        client.delete_tag(parent_run_id, schema.TAG_REPORT_PARTIAL)
     parent, per_run = summary_metrics(analysis)
     digest = metrics_digest(parent, per_run)
     if client.get_run(parent_run_id).data.tags.get(schema.TAG_REPORT_DIGEST) == digest:

@@ -7,7 +7,8 @@ Layout
 ------
 - one experiment per study (``plan.tracking.experiment``), with an explicit artifact location;
 - one parent run per plan: tags ``kdspec.kind = "plan"``, ``kdspec.plan_hash``, ``kdspec.study``;
-  artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/``;
+  artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/`` (a
+  report of an incomplete study under ``report-partial/``);
 - one nested run per plan run (tag ``mlflow.parentRunId``): tags below; params are the recipe
   (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``; metrics per epoch
   ``train_loss``, ``test_acc``, ``lr``; final metric ``test_acc`` and ``temperature`` (so the MLflow
@@ -86,6 +87,9 @@ EXPERIMENT_KIND = "custom_model_development"
 
 #: On a parent run: hash of the summary metrics the last ``kdspec report`` logged.
 TAG_REPORT_DIGEST = "kdspec.report_digest"
+#: On a parent run: where the study stood when its last report of an incomplete study was
+#: logged (``Incomplete: 12 of 55 runs finished: ...``); removed by a complete report.
+TAG_REPORT_PARTIAL = "kdspec.report_partial"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
 TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 
@@ -109,6 +113,8 @@ ARTIFACT_CHECKPOINT_DIR = "checkpoints"
 ARTIFACT_FINAL_CHECKPOINT = "checkpoints/final.pt"
 ARTIFACT_LAST_CHECKPOINT = "checkpoints/last.pt"
 ARTIFACT_REPORT_DIR = "report"
+#: A report of an incomplete study: logged here, never over a complete one in ``report/``.
+ARTIFACT_PARTIAL_REPORT_DIR = "report-partial"
 
 # Keys inside predictions.npz: int64 arrays of length n_test, aligned by test-sample index.
 PRED_Y_TRUE = "y_true"
