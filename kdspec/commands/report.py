@@ -33,6 +33,8 @@ from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries, is
 DEFAULT_REPORTS_DIR = Path("reports")
 #: Every study was reported, and at least one is incomplete (its verdicts are provisional).
 EXIT_INCOMPLETE = 3
+#: Where `make ui` serves the MLflow UI of a local store.
+LOCAL_UI = "http://127.0.0.1:5000"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from kdspec.analysis.store_reader import RunRead
     from kdspec.analysis.study_analysis import StudyAnalysis
     from kdspec.analysis.variant_comparison import compare_variants, write_comparison
+    from kdspec.tracking.client import is_server_uri
     from kdspec.tracking.schema import resolve_tracking_uri
 
     bound_http_retries(args.tracking_retries)
@@ -127,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"kdspec report: {study.name}:{state} {used} of "
                              f"{len(study.run_ids)} runs used -> {target / 'report.html'}"
                              f"{logged}\n")
+            if result.summary_view:
+                server = is_server_uri(uri)
+                base = uri.rstrip("/") if server else LOCAL_UI
+                sys.stderr.write(f"  seed summaries in the MLflow UI"
+                                 f"{'' if server else ' (make ui)'}: "
+                                 f"{base}/{result.summary_view}\n")
             for problem in result.analysis.records.problems:
                 sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
     for block, variants in plan.families().items():

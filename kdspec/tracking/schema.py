@@ -42,7 +42,7 @@ def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
             or DEFAULT_TRACKING_URI)
 
 # Tags
-TAG_KIND = "kdspec.kind"  # "plan" (parent) or "run" (nested)
+TAG_KIND = "kdspec.kind"  # "plan" (parent), "run" (nested) or "summary" (nested, by the report)
 TAG_LAYOUT = "kdspec.layout"
 TAG_PLAN_HASH = "kdspec.plan_hash"
 TAG_STUDY = "kdspec.study"
@@ -95,6 +95,12 @@ TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 
 KIND_PLAN = "plan"
 KIND_RUN = "run"
+#: A run ``kdspec report`` logs under a study's parent run per population (teacher, NDS, DS at
+#: one T): the mean, sd and n over seeds of the headline metrics (kdspec.analysis.summary_runs).
+KIND_SUMMARY = "summary"
+TAG_SUMMARY_KEY = "kdspec.summary_key"  # the population: "<role>:<T>" ("teacher:", "distilled:4")
+TAG_SUMMARY_DIGEST = "kdspec.summary_digest"  # hash of the values it last logged
+TAG_SUMMARY_OF = "kdspec.summary_of"  # the study's plan hash (never kdspec.plan_hash: parents')
 
 # Metrics
 METRIC_TRAIN_LOSS = "train_loss"
