@@ -32,10 +32,10 @@ TERMS = (
 #: A verdict of an incomplete study: what the runs finished so far say, not a result.
 PROVISIONAL = "provisional: "
 MSG_PROVISIONAL = (
-    "Provisional: {headline}. Every verdict here rests on the runs finished so far and is not "
-    "a result; \"not supported\" now says nothing against the paper, since the missing runs "
-    "can change any verdict. So far: {supported} supported, {not_supported} not supported, "
-    "{inconclusive} inconclusive. Report again once `kdspec status` shows every run finished.")
+    "{headline}. Every verdict here is provisional: it rests on the runs finished so far, and "
+    "the missing runs can change any of them, so \"not supported\" now says nothing against "
+    "the paper. So far: {supported} supported, {not_supported} not supported, {inconclusive} "
+    "inconclusive. Report again once `kdspec status` shows every run finished.")
 
 
 def verdict_label(claim: ClaimTest, *, provisional: bool, whole_flag: bool = False) -> str:

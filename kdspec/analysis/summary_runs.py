@@ -17,7 +17,9 @@ shows them as sortable columns:
 - with individual fairness declared, ``individual_fairness_mean`` / ``_sd`` / ``_n`` (4
   significant digits).
 
-A summary run is found again by its parent and its ``kdspec.summary_key`` (role and T), so
+A summary run carries none of a plan run's tags (``kdspec.run_id``, ``kdspec.role``, ...): a
+search for the study's runs by role, or for ``kdspec.kind = run``, never finds it. It is found
+again by its parent and its ``kdspec.summary_key`` (role and T), so
 reporting again updates it (new values are logged when they changed; the table shows the
 latest) instead of adding another. Only a complete study's report writes them: the numbers of
 an incomplete study would read as results.
@@ -141,7 +143,7 @@ def summary_rows(analysis: StudyAnalysis) -> list[SummaryRow]:
         if not group.n:
             continue
         key = group.key
-        params: dict[str, str] = {"role": key.role}
+        params: dict[str, str] = {}
         if key.temperature is not None:
             params["temperature"] = schema.temperature_param(key.temperature)
         params.update({f"variant.{k}": v for k, v in analysis.records.study.variant})
@@ -180,9 +182,6 @@ def log_summary_runs(client: MlflowClient, analysis: StudyAnalysis,
                 "mlflow.parentRunId": parent_run_id, schema.TAG_KIND: schema.KIND_SUMMARY,
                 schema.TAG_LAYOUT: schema.LAYOUT_VERSION, schema.TAG_STUDY: study.name,
                 schema.TAG_SUMMARY_OF: study.study_hash, schema.TAG_SUMMARY_KEY: row.summary_key,
-                schema.TAG_ROLE: row.key.role,
-                schema.TAG_TEMPERATURE: ("" if row.key.temperature is None
-                                         else f"{row.key.temperature:g}"),
                 schema.TAG_NOTE: note})
             run_id = run.info.run_id
             log_batch(client, run_id, params=row.params)

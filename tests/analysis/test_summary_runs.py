@@ -60,8 +60,8 @@ def test_each_population_gets_mean_sd_and_n_rounded() -> None:
     assert ds.metrics["eod_excess_sd"] == round(100 * fairness.excess("eod").excess_sd, 2)
     assert {"worst_class_acc_mean", "worst_class_acc_sd", "dpd_excess_mean", "eod_mean"} <= \
         set(ds.metrics)
-    assert "temperature" not in rows[0].metrics and rows[0].params == {"role": "teacher"}
-    assert ds.params == {"role": "distilled", "temperature": "0002"}
+    assert "temperature" not in rows[0].metrics and rows[0].params == {}
+    assert ds.params == {"temperature": "0002"}
     assert all(v == round(v, 2) for r in rows for v in r.metrics.values())
 
 
@@ -77,7 +77,7 @@ def test_a_complete_report_logs_them_under_the_parent_and_a_second_one_updates_t
     for run in runs:
         assert run.data.tags["mlflow.parentRunId"] == complete_store.parent_run_id
         assert run.info.status == "FINISHED" and run.data.metrics["n"] == 3
-        assert schema.TAG_RUN_ID not in run.data.tags  # never taken for a plan run
+        assert not {schema.TAG_RUN_ID, schema.TAG_ROLE} & set(run.data.tags)  # not a plan run
     with (complete_report[0] / "accuracy.csv").open(newline="") as handle:
         accuracy = {(r["role"], r["temperature"]): r for r in csv.DictReader(handle)}
     ds4 = next(r for r in runs if r.info.run_name == "summary distilled T=4")
