@@ -323,7 +323,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="`make bench-gpu`'s study: synthetic CIFAR-shaped data (50,000 / "
                              "10,000, crop + flip), ResNet-56 -> ResNet-20, 3 epochs, 2 seeds, "
                              "T = 2, 4, 6, 8; kdspec in bf16 (compile as --compile says: "
-                             "auto leaves it off until verified on the device, issue 23)")
+                             "auto leaves it off until verified on the device: compiled "
+                             "ResNet-56 teachers trained to 49-74 % on an H200)")
     args = parser.parse_args(argv)
     if args.paper_shaped:
         args.dataset, args.teacher, args.student = "synthetic", "resnet56", "resnet20"

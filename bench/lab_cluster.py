@@ -1,10 +1,9 @@
 """A real lab cluster on this machine, for the cluster tests and the scale benchmark:
 PostgreSQL, an ``mlflow server`` on it with proxied artifacts (its access log counts the
-requests), and optionally munge and a one-node Slurm (slurmctld + slurmd). Brought up as
-../shared/cluster-setup.md describes (nothing written to /etc: Slurm reads ``$SLURM_CONF``;
-daemons started by hand), torn down at the end. Needs root and the Debian packages
-postgresql, slurm-wlm, slurm-client and munge (``make test-cluster`` installs them), and
-psycopg2 in the environment.
+requests), and optionally munge and a one-node Slurm (slurmctld + slurmd), each started by hand
+(nothing written to /etc: Slurm reads ``$SLURM_CONF``; no systemd), torn down at the end. Needs
+root and the Debian packages postgresql, slurm-wlm, slurm-client and munge (``make
+test-cluster`` installs them), and psycopg2 in the environment.
 """
 
 from __future__ import annotations

@@ -566,6 +566,13 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
+def override_suffix(overrides: tuple[str, ...], digits: int = 8) -> str:
+    """``-set-<8 hex digits>`` for a plan compiled with ``--set`` overrides (in their order: a
+    later one wins), ``""`` without any: what report folders of such a plan are suffixed with,
+    so reports of different overrides never overwrite each other."""
+    return f"-set-{stable_hash(list(overrides), digits)}" if overrides else ""
+
+
 #: DatasetSpec fields added after plan format 1 was first released.
 LATER_DATASET_FIELDS = ("generated_combinations", "validation", "content_digest",
                         "counted_train_images", "tokenizer", "max_length", "community_votes")

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 
+from kdspec.analysis.study_progress import StudyProgress, complete_progress
 from kdspec.plan import Role, Study
 
 #: The three populations the analysis compares. "student" in the plan is the non-distilled
@@ -110,7 +111,9 @@ class StudyRecords:
     """Everything read from the store for one study.
 
     ``runs`` holds one record per usable plan run, in plan order; ``problems`` every run that is
-    missing or unusable (and duplicates); ``parent_run_id`` the study's parent MLflow run, if any.
+    missing or unusable (and duplicates); ``parent_run_id`` the study's parent MLflow run, if any;
+    ``progress`` how many planned runs are in each state in the store (None: records not read
+    from a store, taken as complete); ``overrides`` the ``--set`` the plan was compiled with.
     """
 
     study: Study
@@ -118,6 +121,18 @@ class StudyRecords:
     problems: tuple[RunProblem, ...]
     parent_run_id: str | None
     tracking_uri: str
+    progress: StudyProgress | None = None
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> StudyProgress:
+        """Where the study stands (complete when the records were not read from a store)."""
+        return self.progress or complete_progress(len(self.study.run_ids))
+
+    @property
+    def complete(self) -> bool:
+        """Whether every planned run is finished and usable: verdicts are final."""
+        return self.state.complete
 
     @property
     def num_classes(self) -> int:

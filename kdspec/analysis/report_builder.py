@@ -1,10 +1,13 @@
 """Build one study's report: read MLflow, analyse, write files, log them back to MLflow.
 
 Files written into the output folder: ``report.md``, ``report.html`` (self-contained), the
-figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists, these files are
-logged as its artifacts under ``report/``, the study's curves as parent-run metrics (#SC/#TC,
-mean accuracy and mean DPD/EOD per role and T; see ``summary_metrics``), and each run's
-``dpd``/``eod`` as metrics of that run, so the MLflow UI can compare them.
+figures ``fig*.png`` and the tables ``*.csv``. When the study's parent run exists and every
+planned run is finished, these files are logged as its artifacts under ``report/``, the study's
+curves as parent-run metrics (#SC/#TC, mean accuracy and mean DPD/EOD per role and T; see
+``summary_metrics``), each run's ``dpd``/``eod`` as metrics of that run, and one summary run per
+population (mean, sd and n over seeds; :mod:`kdspec.analysis.summary_runs`), so the MLflow UI
+can compare them. The report of an incomplete study is logged under ``report-partial/`` only
+(:func:`log_partial_report`): it never replaces a complete report, and logs no metric.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from kdspec.analysis.report_markdown import render_markdown
 from kdspec.analysis.significance import COUNT_LABELS
 from kdspec.analysis.store_reader import RunRead, read_study_records
 from kdspec.analysis.study_analysis import StudyAnalysis, analyse_study
+from kdspec.analysis.summary_runs import log_summary_runs, publish_summary_view
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study, stable_hash
 from kdspec.tracking import schema
@@ -52,6 +56,14 @@ class ReportOutput:
     analysis: StudyAnalysis
     logged_run_id: str | None
     warnings: tuple[str, ...]
+    #: The MLflow UI's shared view of the study's summary runs (relative to the UI's address);
+    #: None when none was logged (an incomplete study, --no-log, no parent run).
+    summary_view: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the study was complete (its verdicts final)."""
+        return self.analysis.records.complete
 
 
 def _metric_name(prefix: str, temperature: float) -> str:
@@ -153,22 +165,48 @@ def metrics_digest(parent: list[Metric], per_run: dict[str, list[Metric]]) -> st
     return stable_hash(payload)
 
 
+def log_partial_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
+                       parent_run_id: str) -> None:
+    """An incomplete study's report: its files under ``report-partial/`` of the parent run and
+    the tag ``kdspec.report_partial`` saying where the study stood; no metric and no summary
+    run (they would read as the study's results), and nothing under ``report/``, which holds
+    the last complete report, if any."""
+    with quiet_artifacts():
+        for path in files:
+            client.log_artifact(parent_run_id, str(path),
+                                artifact_path=schema.ARTIFACT_PARTIAL_REPORT_DIR)
+    client.set_tag(parent_run_id, schema.TAG_REPORT_PARTIAL,
+                   analysis.records.state.headline())
+
+
 def log_report(client: MlflowClient, analysis: StudyAnalysis, files: tuple[Path, ...],
-               parent_run_id: str) -> None:
-    """Log the report's files under ``report/`` of the parent run, and the summary metrics
-    unless the parent run's ``kdspec.report_digest`` says these very values are logged already
-    (metrics append to a history: reporting twice must not draw every point twice)."""
+               parent_run_id: str) -> str | None:
+    """Log a complete study's report files under ``report/`` of the parent run, and the
+    summary metrics unless the parent run's ``kdspec.report_digest`` says these very values
+    are logged already (metrics append to a history: reporting twice must not draw every point
+    twice), and the summary runs with their shared view in the UI, whose address (relative to
+    the UI) it returns. An incomplete study's report goes to :func:`log_partial_report`
+    instead (None)."""
+    if not analysis.records.complete:
+        log_partial_report(client, analysis, files, parent_run_id)
+        return None
     with quiet_artifacts():
         for path in files:
             client.log_artifact(parent_run_id, str(path),
                                 artifact_path=schema.ARTIFACT_REPORT_DIR)
+    if schema.TAG_REPORT_PARTIAL in client.get_run(parent_run_id).data.tags:
+        client.delete_tag(parent_run_id, schema.TAG_REPORT_PARTIAL)
+    log_summary_runs(client, analysis, parent_run_id)
+    view = publish_summary_view(client, analysis,
+                                client.get_run(parent_run_id).info.experiment_id)
     parent, per_run = summary_metrics(analysis)
     digest = metrics_digest(parent, per_run)
     if client.get_run(parent_run_id).data.tags.get(schema.TAG_REPORT_DIGEST) == digest:
-        return
+        return view
     for run_id, metrics in [(parent_run_id, parent), *per_run.items()]:
         log_batch(client, run_id, metrics=metrics)
     client.set_tag(parent_run_id, schema.TAG_REPORT_DIGEST, digest)
+    return view
 
 
 def write_report_files(analysis: StudyAnalysis, out_dir: Path) -> tuple[Path, ...]:
@@ -207,14 +245,14 @@ def build_report(plan: Plan, study: Study, *, tracking_uri: str, out_dir: Path,
         raise ReportError(MSG_CANNOT_WRITE.format(path=out_dir, error=err.strerror or err)
                           ) from err
     warnings: list[str] = []
-    logged = None
+    logged = view = None
     if log_to_mlflow and records.parent_run_id:
         try:
-            log_report(open_client(tracking_uri, create=False), analysis, files,
-                       records.parent_run_id)
+            view = log_report(open_client(tracking_uri, create=False), analysis, files,
+                              records.parent_run_id)
             logged = records.parent_run_id
         except (MlflowException, OSError) as err:
             warnings.append(MSG_LOG_FAILED.format(run=records.parent_run_id,
                                                   error=str(err).splitlines()[0]))
     return ReportOutput(study=study.name, out_dir=out_dir, files=files, analysis=analysis,
-                        logged_run_id=logged, warnings=tuple(warnings))
+                        logged_run_id=logged, warnings=tuple(warnings), summary_view=view)

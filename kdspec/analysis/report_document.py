@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +33,8 @@ from kdspec.analysis.report_findings import (
     significant_classes_finding,
 )
 from kdspec.analysis.report_model import ReportDocument, Section, Table
-from kdspec.analysis.report_summary import summary_section
+from kdspec.analysis.report_setup import data_section, setup_section
+from kdspec.analysis.report_summary import summary_section, verdict_label
 from kdspec.analysis.significance import (
     COMPARISON_LABELS,
     CORRECTION_LABELS,
@@ -43,7 +43,6 @@ from kdspec.analysis.significance import (
 )
 from kdspec.analysis.study_analysis import StudyAnalysis
 from kdspec.catalogue.facts import DATASETS
-from kdspec.plan import ModelSpec
 
 #: Per comparison and temperature, at most this many significant classes are listed (largest
 #: |change| first); significance.csv has them all.
@@ -54,79 +53,6 @@ MAX_PER_CLASS_COLUMNS_ROWS = 20
 
 def _number(value: float, digits: int = 4) -> str:
     return "NaN" if math.isnan(value) else f"{value:.{digits}g}"
-
-
-def _training(model: ModelSpec) -> str:
-    """How a model got its weights: "30 epochs", "pretrained IMAGENET1K_V1, evaluated only"."""
-    epochs = f"{model.recipe.epochs} epochs"
-    if model.init is None:
-        return epochs
-    source = {"torchvision": f"pretrained {model.init.name}",
-              "checkpoint": f"checkpoint {Path(model.init.name).name} (sha256 "
-                            f"{model.init.digest[:12]})",
-              "run": f"from MLflow run {model.init.name}",
-              "huggingface": f"pretrained weights of {model.init.name}"
-                             + (f" (sha256 {model.init.digest[:12]})" if model.init.digest
-                                else "")}[model.init.kind]
-    return f"{source}, " + ("evaluated only" if model.recipe.epochs == 0
-                            else f"fine-tuned {epochs}")
-
-
-def setup_section(analysis: StudyAnalysis) -> Section:
-    """Models, dataset, seeds, temperatures, KD loss, test options and n per group."""
-    records = analysis.records
-    study = records.study
-    ds, opts = study.dataset, study.analysis
-    n_test = records.runs[0].y_true.size if records.runs else 0
-    subset = f", test subset {ds.test_subset}" if ds.test_subset else ""
-    acc = analysis.accuracy
-    group_n = ", ".join(f"{g.key.label}: {g.n}" for g in acc.groups)
-    bullets: tuple[str, ...] = (
-        f"Teacher: {study.teacher.arch} ({_training(study.teacher)}); student: "
-        f"{study.student.arch} ({_training(study.student)}).",
-        f"Dataset: {ds.name}, {ds.num_classes} classes, {n_test} test samples{subset}; "
-        + (f"validation: {100 * ds.validation:g} % of the training images held out (seeded) "
-           "for any choice, the test split only for the final numbers."
-           if ds.validation else "no validation split (every number here is on the test "
-           "split)."),
-        f"Seeds: {', '.join(str(s) for s in study.seeds)}; temperatures: "
-        f"{', '.join(f'{t:g}' for t in study.temperatures)}.",
-        f"KD loss: hard weight {study.loss.hard_weight:g}, soft weight "
-        f"{study.loss.soft_weight:g}{' x T^2' if study.loss.t_squared else ''} "
-        f"({study.loss.convention}).",
-        f"Test: Welch's t-test (unequal variances) per class on the normalised class accuracy, "
-        f"normalisation '{opts.normalization}' "
-        f"({'acc_c / acc' if opts.normalization == 'ratio' else 'acc_c - acc'}), alpha = "
-        f"{opts.alpha:g}, correction: {CORRECTION_LABELS[opts.correction]} (family: the "
-        f"classes of one comparison at one temperature); confidence intervals at "
-        f"{100 * (1 - opts.alpha):g} % with Welch-Satterthwaite df, not adjusted.",
-        f"n per group (runs used): {group_n}.",
-        f"Disagreement: {opts.disagreement_over_seeds} over paired seeds (teacher of seed s "
-        f"vs student of seed s).",
-        f"MLflow: {records.tracking_uri}; study parent run "
-        f"{records.parent_run_id or 'not found (report not logged to MLflow)'}.",
-    )
-    about = (f"About this study (the spec's note): {study.note}",) if study.note else ()
-    if (study.teacher.arch, study.teacher.recipe) == (study.student.arch, study.student.recipe):
-        bullets += ("The teacher and the NDS are the same model (architecture, recipe and "
-                    "seeds): every teacher-vs-NDS comparison compares a model with itself, and "
-                    "the same training ran twice under two roles.",)
-    return Section("Setup", paragraphs=about, bullets=bullets)
-
-
-def data_section(analysis: StudyAnalysis) -> Section:
-    """How many planned runs were used, and every missing, unusable or duplicated one."""
-    records = analysis.records
-    total = len(records.study.run_ids)
-    excluded = [p for p in records.problems if p.excluded]
-    caveats = [p for p in records.problems if not p.excluded]
-    finding = (f"{len(records.runs)} of {total} planned runs were found FINISHED with readable "
-               f"predictions" + (f"; {len(excluded)} {'is' if len(excluded) == 1 else 'are'} missing or unusable "
-                                  f"and left out."
-                                 if excluded else "."))
-    bullets = tuple(f"Missing/unusable: {p.describe()}" for p in excluded) + tuple(
-        f"Note: {p.describe()}" for p in caveats)
-    return Section("Runs", finding=finding, bullets=bullets)
 
 
 def _sd(values: np.ndarray) -> float:
@@ -446,11 +372,14 @@ def claims_section(analysis: StudyAnalysis) -> Section:
     verdict, power and seeds needed."""
     result = analysis.claims
     claims = result.claims
+    provisional = not analysis.records.complete
     rows = tuple((c.claim, c.result, _number(c.p_value, 3), _number(c.p_adjusted, 3),
-                  c.verdict + (f" ({c.flag})" if c.flag else ""), c.power, c.seeds_needed)
+                  verdict_label(c, provisional=provisional, whole_flag=True), c.power,
+                  c.seeds_needed)
                  for c in claims)
     supported = result.count("supported")
-    finding = (f"Of the paper's {len(claims)} claims this study can be asked, "
+    finding = ((f"Provisional ({analysis.records.state.headline()}): " if provisional else "")
+               + f"Of the paper's {len(claims)} claims this study can be asked, "
                f"{supported} {'is' if supported == 1 else 'are'} supported, "
                f"{result.count('not supported')} not supported and "
                f"{result.count('inconclusive')} inconclusive at alpha = {result.alpha:g}"
@@ -469,12 +398,26 @@ def claims_section(analysis: StudyAnalysis) -> Section:
                    tables=(table,), bullets=tests)
 
 
+MSG_STATUS_PROVISIONAL = ("{headline}. Every verdict in this report is provisional; report "
+                          "again when the study has finished.")
+
+
+def status_line(analysis: StudyAnalysis) -> str:
+    """The report's first line: ``Complete: all 55 runs finished.``, or ``Incomplete: 12 of 55
+    runs finished: 3 training, 40 not started.`` and that the verdicts are provisional."""
+    state = analysis.records.state
+    return (f"{state.headline()}." if state.complete
+            else MSG_STATUS_PROVISIONAL.format(headline=state.headline()))
+
+
 def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> ReportDocument:
     """The full report of one study, top to bottom."""
     by_name = {f.name: f for f in figures}
     study = analysis.records.study
     return ReportDocument(
         title=f"kdspec report: {study.name}",
+        status=status_line(analysis),
+        incomplete=not analysis.records.complete,
         sections=(
             summary_section(analysis),
             setup_section(analysis),

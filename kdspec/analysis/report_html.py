@@ -26,6 +26,9 @@ caption { caption-side: bottom; font-style: italic; font-size: .85em; text-align
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-style: italic; font-size: .9em; }
+.status { font-weight: bold; padding: .5em .9em; border-left: 4px solid #3b8a4a;
+          background: #eef7ef; }
+.status.incomplete { border-left-color: #b35900; background: #fff3e0; }
 """
 
 
@@ -65,6 +68,9 @@ def section_html(section: Section) -> str:
 def render_html(document: ReportDocument) -> str:
     """The whole report as one HTML page."""
     body = "\n".join(section_html(s) for s in document.sections)
+    status = (f'<p class="status{" incomplete" if document.incomplete else ""}" role="status">'
+              f"{escape(document.status)}</p>\n" if document.status else "")
+    title = escape(("Incomplete: " if document.incomplete else "") + document.title)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{escape(document.title)}</title><style>{STYLE}</style></head>"
-            f"<body><h1>{escape(document.title)}</h1>\n{body}\n</body></html>\n")
+            f"<title>{title}</title><style>{STYLE}</style></head>"
+            f"<body>{status}<h1>{escape(document.title)}</h1>\n{body}\n</body></html>\n")

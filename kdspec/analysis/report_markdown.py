@@ -39,7 +39,8 @@ def section_markdown(section: Section) -> list[str]:
 
 def render_markdown(document: ReportDocument) -> str:
     """The whole report as Markdown text."""
-    lines = [f"# {document.title}", ""]
+    lines = ([f"**{document.status}**", ""] if document.status else []) + [
+        f"# {document.title}", ""]
     for section in document.sections:
         lines += section_markdown(section)
     return "\n".join(lines).rstrip() + "\n"

@@ -31,7 +31,11 @@ class Section:
 
 @dataclass(frozen=True)
 class ReportDocument:
-    """The whole report: a title and its sections in reading order."""
+    """The whole report: its status line (the first line of every rendering: whether the
+    study is complete), a title and its sections in reading order."""
 
     title: str
     sections: tuple[Section, ...] = field(default_factory=tuple)
+    status: str = ""
+    #: Whether the status says the study is incomplete (rendered as a warning).
+    incomplete: bool = False

@@ -29,10 +29,22 @@ TERMS = (
 )
 
 
-def _verdict_cell(claim: ClaimTest) -> str:
-    """The verdict and, when the claim is flagged, the flag's name ("levelling down",
-    "flatter outputs"): the text before its first colon."""
-    return claim.verdict + (f" ({claim.flag.split(':', 1)[0]})" if claim.flag else "")
+#: A verdict of an incomplete study: what the runs finished so far say, not a result.
+PROVISIONAL = "provisional: "
+MSG_PROVISIONAL = (
+    "{headline}. Every verdict here is provisional: it rests on the runs finished so far, and "
+    "the missing runs can change any of them, so \"not supported\" now says nothing against "
+    "the paper. So far: {supported} supported, {not_supported} not supported, {inconclusive} "
+    "inconclusive. Report again once `kdspec status` shows every run finished.")
+
+
+def verdict_label(claim: ClaimTest, *, provisional: bool, whole_flag: bool = False) -> str:
+    """The verdict, ``provisional: ...`` for an incomplete study, and the claim's flag: its
+    name only ("levelling down", "flatter outputs": the text before its first colon) unless
+    ``whole_flag``."""
+    flag = claim.flag if whole_flag else claim.flag.split(":", 1)[0]
+    return ((PROVISIONAL if provisional else "") + claim.verdict
+            + (f" ({flag})" if claim.flag else ""))
 
 
 def _p(value: float) -> str:
@@ -40,11 +52,16 @@ def _p(value: float) -> str:
 
 
 def conclusion(analysis: StudyAnalysis) -> str:
-    """What a reader should take away, in two or three sentences."""
+    """What a reader should take away, in two or three sentences (for an incomplete study:
+    that the verdicts are provisional, and where the study stands)."""
     claims = analysis.claims
     supported = [c for c in claims.claims if c.verdict == "supported"]
     inconclusive = [c for c in claims.claims if c.verdict == "inconclusive"]
     alpha = claims.alpha
+    if not analysis.records.complete:
+        return MSG_PROVISIONAL.format(
+            headline=analysis.records.state.headline(), supported=len(supported),
+            not_supported=claims.count("not supported"), inconclusive=len(inconclusive))
     parts: list[str] = []
     if supported:
         names = "; ".join(c.claim.rstrip(".") for c in supported)
@@ -90,7 +107,8 @@ def summary_section(analysis: StudyAnalysis) -> Section:
     paragraphs = [what]
     if study.note:
         paragraphs.append(f"The spec says: {study.note}")
-    rows = tuple((c.claim, _verdict_cell(c), _p(c.p_adjusted),
+    provisional = not records.complete
+    rows = tuple((c.claim, verdict_label(c, provisional=provisional), _p(c.p_adjusted),
                   re.split(r" \(|: ", c.seeds_needed)[0]) for c in analysis.claims.claims)
     table = Table(("claim of the paper", "verdict", "p after Holm", "seeds for 80 % power"),
                   rows, "Each claim's test, assumption, power and result are in the claims "

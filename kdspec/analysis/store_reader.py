@@ -27,6 +27,7 @@ from kdspec.analysis.records import (
     StoredIndividualOutputs,
     StudyRecords,
 )
+from kdspec.analysis.study_progress import StudyProgress, blocked_by_teacher, report_state
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Run, Study
 from kdspec.tracking import schema
@@ -38,7 +39,8 @@ from kdspec.tracking.client import (
     search_runs,
     tag_filter,
 )
-from kdspec.tracking.ownership import finished_run, first_made
+from kdspec.tracking.leases import now_ms
+from kdspec.tracking.ownership import RunStateKind, finished_run, first_made, run_state
 from kdspec.tracking.run_store import StoredParent
 from kdspec.tracking.store import stored_run
 
@@ -143,23 +145,26 @@ def parse_individual_outputs(path: Path) -> StoredIndividualOutputs | None:
                                    indices.astype(np.int64))
 
 
-#: What reading one plan run gave: its predictions (None when unusable) and its problems.
-RunRead = tuple[RunPredictions | None, list[RunProblem]]
+#: What reading one plan run gave: its predictions (None when unusable), its problems and its
+#: state in the store.
+RunRead = tuple[RunPredictions | None, list[RunProblem], RunStateKind]
 
 
 def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_classes: int,
               scratch: Path) -> RunRead:
-    """The predictions of one plan run, or the problems that kept it out."""
+    """The predictions of one plan run, or the problems that kept it out, and its state."""
     found = _runs_with_tag(client, experiment_ids, schema.TAG_RUN_ID, run.id)
+    state = report_state(run_state(run, sorted((stored_run(r) for r in found),
+                                               key=lambda s: s.start_time), at_ms=now_ms()))
     if not found:
-        return None, [_problem("missing", run, MSG_MISSING.format(kdspec_id=run.id))]
+        return None, [_problem("missing", run, MSG_MISSING.format(kdspec_id=run.id))], state
     finished = [r for r in found if r.info.status == RunStatus.to_string(RunStatus.FINISHED)]
     if not finished:
         statuses = ", ".join(sorted({r.info.status for r in found}))
         failure = found[0].data.tags.get(schema.TAG_FAILURE, "")
         reason = MSG_NOT_FINISHED.format(statuses=statuses,
                                          failure=f" ({failure})" if failure else "")
-        return None, [_problem("not_finished", run, reason, found[0].info.run_id)]
+        return None, [_problem("not_finished", run, reason, found[0].info.run_id)], state
     # The FINISHED run that counts is the one kdspec run counts (the newest).
     counted = finished_run(sorted((stored_run(r) for r in finished), key=lambda s: s.start_time))
     assert counted is not None
@@ -175,19 +180,19 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         problems.append(_problem("bad_artifact", run, MSG_NO_ARTIFACT.format(error=first_line),
                                  mlflow_id))
-        return None, problems
+        return None, problems, state
     try:
         y_true, y_pred, attributes = parse_predictions(Path(local), num_classes)
         individual = parse_individual_outputs(Path(local))
     except ValueError as err:
         problems.append(_problem("bad_artifact", run, str(err), mlflow_id))
-        return None, problems
+        return None, problems, state
     val = chosen.data.metrics.get(schema.METRIC_VAL_ACC)
     return RunPredictions(kdspec_id=run.id, mlflow_run_id=mlflow_id, role=run.role,
                           seed=run.seed, temperature=run.temperature, y_true=y_true,
                           y_pred=y_pred, attributes=attributes,
                           val_accuracy=None if val is None else float(val),
-                          individual=individual), problems
+                          individual=individual), problems, state
 
 
 def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan
@@ -205,6 +210,12 @@ def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan
         for r, f in zip(runs, fingerprints, strict=True) if f != reference
     ]
     return kept, problems
+
+
+def _teachers_read(study: Study, plan: Plan, done: dict[str, RunRead]) -> list[str]:
+    """The teachers of the study's runs whose state was read (every teacher is one of its runs,
+    except a teacher shared from another study of the plan that was read for it)."""
+    return [t for t in {plan.run(r).teacher_id for r in study.run_ids} if t and t in done]
 
 
 def _counted_parent(parents: list[MlflowRun]) -> str | None:
@@ -226,11 +237,15 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
     client = open_store(tracking_uri)
     try:
         experiment_ids = active_experiment_ids(client)
-        parents = _runs_with_tag(client, experiment_ids, schema.TAG_PLAN_HASH, study.study_hash)
+        parents = search_runs(client, tag_filter({schema.TAG_KIND: schema.KIND_PLAN,
+                                                  schema.TAG_PLAN_HASH: study.study_hash}),
+                              experiment_ids=experiment_ids,
+                              order_by=["attributes.start_time DESC"])
     except MlflowException as err:
         raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri, error=err)) from err
     runs: list[RunPredictions] = []
     problems: list[RunProblem] = []
+    states: dict[str, RunStateKind] = {}
     with tempfile.TemporaryDirectory(prefix="kdspec-report-") as tmp:
         for run_id in study.run_ids:
             if run_id not in done:
@@ -240,11 +255,16 @@ def read_study_records(plan: Plan, study: Study, *, tracking_uri: str,
                 except MlflowException as err:
                     raise ReportError(MSG_STORE_UNREACHABLE.format(uri=tracking_uri,
                                                                    error=err)) from err
-            record, run_problems = done[run_id]
+            record, run_problems, states[run_id] = done[run_id]
             problems.extend(run_problems)
             if record is not None:
                 runs.append(record)
     runs, other_sets = _drop_other_test_sets(runs, plan)
+    kinds = blocked_by_teacher({**{t: done[t][2] for t in _teachers_read(study, plan, done)},
+                                **states}, plan, study.run_ids)
+    unusable = kinds.count("finished") - len(runs)
     return StudyRecords(study=study, runs=tuple(runs), problems=tuple(problems + other_sets),
                         parent_run_id=_counted_parent(parents),
-                        tracking_uri=tracking_uri)
+                        tracking_uri=tracking_uri,
+                        progress=StudyProgress.of(kinds, unusable=unusable),
+                        overrides=plan.overrides)

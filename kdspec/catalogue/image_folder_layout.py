@@ -34,6 +34,14 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".
 SPLITS = ("train", "test")
 #: The CSV's first header cell: the image's path relative to the root.
 FILE_COLUMN = "file"
+#: How many images a missing-row or empty-value error names.
+LISTED_FILES = 5
+MSG_MISSING_ROWS = (
+    "imagefolder: {path} has no row for {count} of the {total} test images: {listed} (every "
+    "test image needs one for the sensitive attributes; column '{file}' holds paths relative "
+    "to the root, like 'test/<class>/<image>')")
+MSG_EMPTY_VALUES = (
+    "imagefolder: {path}:{line}: '{attribute}' is empty for {count} test {images}: {listed}")
 
 
 @dataclass(frozen=True)
@@ -115,26 +123,43 @@ class AttributeTable:
     attributes: tuple[str, ...]
     rows: dict[str, tuple[tuple[str, ...], int]]
 
+    def check_rows(self, attributes: tuple[str, ...], files: tuple[str, ...]) -> None:
+        """Raise DataError unless every one of ``files`` has a row with a value for each of
+        ``attributes``, naming the first few images without one and how many there are."""
+        unknown = [a for a in attributes if a not in self.attributes]
+        if unknown:
+            raise DataError(f"imagefolder: {self.path} has no column {', '.join(unknown)} "
+                            f"(its attributes: {', '.join(self.attributes)})")
+        missing = [f for f in files if f not in self.rows]
+        if missing:
+            raise DataError(MSG_MISSING_ROWS.format(
+                path=self.path, count=len(missing), total=len(files),
+                listed=_listed(missing), file=FILE_COLUMN))
+        for attribute in attributes:
+            column = self.attributes.index(attribute)
+            empty = [f for f in files if not self.rows[f][0][column]]
+            if empty:
+                raise DataError(MSG_EMPTY_VALUES.format(
+                    path=self.path, line=self.rows[empty[0]][1], attribute=attribute,
+                    count=len(empty), images="image" if len(empty) == 1 else "images",
+                    listed=_listed(empty)))
+
     def codes(self, attribute: str, files: tuple[str, ...]) -> tuple[list[int], tuple[str, ...]]:
         """Each file's group index for ``attribute`` and the value of each group (sorted).
 
-        Raises DataError naming the first file without a row or with an empty value."""
+        Raises DataError naming the files without a row or with an empty value."""
+        self.check_rows((attribute,), files)
         column = self.attributes.index(attribute)
-        values: list[str] = []
-        for file in files:
-            row = self.rows.get(file)
-            if row is None:
-                raise DataError(f"imagefolder: {self.path} has no row for {file} (every test "
-                                f"image needs one; column '{FILE_COLUMN}' holds paths relative "
-                                "to the root, like 'test/<class>/<image>')")
-            value = row[0][column]
-            if not value:
-                raise DataError(f"imagefolder: {self.path}:{row[1]}: '{attribute}' is empty for "
-                                f"{file}")
-            values.append(value)
+        values = [self.rows[file][0][column] for file in files]
         groups = sorted(set(values), key=_value_order(set(values)))
         index = {value: i for i, value in enumerate(groups)}
         return [index[v] for v in values], tuple(groups)
+
+
+def _listed(files: list[str]) -> str:
+    """The first ``LISTED_FILES`` of ``files``, and how many more there are."""
+    more = len(files) - LISTED_FILES
+    return ", ".join(files[:LISTED_FILES]) + (f" and {more} more" if more > 0 else "")
 
 
 def _value_order(values: set[str]) -> Callable[[str], str | float]:

@@ -12,10 +12,16 @@ from kdspec.catalogue.facts import (
     COMBINATION_DATASETS,
     TRIFEATURE_BALANCED_MULTIPLE,
     TRIFEATURE_DEFAULT_COMBINATIONS,
+    DatasetFacts,
 )
 from kdspec.catalogue.registry import ArchitectureError, architecture, datasets
 from kdspec.distillation_methods import CRD, AttentionTransfer, FitNet
 from kdspec.plan import DatasetSpec, Plan, Study
+
+#: Your own images: their classes, channels and attributes are not in the catalogue but in the
+#: folder and its CSV, which the runtime's data check reads (the classes through the content
+#: digest, the sensitive attributes through the rows every test image needs).
+IMAGE_FOLDER = "imagefolder"
 
 
 def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
@@ -26,12 +32,34 @@ def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
                 f"{', '.join(sorted(datasets()))})"]
     facts = entry.facts
     out = []
-    if data.channels != facts.channels:
+    if data.channels != facts.channels and data.name != IMAGE_FOLDER:
         out.append(f"{where}.channels: {data.name} images have {facts.channels} channels, "
                    f"found {data.channels}")
     if not facts.resizable and data.image_size != facts.image_size:
         out.append(f"{where}.image_size: {data.name} images are always "
                    f"{facts.image_size}x{facts.image_size}, found {data.image_size}")
+    if data.name != IMAGE_FOLDER:
+        out += _label_problems(where, data, facts)
+    generated = (data.generated_train_size, data.generated_test_size,
+                 data.generated_combinations)
+    if facts.default_generated_sizes is None and any(v is not None for v in generated):
+        out.append(f"{where}: {data.name} is not generated (generated_* fields apply only to "
+                   "generated datasets)")
+    if data.name not in COMBINATION_DATASETS and data.generated_combinations is not None:
+        out.append(f"{where}.generated_combinations: {data.name} has no feature combinations")
+    combinations = data.generated_combinations or TRIFEATURE_DEFAULT_COMBINATIONS
+    if (facts.default_generated_sizes is not None and data.name in COMBINATION_DATASETS
+            and combinations == "balanced"
+            and (data.generated_test_size or facts.default_generated_sizes[1])
+            % TRIFEATURE_BALANCED_MULTIPLE):
+        out.append(f"{where}.generated_test_size: a balanced test split needs a multiple of "
+                   f"{TRIFEATURE_BALANCED_MULTIPLE} images")
+    return out
+
+
+def _label_problems(where: str, data: DatasetSpec, facts: DatasetFacts) -> list[str]:
+    """A catalogued dataset's target, class names and sensitive attributes against its facts."""
+    out = []
     if facts.attribute_values:
         if data.target not in facts.attribute_values:
             out.append(f"{where}.target: {data.name} has no attribute '{data.target}'")
@@ -47,23 +75,8 @@ def dataset_problems(where: str, data: DatasetSpec) -> list[str]:
             out.append(f"{where}.class_names: {data.name} has {len(facts.class_names)} "
                        f"classes ({', '.join(facts.class_names[:5])}, ...), found "
                        f"{len(data.class_names)} ({found})")
-    for attribute in data.sensitive:
-        if attribute not in facts.attributes:
-            out.append(f"{where}.sensitive: {data.name} has no attribute '{attribute}'")
-    generated = (data.generated_train_size, data.generated_test_size,
-                 data.generated_combinations)
-    if facts.default_generated_sizes is None and any(v is not None for v in generated):
-        out.append(f"{where}: {data.name} is not generated (generated_* fields apply only to "
-                   "generated datasets)")
-    if data.name not in COMBINATION_DATASETS and data.generated_combinations is not None:
-        out.append(f"{where}.generated_combinations: {data.name} has no feature combinations")
-    combinations = data.generated_combinations or TRIFEATURE_DEFAULT_COMBINATIONS
-    if (facts.default_generated_sizes is not None and data.name in COMBINATION_DATASETS
-            and combinations == "balanced"
-            and (data.generated_test_size or facts.default_generated_sizes[1])
-            % TRIFEATURE_BALANCED_MULTIPLE):
-        out.append(f"{where}.generated_test_size: a balanced test split needs a multiple of "
-                   f"{TRIFEATURE_BALANCED_MULTIPLE} images")
+    out += [f"{where}.sensitive: {data.name} has no attribute '{attribute}'"
+            for attribute in data.sensitive if attribute not in facts.attributes]
     return out
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kdspec.catalogue.optional_packages import check_optional_packages
 from kdspec.catalogue.registry import dataset_facts
 from kdspec.commands import spec_selection
 from kdspec.distillation_methods import reads_teacher_at_setup, reads_teacher_while_training
@@ -27,8 +28,9 @@ from kdspec.plan import Plan, Run, Study
 
 _SI = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 #: The training throughput the GPU-hours estimate assumes: ResNet-20 trained at ~2 TFLOP/s
-#: (15.8k img/s x 3 x 81 MFLOP) on an H200 at batch 128 (../shared/gpu/README.md); small models
-#: are launch-bound, so this is a floor for them and pessimistic for big ones.
+#: (15.8k img/s x 3 x 81 MFLOP) at batch 128, measured on an H200 GPU with torch 2.11 (4 Dec
+#: 2026, bench/bench_precision.py --device cuda --no-compile); small models are launch-bound,
+#: so this is a floor for them and pessimistic for big ones.
 ASSUMED_TRAINING_FLOP_S = 2e12
 
 
@@ -113,6 +115,12 @@ def run_work(study: Study, run: Run) -> tuple[int, float | None] | None:
     if own is None or teacher is None:
         return samples, None
     return samples, samples * own + seen * teacher
+
+
+def gpu_hours(forward_flops: float) -> float:
+    """Hours of training that ``forward_flops`` of forwards take at the assumed throughput (a
+    training step is ~3x its forward)."""
+    return 3.0 * forward_flops / ASSUMED_TRAINING_FLOP_S / 3600.0
 
 
 def format_flops(flops: float) -> str:
@@ -210,7 +218,7 @@ def plan_total(plan: Plan) -> str:
         return (f"total: {len(plan.runs)} runs, {samples:,} training samples; FLOPs unknown "
                 "(no model's cost is known here: an hf: model is priced only when its "
                 "configuration is in the Hugging Face cache or a folder)\n")
-    hours = 3.0 * flops / ASSUMED_TRAINING_FLOP_S / 3600.0
+    hours = gpu_hours(flops)
     line = (f"total: {len(plan.runs)} runs, {samples:,} training samples, "
             f"{format_flops(flops)} forward (a training step is ~3x its forward); about "
             f"{hours:.3g} GPU-hours at {ASSUMED_TRAINING_FLOP_S / 1e12:g} TFLOP/s effective "
@@ -225,6 +233,7 @@ def plan_total(plan: Plan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     plan = spec_selection.load(args)
+    check_optional_packages(plan)  # what `kdspec run` would stop on, said now
     if args.json:
         sys.stdout.write(plan.to_json() + "\n")
         return 0

@@ -6,8 +6,16 @@ Each study's report goes to ``reports/<spec name>/<study name>/`` (the spec's fi
 its extension: two specs with a study of the same name never overwrite each other's report);
 with ``--out DIR`` to ``DIR`` for a one-study plan and ``DIR/<study name>/`` for several. The
 variants of a study block with ``vary`` are studies of their own, and their comparison goes to
-``reports/<spec name>/<block name>/comparison.*`` (``DIR/<block name>/`` with ``--out``). Progress lines go to stderr (none with
-``--quiet``); stdout stays empty. Exit 0 when every study was reported, 1 otherwise.
+``reports/<spec name>/<block name>/comparison.*`` (``DIR/<block name>/`` with ``--out``).
+With ``--set`` overrides the default folders get a suffix derived from them
+(``reports/<spec>/<study>-set-1a2b3c4d/``), so reports of different overrides never overwrite
+each other; the report's Setup names it. Progress lines go to stderr (none with ``--quiet``);
+stdout stays empty.
+
+Exit status: 0 when every study was reported and every one is complete; 3 when every study was
+reported but some are incomplete (runs still training, interrupted or not started: their
+verdicts are provisional, their report says so on its first line and is logged to MLflow under
+``report-partial/``, never over a complete report); 1 when a study could not be reported.
 """
 
 from __future__ import annotations
@@ -18,10 +26,15 @@ from pathlib import Path
 
 from kdspec.commands import spec_selection
 from kdspec.errors import ReportError
-from kdspec.plan import Plan, Study
+from kdspec.plan import Plan, Study, override_suffix
+from kdspec.tracking import schema
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries, is_unreachable
 
 DEFAULT_REPORTS_DIR = Path("reports")
+#: Every study was reported, and at least one is incomplete (its verdicts are provisional).
+EXIT_INCOMPLETE = 3
+#: Where `make ui` serves the MLflow UI of a local store.
+LOCAL_UI = "http://127.0.0.1:5000"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,23 +63,27 @@ def default_root(spec: Path) -> Path:
 def output_dir(plan: Plan, study: Study, out: Path | None, *, spec: Path) -> Path:
     """Where one study's report goes (see the module docstring)."""
     if out is None:
-        return default_root(spec) / study.name
+        return default_root(spec) / f"{study.name}{override_suffix(plan.overrides)}"
     return out if len(plan.studies) == 1 else out / study.name
 
 
-def comparison_dir(block: str, out: Path | None, *, spec: Path) -> Path:
+def comparison_dir(plan: Plan, block: str, out: Path | None, *, spec: Path) -> Path:
     """Where the comparison of the variants of study block ``block`` goes."""
-    return (out if out is not None else default_root(spec)) / block
+    if out is None:
+        return default_root(spec) / f"{block}{override_suffix(plan.overrides)}"
+    return out / block
 
 
 def run(args: argparse.Namespace) -> int:
-    """Report every study of the plan; 0 if all were reported, else 1."""
+    """Report every study of the plan: 0 when all were reported and complete, 3 when all were
+    reported and some are incomplete, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.report_builder import build_report
     from kdspec.analysis.store_reader import RunRead
     from kdspec.analysis.study_analysis import StudyAnalysis
     from kdspec.analysis.variant_comparison import compare_variants, write_comparison
     from kdspec.tracking.schema import resolve_tracking_uri
+    from kdspec.tracking.store_uri import is_server_uri
 
     bound_http_retries(args.tracking_retries)
     plan = spec_selection.load(args)
@@ -75,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     read_by_store: dict[str, dict[str, RunRead]] = {}
     analyses: dict[str, StudyAnalysis] = {}
     comparison_failed = False
+    incomplete: list[str] = []
     for study in plan.studies:
         uri = resolve_tracking_uri(args.tracking_uri, study)
         target = output_dir(plan, study, args.out, spec=Path(args.spec))
@@ -95,15 +113,29 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"kdspec report: error: {err}\n")
             continue
         analyses[study.name] = result.analysis
+        if not result.complete:
+            incomplete.append(study.name)
         for warning in result.warnings:
             sys.stderr.write(f"kdspec report: warning: {warning}\n")
         if not args.quiet:
             used = len(result.analysis.records.runs)
-            logged = (f"; logged to MLflow run {result.logged_run_id}" if result.logged_run_id
+            folder = (schema.ARTIFACT_REPORT_DIR if result.complete
+                      else schema.ARTIFACT_PARTIAL_REPORT_DIR)
+            logged = (f"; logged to MLflow run {result.logged_run_id} ({folder}/)"
+                      if result.logged_run_id
                       else "; not logged to MLflow (no parent run found)" if not args.no_log
                       else "")
-            sys.stderr.write(f"kdspec report: {study.name}: {used} of {len(study.run_ids)} runs "
-                             f"-> {target / 'report.html'}{logged}\n")
+            state = "" if result.complete else (
+                f" {result.analysis.records.state.headline().lower()}; verdicts provisional:")
+            sys.stderr.write(f"kdspec report: {study.name}:{state} {used} of "
+                             f"{len(study.run_ids)} runs used -> {target / 'report.html'}"
+                             f"{logged}\n")
+            if result.summary_view:
+                server = is_server_uri(uri)
+                base = uri.rstrip("/") if server else LOCAL_UI
+                sys.stderr.write(f"  seed summaries in the MLflow UI"
+                                 f"{'' if server else ' (make ui)'}: "
+                                 f"{base}/{result.summary_view}\n")
             for problem in result.analysis.records.problems:
                 sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
     for block, variants in plan.families().items():
@@ -111,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         comparison = compare_variants(block, variants, analyses)
         try:
-            written = write_comparison(comparison, comparison_dir(block, args.out,
+            written = write_comparison(comparison, comparison_dir(plan, block, args.out,
                                                                   spec=Path(args.spec)))
         except OSError as err:
             comparison_failed = True
@@ -123,4 +155,6 @@ def run(args: argparse.Namespace) -> int:
                              f"{len(variants)} variants compared -> {written[1]}\n")
     if failures and len(failures) == len(plan.studies):
         raise ReportError("no study could be reported")
-    return 1 if failures or comparison_failed else 0
+    if failures or comparison_failed:
+        return 1
+    return EXIT_INCOMPLETE if incomplete else 0

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from kdspec.catalogue.optional_packages import check_optional_packages
 from kdspec.commands import spec_selection
 from kdspec.errors import KdspecError
 from kdspec.plan import Plan
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     bound_http_retries(args.tracking_retries)
     plan, spec_text = load_spec(args)
+    check_optional_packages(plan)  # before anything is written, --dry-run included
     options = options_from_args(args, spec_text)
     if not options.dry_run:  # a new sqlite store is migrated while torch and MLflow import
         from kdspec.tracking.schema import resolve_tracking_uri

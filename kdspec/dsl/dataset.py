@@ -9,6 +9,7 @@ Trifeature the classes are the values of the ``target`` attribute. Attributes na
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, get_args
 
 from kdspec.catalogue.facts import (
@@ -20,7 +21,11 @@ from kdspec.catalogue.facts import (
     TRIFEATURE_DEFAULT_COMBINATIONS,
     DatasetFacts,
 )
-from kdspec.catalogue.image_folder_layout import read_attribute_header, scan_image_folder
+from kdspec.catalogue.image_folder_layout import (
+    read_attribute_header,
+    read_attribute_table,
+    scan_image_folder,
+)
 from kdspec.catalogue.registry import dataset_facts, datasets
 from kdspec.dsl.diagnostics import (
     Diagnostics,
@@ -83,6 +88,9 @@ class DatasetDraft:
     spans: dict[str, Span]
     sensitive: list[str]
     where: Span
+    #: imagefolder: its test images (paths relative to the root), whose attribute rows the
+    #: sensitive attributes need.
+    test_files: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -169,6 +177,7 @@ def _read_image_folder(reader: SectionReader, draft: DatasetDraft, diags: Diagno
     fields["root"], draft.spans["root"] = str(layout.root), reader.span("root")
     fields["content_digest"] = layout.content_digest
     fields["counted_train_images"] = len(layout.train_files)
+    draft.test_files = layout.test_files
     attributes: tuple[str, ...] = ()
     table = reader.string("attributes")
     if table is not None:
@@ -454,5 +463,24 @@ def build_dataset(draft: DatasetDraft, diags: Diagnostics) -> DatasetSpec | None
     fields = {**draft.fields, "sensitive": tuple(draft.sensitive)}
     if "?" in fields["class_names"]:
         return None  # the target was missing or unknown, already reported
+    if not _attribute_rows_complete(draft, diags):
+        return None
     return build_model(DatasetSpec, fields, draft.spans, where=draft.where, what="dataset",
                        diags=diags)
+
+
+def _attribute_rows_complete(draft: DatasetDraft, diags: Diagnostics) -> bool:
+    """imagefolder with sensitive attributes from its CSV: every test image has a row with a
+    value for each (fairness is measured on the test split; the run would stop on the first
+    image without one). The error, at ``attributes``, names the first few images missing."""
+    path = draft.fields.get("attributes_file")
+    if path is None or not draft.sensitive:
+        return True
+    try:
+        read_attribute_table(Path(path)).check_rows(tuple(draft.sensitive), draft.test_files)
+    except DataError as error:
+        diags.add(InconsistentStudy(draft.spans["attributes_file"], str(error),
+                                    help="add the rows (or the values), or drop the attribute "
+                                         "from sensitive"))
+        return False
+    return True

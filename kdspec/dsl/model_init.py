@@ -17,6 +17,7 @@ it is fine-tuned from them.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -97,11 +98,20 @@ def _checkpoint(value: String, diags: Diagnostics) -> ModelInit | None:
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as err:
-        diags.add(InvalidValue(value.span, f"cannot read checkpoint {path} "
+        folder = "" if value.span.path.startswith("<") else os.path.dirname(value.span.path)
+        shown = os.path.normpath(os.path.join(folder, os.path.expanduser(value.value)))
+        diags.add(InvalidValue(value.span, f"cannot read checkpoint {shown} "
                                f"({err.strerror or err})",
                                help="a path relative to the spec, or absolute"))
         return None
     return ModelInit(kind="checkpoint", name=str(path), digest=digest)
+
+
+def gives_weights(section: Section) -> bool:
+    """Whether the block names starting weights (``pretrained``, ``checkpoint``, ``from_run``),
+    readable or not: such a block without recipe keys is evaluated only, so a weights key that
+    has an error of its own must not also make the block look like one missing its recipe."""
+    return any(isinstance(e, Assignment) and e.key in INIT_KEYS for e in section.entries)
 
 
 def read_init(section: Section, arch: str, diags: Diagnostics) -> tuple[ModelInit | None, bool]:

@@ -30,7 +30,13 @@ from kdspec.dsl.diagnostics import (
     WrongType,
 )
 from kdspec.dsl.methods import METHOD_KEYS, MethodDraft, read_method, resolve_method
-from kdspec.dsl.model_init import EVALUATE_ONLY, ROLE_KEYS, read_init, read_role_flags
+from kdspec.dsl.model_init import (
+    EVALUATE_ONLY,
+    ROLE_KEYS,
+    gives_weights,
+    read_init,
+    read_role_flags,
+)
 from kdspec.dsl.reader import LONGEST_LIST, Key, SectionReader, spec_relative
 from kdspec.dsl.recipes import RecipeBook, read_layer
 from kdspec.dsl.syntax import Assignment, Number, Section, WeightedSum
@@ -190,11 +196,12 @@ def _role(section: Section | None, role: str, draft: DatasetDraft | None, recipe
         return None
     init, init_ok = read_init(section, arch, diags)
     init, accept_chance = read_role_flags(section, role, init, diags)
-    if init is not None and not layer.fields and layer.base is None:
-        recipe: Recipe | None = EVALUATE_ONLY  # weights given, nothing to train: evaluate
+    if gives_weights(section) and not layer.fields and layer.base is None:
+        # Weights given (even ones with an error, reported once above), nothing to train.
+        recipe: Recipe | None = EVALUATE_ONLY
     else:
         recipe = recipes.build(layer, section.label.span, role)
-    if recipe is not None and recipe.epochs == 0 and init is None:
+    if recipe is not None and recipe.epochs == 0 and not gives_weights(section):
         span = layer.fields["epochs"][1] if "epochs" in layer.fields else section.label.span
         diags.add(InvalidValue(span, "epochs = 0 means the model is not trained",
                                help="give it weights to start from (pretrained, checkpoint "

@@ -42,13 +42,13 @@ BF16_MIN_MACS = 5_000_000
 #: Device types on which an accuracy-equivalence test has shown compiled training to reach the
 #: accuracy of eager training. ``compile = auto`` compiles only there. Empty: on an H200 (torch
 #: 2.11, bf16, channels-last) compiled ResNet-56 teachers reached 49 % and 74 % test accuracy
-#: where eager ones reached 84-95 % (issue 23, ../shared/gpu/README.md), and no test covers a
+#: where eager ones reached 84-95 % (measured on an H200 GPU with torch 2.11), and no test covers a
 #: CPU's compiled training run either. A device type is added here once ``tests/gpu`` (or its
 #: CPU counterpart) shows compiled and eager training agree on it.
 COMPILE_VERIFIED_DEVICES: frozenset[str] = frozenset()
 MSG_COMPILE_UNVERIFIED = (
     "compiled training is unverified on {device}: compiled ResNet-56 teachers trained to "
-    "49-74 % where eager ones reached 84-95 % on a GPU (issue 23)")
+    "49-74 % where eager ones reached 84-95 % (measured on an H200 GPU with torch 2.11)")
 #: Once verified, ``compile = auto`` compiles a model of at least this many multiply-adds ...
 COMPILE_MIN_MACS = 5_000_000
 #: ... in a run that trains at least this many images (epochs x training set): at ~1,000 img/s

@@ -7,7 +7,8 @@ Layout
 ------
 - one experiment per study (``plan.tracking.experiment``), with an explicit artifact location;
 - one parent run per plan: tags ``kdspec.kind = "plan"``, ``kdspec.plan_hash``, ``kdspec.study``;
-  artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/``;
+  artifacts ``plan.json`` and ``spec.kdspec``; the report is logged under ``report/`` (a
+  report of an incomplete study under ``report-partial/``);
 - one nested run per plan run (tag ``mlflow.parentRunId``): tags below; params are the recipe
   (``epochs``, ``lr``, ...) plus ``arch``, ``role``, ``seed``, ``temperature``, and for a
   distilled run ``method`` and ``method.<key>`` (``hard_weight``, ``soft_weight`` for kd only;
@@ -44,7 +45,7 @@ def resolve_tracking_uri(cli_uri: str | None, study: Study) -> str:
             or DEFAULT_TRACKING_URI)
 
 # Tags
-TAG_KIND = "kdspec.kind"  # "plan" (parent) or "run" (nested)
+TAG_KIND = "kdspec.kind"  # "plan" (parent), "run" (nested) or "summary" (nested, by the report)
 TAG_LAYOUT = "kdspec.layout"
 TAG_PLAN_HASH = "kdspec.plan_hash"
 TAG_STUDY = "kdspec.study"
@@ -97,6 +98,9 @@ EXPERIMENT_KIND = "custom_model_development"
 
 #: On a parent run: hash of the summary metrics the last ``kdspec report`` logged.
 TAG_REPORT_DIGEST = "kdspec.report_digest"
+#: On a parent run: where the study stood when its last report of an incomplete study was
+#: logged (``Incomplete: 12 of 55 runs finished: ...``); removed by a complete report.
+TAG_REPORT_PARTIAL = "kdspec.report_partial"
 #: On a FINISHED run that ``--force`` retrained (now KILLED): the MLflow id of its replacement.
 TAG_SUPERSEDED_BY = "kdspec.superseded_by"
 #: Why a finished run is suspect (kdspec.runtime.run_flags): at chance, a loss that never fell.
@@ -108,6 +112,12 @@ TAG_REPLACED_BY = "kdspec.replaced_by"
 
 KIND_PLAN = "plan"
 KIND_RUN = "run"
+#: A run ``kdspec report`` logs under a study's parent run per population (teacher, NDS, DS at
+#: one T): the mean, sd and n over seeds of the headline metrics (kdspec.analysis.summary_runs).
+KIND_SUMMARY = "summary"
+TAG_SUMMARY_KEY = "kdspec.summary_key"  # the population: "<role>:<T>" ("teacher:", "distilled:4")
+TAG_SUMMARY_DIGEST = "kdspec.summary_digest"  # hash of the values it last logged
+TAG_SUMMARY_OF = "kdspec.summary_of"  # the study's plan hash (never kdspec.plan_hash: parents')
 
 # Metrics
 METRIC_TRAIN_LOSS = "train_loss"
@@ -126,6 +136,8 @@ ARTIFACT_CHECKPOINT_DIR = "checkpoints"
 ARTIFACT_FINAL_CHECKPOINT = "checkpoints/final.pt"
 ARTIFACT_LAST_CHECKPOINT = "checkpoints/last.pt"
 ARTIFACT_REPORT_DIR = "report"
+#: A report of an incomplete study: logged here, never over a complete one in ``report/``.
+ARTIFACT_PARTIAL_REPORT_DIR = "report-partial"
 
 # Keys inside predictions.npz: int64 arrays of length n_test, aligned by test-sample index.
 PRED_Y_TRUE = "y_true"

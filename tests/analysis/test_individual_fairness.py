@@ -279,16 +279,19 @@ def test_the_paper_table_4_columns() -> None:
 
 def test_the_summary_names_the_flag_a_claim_carries() -> None:
     from kdspec.analysis.claims import ClaimTest
-    from kdspec.analysis.report_summary import _verdict_cell
+    from kdspec.analysis.report_summary import verdict_label
 
     base = ClaimTest("c", "t", "a", "r", 0.2, verdict="not supported")
-    assert _verdict_cell(base) == "not supported"
+    assert verdict_label(base, provisional=False) == "not supported"
     flat = ClaimTest("c", "t", "a", "r", 0.2, verdict="not supported",
                      flag="flatter outputs: the DS's mean top-class probability falls")
-    assert _verdict_cell(flat) == "not supported (flatter outputs)"
+    assert verdict_label(flat, provisional=False) == "not supported (flatter outputs)"
     down = ClaimTest("c", "t", "a", "r", 0.2, verdict="supported",
                      flag="levelling down: DS accuracy -3.0 points vs NDS")
-    assert _verdict_cell(down) == "supported (levelling down)"
+    assert verdict_label(down, provisional=False) == "supported (levelling down)"
+    assert verdict_label(down, provisional=True) == "provisional: supported (levelling down)"
+    assert verdict_label(down, provisional=False, whole_flag=True) == \
+        "supported (levelling down: DS accuracy -3.0 points vs NDS)"
 
 
 def test_output_and_same_label_are_analysis_choices_on_the_same_stored_pairs() -> None:

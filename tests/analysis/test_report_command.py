@@ -121,10 +121,12 @@ def test_partial_study_reports_what_it_can_and_names_what_is_missing(
     plan_json.write_text(plan.to_json())
     out = tmp_path / "report"
     assert main(["report", str(plan_json), "--tracking-uri", uri, "--out", str(out),
-                 "--no-log"]) == 0
+                 "--no-log"]) == 3  # reported, but incomplete
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err and captured.out == ""
     text = (out / "report.md").read_text()
+    assert text.startswith("**Incomplete: 10 of 12 runs finished: 1 interrupted or failed, "
+                           "1 not started, 2 finished but unusable.")
     for key in ("missing", "failed", "corrupt", "other_set"):
         assert ids[key] in text, key
     assert ids["mlflow:corrupt"] in text

@@ -80,11 +80,12 @@ def _trained_lines(folder: Path) -> int:
                for log in folder.rglob(".kdspec/logs/*.log"))
 
 
-def _submit(cluster: Cluster, folder: Path, plan_path: Path, shards: int) -> Path:
+def _submit(cluster: Cluster, folder: Path, plan_path: Path, shards: int,
+            *, time_limit: str = "10:00", extra: tuple[str, ...] = ()) -> Path:
     done = subprocess.run(
         [sys.executable, "-m", "kdspec.cli", "submit", str(plan_path), "--shards", str(shards),
-         "--cpus", "1", "--tracking-uri", cluster.tracking_uri, "--time", "10:00",
-         "--run-args", "--poll-seconds 2", "--submit"],
+         "--cpus", "1", "--tracking-uri", cluster.tracking_uri, "--time", time_limit,
+         "--run-args", "--poll-seconds 2", *extra, "--submit"],
         cwd=folder, env=cluster.env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Submitted batch job" in done.stdout
@@ -214,3 +215,31 @@ def test_a_kill_9_on_another_node_is_taken_over_once_its_lease_expires(
     _assert_each_finished_once(cluster.tracking_uri, plan)
     print(f"kill -9 to a finished study, taken over in the same invocation: {took:.0f} s "
           "(lease timeout 20 s)")
+
+
+@pytest.mark.timeout(1500)
+def test_a_shard_longer_than_its_time_limit_requeues_itself_until_it_is_done(
+        cluster: Cluster) -> None:
+    """A 2-minute limit with the warning 60 s before it (Slurm sends it up to 30 s earlier,
+    when its time-limit check runs), so each allocation trains for under a minute, for a study
+    that takes one process about a minute and a half (6 runs of 12 epochs; measured on the
+    2-core development VM): the task stops at the warning, requeues itself, resumes the
+    interrupted runs in the next allocation (Slurm holds a requeued task about 2 minutes), and
+    stops requeueing once the shard is done."""
+    plan = _plan(5, epochs=12, batch_size=16)
+    folder, path = _workdir(cluster, "requeue", plan)
+    started = time.monotonic()
+    _submit(cluster, folder, path, shards=1, time_limit="2:00",
+            extra=("--warn-seconds", "60", "--max-requeues", "8"))
+    cluster.wait_idle(timeout_s=1400)
+    took = time.monotonic() - started
+    output = "".join(p.read_text() for p in (folder / ".kdspec" / "slurm").glob("*.out"))
+    requeues = output.count("requeueing (requeue")
+    assert requeues >= 1, output
+    assert "(restart 1)" in output and "exited 0" in output, output
+    assert "not requeued" not in output, output
+    assert output.rstrip().splitlines()[-1].startswith("kdspec task 0 exited 0"), output
+    _assert_each_finished_once(cluster.tracking_uri, plan)
+    log = "".join(p.read_text() for p in (folder / ".kdspec" / "logs").glob("*.log"))
+    assert "(resuming at epoch" in log
+    print(f"a shard over its 2-minute limit: {requeues} requeue(s), finished in {took:.0f} s")

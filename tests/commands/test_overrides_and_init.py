@@ -149,3 +149,15 @@ def test_init_writes_a_text_study_that_fine_tunes_published_models(tmp_path: Pat
     [study] = load_plan(path).studies
     assert study.teacher.recipe.epochs == 4 and study.teacher.recipe.schedule.warmup_steps
     assert study.fairness is not None and study.fairness.sensitive == ("Women",)
+
+
+def test_check_takes_the_overrides_and_the_study_selection(
+        spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(spec)]) == 0
+    assert "21 runs (3 teacher, 6 student, 12 distilled)" in capsys.readouterr().out
+    assert main(["check", str(spec), "--set", "seeds=2", "--study", "alpha"]) == 0
+    assert "1 study (alpha), 8 runs (2 teacher, 2 student, 4 distilled)" in \
+        capsys.readouterr().out
+    assert main(["check", str(spec), "--set", "seeds=0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--set[0]:1:23: error: seed count must be" in captured.err

@@ -107,10 +107,16 @@ def test_csv_errors_name_the_file_and_line(tmp_path: Path) -> None:
     table = read_attribute_table(path)
     codes, groups = table.codes("age", ("test/a/3.png", "test/a/1.png", "test/a/2.png"))
     assert groups == ("5", "30", "40") and codes == [0, 1, 2]  # numbers in numeric order
-    with pytest.raises(DataError, match=r"a\.csv:3: 'skin' is empty for test/a/2\.png"):
+    with pytest.raises(DataError, match=r"a\.csv:3: 'skin' is empty for 1 test image: "
+                                        r"test/a/2\.png"):
         table.codes("skin", ("test/a/2.png",))
-    with pytest.raises(DataError, match=r"has no row for test/a/9\.png"):
+    with pytest.raises(DataError, match=r"has no row for 1 of the 1 test images: test/a/9\.png"):
         table.codes("skin", ("test/a/9.png",))
+    files = tuple(f"test/a/{i}.png" for i in range(1, 10))
+    with pytest.raises(DataError, match=r"has no row for 6 of the 9 test images: test/a/4\.png, "
+                                        r"test/a/5\.png, test/a/6\.png, test/a/7\.png, "
+                                        r"test/a/8\.png and 1 more \(every test image"):
+        table.check_rows(("skin",), files)
 
 
 def test_the_spec_reads_classes_and_attributes_from_the_folder(tmp_path: Path) -> None:
@@ -149,6 +155,49 @@ def test_spec_mistakes_are_reported_at_their_position(
         assert code == 0, err
     else:
         assert code == 2 and expected in err and "mine.kdspec:4:" in err
+
+
+def _drop_rows(csv_path: Path, prefix: str) -> list[str]:
+    """Remove the CSV rows of the images under ``prefix``; the files whose rows went."""
+    lines = csv_path.read_text().splitlines(keepends=True)
+    dropped = [line.split(",")[0] for line in lines[1:] if line.startswith(prefix)]
+    csv_path.write_text("".join(line for line in lines if not line.startswith(prefix)))
+    return dropped
+
+
+@pytest.mark.parametrize("command", [["check"], ["plan"], ["run", "--dry-run"]])
+def test_test_images_without_attribute_rows_stop_the_spec_at_check_time(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        command: list[str]) -> None:
+    """Fairness is measured on the test split: a test image the CSV has no row for would stop
+    the first run that loads the data. The spec stops now, naming the first few images."""
+    make_folder(tmp_path / "data")
+    dropped = _drop_rows(tmp_path / "data" / "attributes.csv", "test/star/")
+    spec = write_spec(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main([command[0], str(spec), *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}:4:" in err and "^" in err and "1 error found" in err
+    assert (f"has no row for 9 of the 27 test images: {', '.join(dropped[:5])} and 4 more"
+            in err)
+    assert not (tmp_path / "mlruns.db").exists()
+
+
+def test_a_plan_json_whose_csv_lost_rows_stops_before_any_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan compiled while the CSV was complete: the run's data check finds the rows gone."""
+    make_folder(tmp_path / "data")
+    spec = write_spec(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", str(spec), "--json"]) == 0
+    plan_json = tmp_path / "plan.json"
+    plan_json.write_text(capsys.readouterr().out)
+    _drop_rows(tmp_path / "data" / "attributes.csv", "test/circle/00")
+    assert main(["run", str(plan_json), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "has no row for 9 of the 27 test images: test/circle/000.jpg" in err
+    assert "Traceback" not in err
 
 
 def test_a_missing_root_or_csv_is_an_error_at_its_key(tmp_path: Path,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kdspec.catalogue.image_folder_layout import read_attribute_table, scan_image_folder
 from kdspec.catalogue.registry import datasets, import_callable
 from kdspec.errors import DataError
 from kdspec.plan import DatasetSpec
@@ -43,15 +44,30 @@ __all__ = ["check_dataset_available", "load_dataset", "InMemoryTrainSource",
 
 
 def check_dataset_available(spec: DatasetSpec, *, cache_dir: Path | None = None) -> None:
-    """Raise DataError if ``spec``'s files are absent; cheap (only looks at paths, reads nothing).
+    """Raise DataError if ``spec``'s files are absent; cheap (looks at paths and names, reads no
+    image).
 
     Datasets that torchvision may download (``download = true``) and generated ones
-    (Trifeature, synthetic, digits) always pass.
+    (Trifeature, synthetic, digits) always pass; an image folder's attribute CSV must give
+    every test image its sensitive attributes.
     """
     if spec.name == "fashion_mnist":
         locate_fashion_mnist(spec, cache_dir)
         return
     check_files(spec, cache_dir)
+    if spec.name == "imagefolder":
+        check_attribute_rows(spec)
+
+
+def check_attribute_rows(spec: DatasetSpec) -> None:
+    """imagefolder: every test image has a row for each sensitive attribute in the CSV (the
+    compiler checks the same; a plan JSON, or a CSV edited since, is checked here before any
+    run starts). Lists file names, reads no pixel."""
+    if spec.attributes_file is None or not spec.sensitive or spec.root is None:
+        return
+    layout = scan_image_folder(Path(spec.root))
+    read_attribute_table(Path(spec.attributes_file)).check_rows(spec.sensitive,
+                                                                layout.test_files)
 
 
 def read_arrays(spec: DatasetSpec, cache_dir: Path | None) -> ArraySplits:

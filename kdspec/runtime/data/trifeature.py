@@ -1,6 +1,6 @@
 """Trifeature generation, cached as one .npz per set of generation options.
 
-Each image (Hermann & Lampinen 2020, as in BRIEF section 4): a shape, texture and colour; the
+Each image (Hermann & Lampinen 2020, What shapes feature representations?): a shape, texture and colour; the
 128x128 shape mask rotated by an integer angle in [-45, 45) and placed at a
 uniform position on a 224x224 canvas; the texture with its own integer angle in [-45, 45);
 ``mask = shape coverage * texture`` and ``pixel = mask * colour + (1 - mask) * grey``.
