@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kdspec.cli import main
-from kdspec.commands.status import run_status
+from kdspec.commands.status import render, run_status
 from kdspec.tracking.leases import Lease, now_ms, this_machine
 from kdspec.tracking.run_store import StoredRun
 from tests.factories import tiny_recipe
@@ -127,3 +127,39 @@ def test_status_during_and_after_a_run_and_after_a_kill(
     assert main(["status", str(path), "--tracking-uri", uri, "--json"]) == 0
     [study] = json.loads(capsys.readouterr().out)["studies"]
     assert study["counts"]["finished"] == len(plan.runs) and study["eta_seconds"] == 0.0
+
+
+def test_a_study_whose_teacher_is_evaluated_only_has_a_status_and_an_eta(
+        tmp_path: Path) -> None:
+    """A teacher that loads a checkpoint trains 0 epochs: its finished run measures no pace
+    (status divided by its 0 epochs before) and no ETA waits on it."""
+    import torch
+
+    from kdspec.commands.status import seconds_per_epoch, study_status
+    from kdspec.dsl import compile_text
+    from kdspec.runtime.models import build_model
+    from tests.runtime.memory_store import MemoryStore
+
+    torch.save(build_model("lenet5", in_channels=1, image_size=8, num_classes=10).state_dict(),
+               tmp_path / "t.pt")
+    plan = compile_text(
+        'recipe r { epochs = 1  batch_size = 64  lr = 0.05 }\n'
+        'study s { dataset digits { }  teacher lenet5 { checkpoint = "t.pt" }\n'
+        '  student lenet5 { recipe = r }  distill { temperatures = [2]  '
+        'loss = 0.2 * hard + 0.8 * soft }  seeds = 2 }', str(tmp_path / "s.kdspec"))
+    study = plan.studies[0]
+    store = MemoryStore()
+    for run in plan.runs:
+        if run.role in ("teacher", "student"):
+            mlflow_id = store.create_run(experiment="e", parent_id="", run_name=run.id,
+                                         tags={"kdspec.run_id": run.id})
+            store.runs[mlflow_id].start_time -= 60_000
+            store.finish(mlflow_id)
+    pace = seconds_per_epoch(store.find_runs(study.run_ids), plan)
+    assert "teacher lenet5" not in pace and "student lenet5" in pace
+    status = study_status(plan, study, store, timeout_s=600)  # type: ignore[arg-type]
+    assert status["counts"]["finished"] == 4 and status["counts"]["not started"] == 2
+    # The students are paced by the finished NDS (same architecture): 60 s an epoch, 2 x 1.
+    assert status["eta_seconds"] == pytest.approx(120.0, rel=0.01)
+    assert status["eta_unmeasured"] == []
+    assert "4 finished" in render(status)
