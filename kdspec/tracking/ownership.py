@@ -324,14 +324,6 @@ class Claim:
         if self._lost is not None:
             raise self._lost
 
-    def holds(self, run_id: str) -> bool:
-        """Whether this process still holds ``run_id`` (a fresh look at the store)."""
-        held = self.held.get(run_id)
-        if held is None or held.ended or self._lost is not None:
-            return False
-        stored = self.store.find_runs([run_id])[run_id]
-        return self._problem(held, stored, now_ms()) is None
-
     def _check(self) -> None:
         open_runs = [h for h in self.held.values() if not h.ended]
         if not open_runs:
