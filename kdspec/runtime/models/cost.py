@@ -15,12 +15,12 @@ from functools import cache
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from kdspec.catalogue.facts import forward_flops
 from kdspec.catalogue.registry import ArchitectureError, is_huggingface, study_facts
 from kdspec.plan import DatasetSpec
 from kdspec.runtime.models import build_model
+from kdspec.runtime.models.meta_forward import meta_forward
 
 
 @cache
@@ -28,16 +28,13 @@ def measured_forward_flops(arch: str, *, in_channels: int, image_size: int,
                            num_classes: int) -> float | None:
     """FLOPs of one image's forward through ``arch`` at this input (None: not measurable)."""
     try:
-        with torch.device("meta"):
-            model = build_model(arch, in_channels=in_channels, image_size=image_size,
-                                num_classes=num_classes)
-            model.eval()
-            counter = FlopCounterMode(display=False)
-            with counter, torch.no_grad():
-                model(torch.empty(1, in_channels, image_size, image_size))
+        _, _, flops = meta_forward(
+            lambda: build_model(arch, in_channels=in_channels, image_size=image_size,
+                                num_classes=num_classes),
+            (1, in_channels, image_size, image_size))
     except Exception:  # a plugin's model that needs real tensors: the catalogue's figure
         return None
-    return float(counter.get_total_flops())
+    return flops
 
 
 @cache

@@ -94,25 +94,20 @@ def meta_probe(name: str, build_path: str, *, in_channels: int, image_size: int,
     None; parameters in millions; forward MFLOPs)."""
     import importlib
 
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from kdspec.runtime.models.meta_forward import meta_forward
 
     module, _, attribute = build_path.partition(":")
     build = getattr(importlib.import_module(module), attribute)
     shape = f"{in_channels}x{image_size}x{image_size}"
     try:
-        with torch.device("meta"):
-            model = build(name, in_channels=in_channels, image_size=image_size,
-                          num_classes=num_classes)
-            model.eval()
-            counter = FlopCounterMode(display=False)
-            with counter:
-                out = model(torch.empty(1, in_channels, image_size, image_size))
+        model, out, flops = meta_forward(
+            lambda: build(name, in_channels=in_channels, image_size=image_size,
+                          num_classes=num_classes), (1, in_channels, image_size, image_size))
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         return f"{name} cannot take {shape} input ({first})", 0.0, 0.0
-    if tuple(out.shape) != (1, num_classes):
-        return (f"{name} maps {shape} input to {tuple(out.shape)[1:]}, not ({num_classes},) "
+    if tuple(out) != (1, num_classes):
+        return (f"{name} maps {shape} input to {tuple(out)[1:]}, not ({num_classes},) "
                 "class scores", 0.0, 0.0)
     params = sum(p.numel() for p in model.parameters())
-    return None, params / 1e6, counter.get_total_flops() / 1e6
+    return None, params / 1e6, flops / 1e6

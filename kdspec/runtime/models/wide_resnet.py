@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kdspec.runtime.models.initialisation import he_initialise
+
 #: Architecture name -> (depth, widening factor).
 WIDE_RESNET_SHAPES = {"wrn_40_2": (40, 2), "wrn_16_2": (16, 2)}
 STEM_CHANNELS = 16
@@ -67,14 +69,7 @@ class WideResNet(nn.Module):
         self.block1, self.block2, self.block3 = groups
         self.bn = nn.BatchNorm2d(channels)
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
+        he_initialise(self, zero_linear_bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block3(self.block2(self.block1(self.conv1(x))))
