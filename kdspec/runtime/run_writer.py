@@ -284,10 +284,10 @@ class StoreWriter:
         for run_id, held in claim.held.items():
             if held.ended:
                 continue
-            self.store.set_tags(held.mlflow_id, {schema.TAG_LAST_EPOCH: "0",
-                                                 schema.TAG_FAILURE: reason})
-            self.store.finish(held.mlflow_id, "KILLED")
-            claim.end(run_id)
+            with claim.ending(run_id):
+                self.store.set_tags(held.mlflow_id, {schema.TAG_LAST_EPOCH: "0",
+                                                     schema.TAG_FAILURE: reason})
+                self.store.finish(held.mlflow_id, "KILLED")
 
     def fail(self, run: Run, reason: str, *, epoch: int | None = None,
              metrics: Mapping[str, float] | None = None) -> None:
@@ -300,11 +300,15 @@ class StoreWriter:
             self._writes.flush()
         finally:
             if self._holds():
-                mlflow_id = claim.mlflow_id(run.id)
-                if values and epoch is not None:
-                    self.store.log_metrics(mlflow_id, values, step=epoch)
-                self.store.fail(mlflow_id, reason)
-                claim.end(run.id)
+                self._record_failure(claim, run, reason, epoch, values)
+
+    def _record_failure(self, claim: Claim, run: Run, reason: str, epoch: int | None,
+                        values: Mapping[str, float]) -> None:
+        with claim.ending(run.id):
+            mlflow_id = claim.mlflow_id(run.id)
+            if values and epoch is not None:
+                self.store.log_metrics(mlflow_id, values, step=epoch)
+            self.store.fail(mlflow_id, reason)
 
     def finish(self, trainee: Trainee, evaluation: Evaluation, validation: float | None,
                final_state: dict[str, Any]) -> None:
@@ -326,9 +330,9 @@ class StoreWriter:
         self._log_evaluation(mlflow_id, evaluation)
         final = checkpoints.save(final_state, self.workdir / "final" / run.id / "final.pt")
         self.store.log_file(mlflow_id, final, schema.ARTIFACT_CHECKPOINT_DIR)
-        claim.verify()
-        self.store.finish(mlflow_id)  # kdspec.last_epoch already says the last epoch
-        claim.end(run.id)
+        with claim.ending(run.id):
+            claim.verify()
+            self.store.finish(mlflow_id)  # kdspec.last_epoch already says the last epoch
         claim.resolve_finished(run.id)
         # --force: the older FINISHED runs become KILLED, so the store keeps one FINISHED run
         # per kdspec id (kdspec.superseded_by names the new one).

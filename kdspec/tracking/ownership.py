@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypeVar
 
@@ -400,6 +401,14 @@ class Claim:
         with self._lock:
             if run_id in self.held:
                 self.held[run_id].ended = True
+
+    @contextmanager
+    def ending(self, run_id: str) -> Iterator[None]:
+        """Hold the claim's lock while the run's terminal status is written, then mark it ended:
+        the heartbeat thread waits, so no heartbeat lands after the run's end time."""
+        with self._lock:
+            yield
+            self.end(run_id)
 
     def resolve_finished(self, run_id: str) -> None:
         """After this process marked ``run_id`` FINISHED: if another FINISHED run of the id

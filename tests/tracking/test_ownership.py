@@ -5,6 +5,7 @@ released and undone; a process that lost its run writes nothing more to it."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -206,6 +207,27 @@ def test_the_heartbeat_renews_the_lease_and_stops_once_the_run_is_taken() -> Non
         assert store.runs[mine].tags[schema.TAG_LEASE_HEARTBEAT] == taken
     finally:
         claim.stop_heartbeat()
+
+
+def test_no_heartbeat_lands_after_a_run_ended() -> None:
+    """A beat due while the run's FINISHED is being written waits for it and then skips the
+    ended run: its heartbeat never postdates its end time (seen once on a loaded machine
+    against an mlflow server, 200 ms after the end)."""
+    store = MemoryStore()
+    claim = _claim(store)
+    mine = claim.create("k", _maker(store, "k"))
+    claim.settle(wait=True)
+    beat = threading.Thread(target=claim.heartbeat)
+    with claim.ending("k"):
+        claim.verify()
+        beat.start()
+        beat.join(timeout=0.3)
+        assert beat.is_alive()  # waiting for the lock, not writing
+        store.finish(mine)
+        ended_ms = now_ms()
+    beat.join(timeout=30)
+    assert not beat.is_alive()
+    assert int(store.runs[mine].tags[schema.TAG_LEASE_HEARTBEAT]) <= ended_ms
 
 
 def test_two_finished_runs_of_one_id_are_resolved_to_one() -> None:
