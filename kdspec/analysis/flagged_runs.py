@@ -9,7 +9,7 @@ every verdict whose test reads a flagged run's role says that it rests on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from kdspec.analysis.claims import ClaimTest
 from kdspec.analysis.records import RunPredictions, StudyRecords
@@ -21,20 +21,29 @@ MSG_FLAGGED_RUN = "{who} seed {seed} (kdspec id {kdspec_id}, MLflow run {mlflow_
 MSG_RESTS_ON = "rests on {count} flagged run{s}: {runs}"
 
 
-def flagged_run_line(run: RunPredictions) -> str:
+#: How a run's population is named (its label: ``DS T=4``; a methods block adds the arm).
+Namer = Callable[[RunPredictions], str]
+
+
+def population_label(run: RunPredictions) -> str:
+    return run.group.label
+
+
+def flagged_run_line(run: RunPredictions, who: Namer = population_label) -> str:
     """One flagged run: population, seed, both ids and every reason it carries."""
-    return MSG_FLAGGED_RUN.format(who=run.group.label, seed=run.seed, kdspec_id=run.kdspec_id,
+    return MSG_FLAGGED_RUN.format(who=who(run), seed=run.seed, kdspec_id=run.kdspec_id,
                                   mlflow_id=run.mlflow_run_id,
                                   why="; ".join(reason for _, reason in run.flags))
 
 
-def flagged_lines(runs: Sequence[RunPredictions], used: int) -> tuple[str, ...]:
+def flagged_lines(runs: Sequence[RunPredictions], used: int,
+                  who: Namer = population_label) -> tuple[str, ...]:
     """The first screen's lines: a headline and one line per flagged run (none: empty)."""
     flagged = [r for r in runs if r.flags]
     if not flagged:
         return ()
     return (MSG_FLAGGED.format(count=len(flagged), used=used),
-            *(flagged_run_line(r) for r in flagged))
+            *(flagged_run_line(r, who) for r in flagged))
 
 
 def study_flagged_lines(records: StudyRecords) -> tuple[str, ...]:
@@ -42,13 +51,13 @@ def study_flagged_lines(records: StudyRecords) -> tuple[str, ...]:
     return flagged_lines(records.runs, len(records.runs))
 
 
-def rests_on(runs: Sequence[RunPredictions]) -> str:
+def rests_on(runs: Sequence[RunPredictions], who: Namer = population_label) -> str:
     """'' or the note a verdict carries when some of ``runs`` (those its test reads) are
     flagged."""
-    flagged = [r for r in runs if r.flags]
+    flagged = list({r.kdspec_id: r for r in runs if r.flags}.values())
     if not flagged:
         return ""
-    names = ", ".join(f"{r.group.label} seed {r.seed}" for r in flagged)
+    names = ", ".join(f"{who(r)} seed {r.seed}" for r in flagged)
     return MSG_RESTS_ON.format(count=len(flagged), s="" if len(flagged) == 1 else "s",
                                runs=names)
 

@@ -38,7 +38,7 @@ from kdspec.analysis.claims import (
     class_mde,
     finish_claims,
 )
-from kdspec.analysis.flagged_runs import rests_on
+from kdspec.analysis.flagged_runs import Namer, rests_on
 from kdspec.analysis.method_design import (
     LABEL_SMOOTHING,
     RANDOM_TEACHER,
@@ -151,18 +151,31 @@ def _runs_read(arm: MethodArm, test: ClaimTest) -> list[RunPredictions]:
     return [r for r in arm.analysis.records.runs if r.role in test.roles]
 
 
+def arm_namer(arms: Sequence[MethodArm]) -> Namer:
+    """Names a run of the block by its population and, for a DS, its arm (``DS dkd T=4``)."""
+    method = {r.kdspec_id: arm.method for arm in arms for r in arm.ds.runs}
+
+    def who(run: RunPredictions) -> str:
+        if run.role != "distilled" or run.kdspec_id not in method:
+            return run.group.label
+        return run.group.label.replace("DS", f"DS {method[run.kdspec_id]}", 1)
+
+    return who
+
+
 def method_claims(arms: Sequence[MethodArm], *, power: bool = True) -> MethodClaims:
     """The family of the block: each arm's paper claims, then each arm against the controls;
     Holm over all of them (``power=False`` for simulations that need only the verdicts)."""
     drafts: list[ClaimDraft] = []
     meta: list[tuple[str, str, str]] = []
     comparisons: dict[tuple[str, str], ClassComparison] = {}
+    who = arm_namer(arms)
     for arm in arms:
         a = arm.analysis
         for draft in claim_drafts(a.records, a.accuracy, a.significance, a.fairness,
                                   individual=a.individual_fairness):
             drafts.append(_prefixed(draft, arm))
-            meta.append((arm.method, "paper", rests_on(_runs_read(arm, draft.test))))
+            meta.append((arm.method, "paper", rests_on(_runs_read(arm, draft.test), who)))
     by_method = {arm.method: arm for arm in arms}
     for control_name in (LABEL_SMOOTHING, RANDOM_TEACHER):
         control = by_method.get(control_name)
@@ -179,7 +192,7 @@ def method_claims(arms: Sequence[MethodArm], *, power: bool = True) -> MethodCla
             comparisons[(arm.method, control_name)] = comparison
             drafts.append(differs_draft(arm, control, comparison))
             meta.append((arm.method, f"vs {control_name}",
-                         rests_on(list(arm.ds.runs) + list(control.ds.runs))))
+                         rests_on(list(arm.ds.runs) + list(control.ds.runs), who)))
     alpha = arms[0].study.analysis.alpha if arms else 0.05
     result = finish_claims(drafts, alpha, power)
     k = sum(not math.isnan(c.p_value) for c in result.claims)
