@@ -55,18 +55,19 @@ def block_verdicts(scenario: MethodsScenario, index: int, *, permutations: int
     rng = np.random.default_rng([index, sum(map(ord, scenario.name))])
     records = simulate_block(scenario, plan, rng)
     first = records[plan.studies[0].name]
-    nds_records = replace(first, runs=tuple(r for r in first.runs if r.role == "student"))
-    nds_fairness = study_fairness(nds_records)
-    assert nds_fairness is not None
+    nds_fairness = study_fairness(replace(first, runs=tuple(r for r in first.runs
+                                                             if r.role == "student")))
     arms = []
     for study in plan.studies:
         arm_records = records[study.name]
         accuracy = study_accuracy(arm_records)
         significance = study_significance(accuracy, study.analysis)
-        ds_fairness = study_fairness(replace(arm_records, runs=tuple(
-            r for r in arm_records.runs if r.role == "distilled")))
-        assert ds_fairness is not None
-        fairness = replace(ds_fairness, runs=nds_fairness.runs + ds_fairness.runs)
+        fairness = None
+        if nds_fairness is not None:
+            ds_fairness = study_fairness(replace(arm_records, runs=tuple(
+                r for r in arm_records.runs if r.role == "distilled")))
+            assert ds_fairness is not None
+            fairness = replace(ds_fairness, runs=nds_fairness.runs + ds_fairness.runs)
         analysis = StudyAnalysis(arm_records, accuracy, significance, (), fairness,
                                  ClaimsResult((), study.analysis.alpha, ""))
         arms.append(method_arm(study, analysis))

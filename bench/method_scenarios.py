@@ -17,7 +17,8 @@ every arm, like runs shared by run id. No group effect anywhere: the fairness cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,15 +44,20 @@ class MethodsScenario:
     teacher_sd: float = 0.2
     seed_factor_sd: float = 0.3
     model_factor_sd: float = 0.15
-    #: DS accuracy factor per arm (missing: 1, no change).
-    scales: dict[str, float] = field(default_factory=dict)
+    #: DS accuracy factor per arm, (arm, factor) pairs (missing: 1, no change).
+    scales: tuple[tuple[str, float], ...] = ()
     #: Logit shift of three classes (+, -, +) in the DS of this arm ('' : none).
     planted_arm: str = ""
     planted: float = 0.0
+    methods: tuple[str, ...] = METHODS
+    #: A binary sensitive attribute and the fairness claims (off: class claims only).
+    fairness: bool = True
 
 
 def spec_text(s: MethodsScenario, *, permutations: int) -> str:
     """A spec for the block (never trained: it gives the plan and its options)."""
+    fairness = ("fairness { metrics = [dpd, eod]  multiclass = one_vs_rest  aggregate = mean }"
+                if s.fairness else "")
     return f"""recipe r {{ epochs = 1  batch_size = 64  lr = 0.1 }}
 study sim {{
   dataset trifeature {{ image_size = 32  target = shape  sensitive = color
@@ -60,14 +66,16 @@ study sim {{
   student resnet20 {{ recipe = r }}
   distill {{ temperatures = [4]  loss = 0.2 * hard + 0.8 * soft }}
   seeds = {s.seeds}
-  fairness {{ metrics = [dpd, eod]  multiclass = one_vs_rest  aggregate = mean }}
+  {fairness}
   analysis {{ bootstrap = 0  permutations = {permutations} }}
-  vary {{ distill {{ method = [{", ".join(METHODS)}] }} }}
+  vary {{ distill {{ method = [{", ".join(s.methods)}] }} }}
 }}
 """
 
 
+@functools.cache
 def methods_plan(s: MethodsScenario, *, permutations: int) -> Plan:
+    """The block's plan (compiled once per scenario)."""
     return compile_text(spec_text(s, permutations=permutations), f"<{s.name}>")
 
 
@@ -115,7 +123,7 @@ def simulate_block(s: MethodsScenario, plan: Plan, rng: np.random.Generator
                     teacher = teachers.get(arm, teachers[""])
                     planted = shift if arm == s.planted_arm else 0.0
                     predictions[run_id] = predict(logits(pair + teacher, seed_factor)
-                                                  + planted, s.scales.get(arm, 1.0))
+                                                  + planted, dict(s.scales).get(arm, 1.0))
             runs.append(RunPredictions(
                 kdspec_id=run.id, mlflow_run_id=f"sim-{run.id}", role=run.role, seed=run.seed,
                 temperature=run.temperature, y_true=y_true, y_pred=predictions[run_id],
@@ -130,8 +138,8 @@ METHOD_NULLS = (
     MethodsScenario("methods null: every arm the same as KD, KD the same as the NDS "
                     "(correlated classes, paired seeds)", null=True),
     MethodsScenario("methods null: accuracy-only change per arm (x0.8 to x1.05)", null=True,
-                    scales={"dkd": 1.05, "dist": 0.95, "at": 0.9, "label_smoothing": 0.85,
-                            "random_teacher": 0.8}),
+                    scales=(("dkd", 1.05), ("dist", 0.95), ("at", 0.9),
+                            ("label_smoothing", 0.85), ("random_teacher", 0.8))),
 )
 METHOD_PLANTED = (
     MethodsScenario("methods planted: DKD shifts three classes by 1.5 logits (+, -, +)",
