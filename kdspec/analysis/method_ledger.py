@@ -97,6 +97,8 @@ class MethodsLedger:
     attribute: str | None
     metrics: tuple[FairnessMetric, ...]
     class_names: tuple[str, ...]
+    #: Arms of the block that could not be reported at all (no usable run).
+    not_reported: tuple[str, ...] = ()
 
     def row(self, method: str) -> LedgerRow | None:
         return next((r for r in self.rows if r.arm.method == method), None)
@@ -159,7 +161,8 @@ def ledger_row(arm: MethodArm, kd: MethodArm | None) -> LedgerRow:
 
 
 def methods_ledger(block: str, settings: tuple[tuple[str, str], ...],
-                   arms: Sequence[MethodArm], *, power: bool = True) -> MethodsLedger:
+                   arms: Sequence[MethodArm], *, power: bool = True,
+                   not_reported: tuple[str, ...] = ()) -> MethodsLedger:
     """The ledger of a block's arms (in plan order) with the family of claims over them."""
     kd = next((a for a in arms if a.method == KD), None)
     rows = tuple(ledger_row(arm, kd) for arm in arms)
@@ -178,4 +181,4 @@ def methods_ledger(block: str, settings: tuple[tuple[str, str], ...],
         normalization=first.study.analysis.normalization,
         attribute=fairness.attributes[0] if fairness is not None else None,
         metrics=fairness.metrics if fairness is not None else (),
-        class_names=first.analysis.records.class_names)
+        class_names=first.analysis.records.class_names, not_reported=not_reported)

@@ -25,6 +25,8 @@ def block_ledgers(block: str, variants: Sequence[Study],
     out = []
     for settings, studies in method_groups(variants):
         arms = [method_arm(s, analyses[s.name]) for s in studies if s.name in analyses]
+        missing = tuple(s.method.name for s in studies if s.name not in analyses)
         if len({arm.method for arm in arms}) > 1:
-            out.append(methods_ledger(block, settings, arms, power=power))
+            out.append(methods_ledger(block, settings, arms, power=power,
+                                      not_reported=missing))
     return out

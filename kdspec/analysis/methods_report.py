@@ -33,6 +33,7 @@ MSG_COMPLETE = "Complete: all {total} runs of the block's {arms} arms finished"
 MSG_INCOMPLETE = ("Incomplete: {parts}. Every verdict here is provisional; report again when "
                   "the block has finished")
 MSG_NONE_BEYOND = "no arm {what} after Holm over the block"
+MSG_NOT_REPORTED = "no usable run, not in the family"
 
 
 def _pct(value: Spread, digits: int = 2) -> str:
@@ -72,8 +73,9 @@ def status_line(ledger: MethodsLedger) -> tuple[str, bool]:
     """The first line (complete, or where each incomplete arm stands) and whether incomplete."""
     arms = [r.arm for r in ledger.rows]
     ids = {rid for arm in arms for rid in arm.study.run_ids}
-    late = [f"{arm.label}: {arm.analysis.records.state.headline().lower()}" for arm in arms
-            if not arm.analysis.records.complete]
+    late = [f"{arm.label}: {arm.analysis.records.state.headline().removeprefix('Incomplete: ')}"
+            for arm in arms if not arm.analysis.records.complete]
+    late += [f"{name}: {MSG_NOT_REPORTED}" for name in ledger.not_reported]
     if not late:
         return MSG_COMPLETE.format(total=len(ids), arms=len(arms)) + ".", False
     return MSG_INCOMPLETE.format(parts="; ".join(late)) + ".", True
