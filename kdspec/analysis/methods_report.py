@@ -233,7 +233,10 @@ def family_text(ledger: MethodsLedger) -> tuple[str, ...]:
         f"them at alpha = {ledger.alpha:g} keeps the chance that any claim of a block where "
         "no method does anything is called supported at most alpha, under any dependence "
         "(the arms share their seeds' NDS and teachers). Claims a design cannot answer (one "
-        "temperature: no trend) are inconclusive and not in the family.",
+        "temperature: no trend) are inconclusive and not in the family. Each arm's own "
+        "report keeps its own, smaller family (Holm over that study's claims); a claim "
+        "supported there and not here does not survive the block's family, and the verdict "
+        "here is the one that controls the error over the methods compared.",
         f"Options: {ledger.normalization} normalisation of class accuracy; class tests paired "
         "over seeds (an arm's DS and the reference of the same seed); per arm the DS of a seed "
         "is its mean over the arm's temperatures; alpha, correction and n as above.",
