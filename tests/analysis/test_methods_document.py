@@ -1,18 +1,24 @@
 """The methods report's document without a store: the answer when nothing is supported, an
-incomplete block's provisional verdicts, and the ledger's reference rows."""
+incomplete block's provisional verdicts, the ledger's reference rows and its I(f)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from bench.method_scenarios import MethodsScenario, methods_plan, simulate_block
 from kdspec.analysis.accuracy import study_accuracy
 from kdspec.analysis.claims import ClaimsResult
+from kdspec.analysis.individual_fairness import (
+    IndividualFairnessResult,
+    PairScore,
+    RunIndividualFairness,
+)
 from kdspec.analysis.method_design import method_arm
-from kdspec.analysis.method_ledger import methods_ledger
+from kdspec.analysis.method_ledger import arm_individual, methods_ledger
 from kdspec.analysis.methods_report import (
     MSG_INCOMPLETE,
     MSG_NONE_BEYOND,
@@ -20,9 +26,11 @@ from kdspec.analysis.methods_report import (
     methods_document,
     write_methods_report,
 )
+from kdspec.analysis.records import GroupKey
 from kdspec.analysis.significance import study_significance
 from kdspec.analysis.study_analysis import StudyAnalysis
 from kdspec.analysis.study_progress import StudyProgress
+from kdspec.plan import IndividualFairnessSpec
 
 BLOCK = MethodsScenario("document", null=True, seeds=3, methods=("kd", "at", "label_smoothing"),
                         fairness=False)
@@ -82,3 +90,17 @@ def test_an_arm_without_a_usable_run_is_named_on_the_first_line(tmp_path: Path) 
     document = methods_document([replace(_ledger(), not_reported=("dist",))], tmp_path)
     assert document.incomplete
     assert f"dist: {MSG_NOT_REPORTED}" in document.status
+
+
+def test_individual_fairness_is_the_mean_over_t_then_over_complete_seeds() -> None:
+    values = {(0, 2.0): 0.10, (0, 4.0): 0.06, (1, 2.0): 0.12, (1, 4.0): 0.08, (2, 2.0): 0.5}
+    runs = tuple(RunIndividualFairness(f"r{s}{t}", GroupKey("distilled", t), s,
+                                       PairScore(v, 10, 0), 0.9)
+                 for (s, t), v in values.items())
+    result = IndividualFairnessResult(IndividualFairnessSpec(), runs, (), (), None)
+    arm = SimpleNamespace(analysis=SimpleNamespace(individual_fairness=result),
+                          study=SimpleNamespace(temperatures=(2.0, 4.0)))
+    found = arm_individual(arm)  # type: ignore[arg-type]
+    assert found is not None and found.n == 2  # seed 2 has no DS at T = 4
+    assert found.mean == np.mean([(0.10 + 0.06) / 2, (0.12 + 0.08) / 2])
+    assert found.sd == np.std([(0.10 + 0.06) / 2, (0.12 + 0.08) / 2], ddof=1)
