@@ -18,8 +18,14 @@ T = 1..10, 1.52 points below the NDS) on the excess scale and compares the share
 that support "DS EOD below NDS" with the power the report predicts for that effect (from each
 replicate's own seeds: median-unbiased, so its median over replicates is the one to compare).
 
+The methods scenarios (``bench/method_scenarios.py``, ``bench/method_calibration.py``) simulate
+a ``vary { distill { method = [...] } }`` block of six arms sharing their NDS and teachers, and
+tally each arm's claims after Holm over the whole block: per arm and claim, and "any claim"
+(null blocks) or "any claim the planted effect does not make true" (the planted block).
+
     python bench/bench_claims.py                     # 1,000 replicates per scenario (~1 h on 2 cores)
     python bench/bench_claims.py --replicates 200 --workers 2
+    python bench/bench_claims.py --only methods --workers 1   # the methods blocks only
 """
 
 from __future__ import annotations
@@ -43,6 +49,19 @@ from bench.claim_scenarios import (  # noqa: E402
     Scenario,
     scenario_plan,
     simulate_records,
+)
+from bench.method_calibration import (  # noqa: E402
+    KINDS,
+    MethodsTally,
+    block_verdicts,
+    limit,
+    passes,
+)
+from bench.method_scenarios import (  # noqa: E402
+    METHOD_NULLS,
+    METHOD_PLANTED,
+    METHODS,
+    MethodsScenario,
 )
 from kdspec.analysis.accuracy import study_accuracy  # noqa: E402
 from kdspec.analysis.claims import study_claims  # noqa: E402
@@ -179,6 +198,39 @@ def report(scenario: Scenario, tally: Tally, keys: list[str]) -> tuple[str, bool
             passed)
 
 
+def one_block(args: tuple[MethodsScenario, int]) -> list[tuple[str, str, bool]]:
+    """The verdicts of one simulated methods block (a pool worker's task)."""
+    scenario, index = args
+    return block_verdicts(scenario, index, permutations=PERMUTATIONS)
+
+
+def run_methods(scenario: MethodsScenario, replicates: int, pool: multiprocessing.pool.Pool
+                ) -> MethodsTally:
+    tally = MethodsTally()
+    for verdicts in pool.imap_unordered(one_block, [(scenario, i) for i in range(replicates)],
+                                        chunksize=4):
+        tally.add(scenario, verdicts)
+    return tally
+
+
+def methods_table(scenario: MethodsScenario, tally: MethodsTally) -> tuple[str, bool]:
+    """A markdown table per methods scenario (rows: arms, columns: claims), and whether its
+    null rates are within alpha + 2 SE."""
+    n = tally.replicates
+    arms = [a for a in METHODS if any(arm == a for arm, _ in tally.tested)]
+    overall = "any claim" if scenario.null else "any claim not planted"
+    lines = [f"{scenario.name} ({n} blocks; a null rate passes up to "
+             f"{100 * limit(ALPHA, n):.1f} %):", "",
+             f"| arm | {' | '.join(KINDS)} |", "|---" * (len(KINDS) + 1) + "|"]
+    for arm in arms:
+        cells = [rate(tally.supported.get((arm, k), 0), n) if (arm, k) in tally.tested
+                 else "-" for k in KINDS]
+        lines.append(f"| {arm} | {' | '.join(cells)} |")
+    count = tally.any_supported if scenario.null else tally.any_false
+    lines += ["", f"{overall} (family-wise, Holm over the block): {rate(count, n)}"]
+    return "\n".join(lines), passes(scenario, tally, ALPHA)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=1000)
@@ -197,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.replicates} replicates per scenario, alpha = {ALPHA}, {PERMUTATIONS} "
           f"relabellings per randomization test; 'supported' after Holm over the study's "
           f"claims; +- is one Monte-Carlo SE.\n")
-    print(f"| scenario | {' | '.join(keys)} | any claim | coverage (nominal 95 %) |")
-    print("|---" * (len(keys) + 3) + "|")
+    if scenarios:
+        print(f"| scenario | {' | '.join(keys)} | any claim | coverage (nominal 95 %) |")
+        print("|---" * (len(keys) + 3) + "|")
     failed = []
     started = time.perf_counter()
     with multiprocessing.Pool(args.workers) as pool:
@@ -218,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"the report predicts (median-unbiased, one value per replicate): median "
                   f"{100 * float(np.nanmedian(predicted)):.1f} %, mean "
                   f"{100 * float(np.nanmean(predicted)):.1f} %")
+        for block in METHOD_NULLS + METHOD_PLANTED:
+            if args.only not in block.name:
+                continue
+            text, passed = methods_table(block, run_methods(block, args.replicates, pool))
+            print(f"\n{text}", flush=True)
+            if not passed:
+                failed.append(block.name)
     print(f"\n{time.perf_counter() - started:.0f} s; null scenarios above alpha + 2 SE: "
           f"{', '.join(failed) or 'none'}")
     return 1 if failed else 0

@@ -61,7 +61,7 @@ from kdspec.analysis.power import (
 from kdspec.analysis.records import GroupKey, StudyRecords
 from kdspec.analysis.seed_design import SeedDesign, seed_design
 from kdspec.analysis.significance import SignificanceResult, adjust_pvalues
-from kdspec.plan import Comparison, FairnessMetric
+from kdspec.plan import Comparison, FairnessMetric, Role
 
 Verdict = Literal["supported", "not supported", "inconclusive"]
 MIN_TEMPERATURES = 3
@@ -90,6 +90,8 @@ class ClaimTest:
     flag: str = ""  # e.g. levelling down
     smallest_p: float = 0.0  # smallest raw p the design can reach
     power_value: float = math.nan  # the power stated, where one is (else an MDE is)
+    #: The roles whose runs the test reads (a verdict resting on a flagged run says so).
+    roles: tuple[Role, ...] = ("student", "distilled")
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,12 @@ PowerAt = Callable[[float], tuple[str, str, float]]
 
 
 @dataclass(frozen=True)
-class _Draft:
+class ClaimDraft:
+    """A claim's test before family-wise control, and how to state its power at a level."""
+
     test: ClaimTest
     power_at: PowerAt | None = None
+
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -121,8 +126,8 @@ def holm(pvalues: list[float]) -> list[float]:
                                              correction="holm")]
 
 
-def _inconclusive(claim: str, test: str, assumption: str, result: str, why: str) -> _Draft:
-    return _Draft(ClaimTest(claim, test, assumption, result, math.nan, detail=why))
+def _inconclusive(claim: str, test: str, assumption: str, result: str, why: str) -> ClaimDraft:
+    return ClaimDraft(ClaimTest(claim, test, assumption, result, math.nan, detail=why))
 
 
 def _points(value: float, digits: int = 2) -> str:
@@ -141,7 +146,7 @@ def _class_change(differences: np.ndarray) -> tuple[float, np.ndarray, np.ndarra
     return smallest, adjusted, testable
 
 
-def _class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> float:
+def class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> float:
     """The MDE of a two-sided paired t at ``level / m`` for a class of median spread (the MDE
     is proportional to the sd: the unit MDE times the median-unbiased sd of that class)."""
     m = int(testable.sum())
@@ -154,7 +159,7 @@ def _class_mde(differences: np.ndarray, testable: np.ndarray, level: float) -> f
 
 
 def class_change(design: SeedDesign, significance: SignificanceResult,
-                 class_names: tuple[str, ...], *, permutations: int) -> _Draft:
+                 class_names: tuple[str, ...], *, permutations: int) -> ClaimDraft:
     """Claim 1: the DS's class-level accuracy (mean over T) differs from the NDS's."""
     claim = "Distillation changes class-level accuracy beyond chance (NDS vs DS)."
     test = ("DS normalised class accuracy (mean over T) against the NDS's, two tests combined by "
@@ -197,7 +202,7 @@ def class_change(design: SeedDesign, significance: SignificanceResult,
     largest = int(np.nanargmax(np.where(testable, np.abs(means), np.nan)))
 
     def power_at(level: float) -> tuple[str, str, float]:
-        mde = _class_mde(differences, testable, level / 2)
+        mde = class_mde(differences, testable, level / 2)
         sd = sd_at(float(differences[:, largest].std(ddof=1)), design.n)
         needed = seeds_needed(float(means[largest]), sd,
                               alpha=level / 2 / int(testable.sum()),
@@ -207,12 +212,12 @@ def class_change(design: SeedDesign, significance: SignificanceResult,
                 _seeds_text(needed, f"for the largest observed change, "
                                     f"{class_names[largest]} {means[largest]:+.3f}"), math.nan)
 
-    return _Draft(ClaimTest(claim, test, assumption, result, p,
+    return ClaimDraft(ClaimTest(claim, test, assumption, result, p,
                             detail=design.left_out_note()), power_at)
 
 
 def count_trend(design: SeedDesign, comparison: Comparison, *, alpha: float,
-                permutations: int) -> _Draft:
+                permutations: int) -> ClaimDraft:
     """Claim 2: #SC rises (``nds_vs_ds``) or #TC falls (``teacher_vs_ds``) with T."""
     rises = comparison == "nds_vs_ds"
     label = "#SC" if rises else "#TC"
@@ -252,8 +257,9 @@ def count_trend(design: SeedDesign, comparison: Comparison, *, alpha: float,
                       f"optimistic with few seeds; level {level:.2g})")
         return power_text, NO_SEEDS_FOR_COUNTS, power
 
-    return _Draft(ClaimTest(claim, test, assumption, result, trend.p_value,
-                            detail=design.left_out_note(), smallest_p=trend.smallest_p),
+    return ClaimDraft(ClaimTest(claim, test, assumption, result, trend.p_value,
+                            detail=design.left_out_note(), smallest_p=trend.smallest_p,
+                            roles=("student" if rises else "teacher", "distilled")),
                   power_at)
 
 
@@ -268,7 +274,7 @@ def _tost(differences: np.ndarray, margin: float) -> float:
 
 
 def bias_without_accuracy(design: SeedDesign, *, alpha: float, margin_points: float,
-                          class_names: tuple[str, ...]) -> _Draft:
+                          class_names: tuple[str, ...]) -> ClaimDraft:
     """Claim 3: at some T the DS are as accurate as the NDS (equivalence) yet classes change."""
     claim = "Class bias changes even where overall accuracy does not."
     margin = margin_points / 100.0
@@ -304,7 +310,7 @@ def bias_without_accuracy(design: SeedDesign, *, alpha: float, margin_points: fl
         per_level = level / k
         equal = equivalence_power(0.0, acc_sd, design.n, margin=margin, alpha=per_level)
         testable = best[5]
-        mde = _class_mde(per_t, testable, per_level) if testable.any() else math.nan
+        mde = class_mde(per_t, testable, per_level) if testable.any() else math.nan
         needed = equivalence_seeds_needed(0.0, acc_sd, margin=margin, alpha=per_level)
         return (f"equivalence {equal:.2f} at a true difference of 0 (seed sd "
                 f"{100 * acc_sd:.2f} points); class MDE {mde:.3f} at T = {best[0]:g} "
@@ -312,12 +318,12 @@ def bias_without_accuracy(design: SeedDesign, *, alpha: float, margin_points: fl
                 _seeds_text(needed, "for the equivalence part at a true difference of 0"),
                 equal)
 
-    return _Draft(ClaimTest(claim, test, assumption, result, p,
+    return ClaimDraft(ClaimTest(claim, test, assumption, result, p,
                             detail=design.left_out_note()), power_at)
 
 
 @dataclass(frozen=True)
-class _FairnessSeeds:
+class FairnessSeeds:
     """Per complete seed: NDS excess, DS excess per T, and the levelling-down evidence."""
 
     seeds: tuple[int, ...]
@@ -327,8 +333,8 @@ class _FairnessSeeds:
     left_out: tuple[str, ...]
 
 
-def _fairness_seeds(fairness: FairnessResult, records: StudyRecords, attribute: str,
-                    metric: FairnessMetric) -> _FairnessSeeds:
+def fairness_seeds(fairness: FairnessResult, records: StudyRecords, attribute: str,
+                    metric: FairnessMetric) -> FairnessSeeds:
     temperatures = tuple(t for t in records.study.temperatures
                          if any(r.group == GroupKey("distilled", t) for r in fairness.runs))
     table: dict[tuple[int, GroupKey], float] = {
@@ -344,7 +350,7 @@ def _fairness_seeds(fairness: FairnessResult, records: StudyRecords, attribute: 
     nds = np.array([table[(s, GroupKey("student"))] for s in complete])
     ds = np.array([[table[(s, GroupKey("distilled", t))] for t in temperatures]
                    for s in complete]).reshape(len(complete), len(temperatures))
-    return _FairnessSeeds(tuple(complete), temperatures, nds, ds, tuple(left_out))
+    return FairnessSeeds(tuple(complete), temperatures, nds, ds, tuple(left_out))
 
 
 def levelling_down(records: StudyRecords, accuracy: AccuracyResult, margin: float) -> str:
@@ -419,8 +425,8 @@ FAIRNESS_ASSUMPTION = (
     "true class), so a change of accuracy alone does not move it.")
 
 
-def fairer_than_nds(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric, *,
-                    records: StudyRecords, flag: str) -> _Draft:
+def fairer_than_nds(seeds: FairnessSeeds, attribute: str, metric: FairnessMetric, *,
+                    records: StudyRecords, flag: str) -> ClaimDraft:
     """Claim 4a: the DS (mean over T) has a lower excess DPD/EOD than the NDS of its seed."""
     label = METRIC_LABELS[metric]
     claim = f"Distillation improves group fairness: DS {label} below NDS over '{attribute}'."
@@ -442,7 +448,7 @@ def fairer_than_nds(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetri
               f"{100 * (1 - records.study.analysis.alpha):g} % upper bound {_points(upper)} "
               f"(over {len(seeds.seeds)} seeds)")
     paper = _paper_effect(records, attribute, metric, seeds.temperatures, "difference")
-    return _Draft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
+    return ClaimDraft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
                             detail="; ".join(seeds.left_out)),
                   lambda level: _one_sided_power(differences, paper, level, "points"))
 
@@ -462,8 +468,8 @@ def _slopes(values: np.ndarray, temperatures: tuple[float, ...]) -> np.ndarray:
                       / (centred @ centred))
 
 
-def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric, *,
-                   records: StudyRecords, flag: str) -> _Draft:
+def fairness_trend(seeds: FairnessSeeds, attribute: str, metric: FairnessMetric, *,
+                   records: StudyRecords, flag: str) -> ClaimDraft:
     """Claim 4b: the excess DPD/EOD falls as T rises (mean per-seed slope below 0)."""
     label = METRIC_LABELS[metric]
     claim = f"Higher T makes the DS fairer: {label} over '{attribute}' falls as T rises."
@@ -483,7 +489,7 @@ def fairness_trend(seeds: _FairnessSeeds, attribute: str, metric: FairnessMetric
               f"{100 * (1 - alpha):g} % upper bound {100 * _upper_bound(slopes, alpha):+.3f} "
               f"(over {len(seeds.seeds)} seeds)")
     paper = _paper_effect(records, attribute, metric, seeds.temperatures, "slope")
-    return _Draft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
+    return ClaimDraft(ClaimTest(claim, test, FAIRNESS_ASSUMPTION, result, p, flag=flag,
                             detail="; ".join(seeds.left_out)),
                   lambda level: _one_sided_power(slopes, paper, level, "points per unit T"))
 
@@ -495,7 +501,7 @@ INDIVIDUAL_ASSUMPTION = (
 
 
 def individual_fairness_trend(result: IndividualFairnessResult, records: StudyRecords
-                              ) -> _Draft:
+                              ) -> ClaimDraft:
     """The paper's Table 4: individual fairness improves (I falls) as T rises."""
     claim = "Higher T makes the DS individually fairer: I(f) falls as T rises."
     test = ("Per seed, least-squares slope of the DS's I(f) on T; one-sided one-sample t-test "
@@ -530,13 +536,13 @@ def individual_fairness_trend(result: IndividualFairnessResult, records: StudyRe
                 "I(f) can come from less confident outputs rather than similar inputs treated "
                 "more alike")
     paper = result.paper.slope(temperatures) if result.paper else None
-    return _Draft(ClaimTest(claim, test, INDIVIDUAL_ASSUMPTION, result_text, p, flag=flag,
+    return ClaimDraft(ClaimTest(claim, test, INDIVIDUAL_ASSUMPTION, result_text, p, flag=flag,
                             detail=detail),
                   lambda level: _one_sided_power(slopes, paper, level, "of I(f) per unit T",
                                                  scale=1.0))
 
 
-def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResult:
+def finish_claims(drafts: list[ClaimDraft], alpha: float, with_power: bool) -> ClaimsResult:
     """Holm over the claims with a p-value; verdicts; power at the Holm worst-case level."""
     adjusted = holm([d.test.p_value for d in drafts])
     k = sum(not math.isnan(d.test.p_value) for d in drafts)
@@ -560,12 +566,11 @@ def _finish(drafts: list[_Draft], alpha: float, with_power: bool) -> ClaimsResul
     return ClaimsResult(tuple(out), alpha, FAMILY.format(k=k) if k else NO_FAMILY)
 
 
-def study_claims(records: StudyRecords, accuracy: AccuracyResult,
+def claim_drafts(records: StudyRecords, accuracy: AccuracyResult,
                  significance: SignificanceResult, fairness: FairnessResult | None, *,
-                 individual: IndividualFairnessResult | None = None,
-                 power: bool = True) -> ClaimsResult:
-    """Every insight the study's design touches, in the poster's order, after Holm
-    (``power=False``: no power statements, for simulations that only need the verdicts)."""
+                 individual: IndividualFairnessResult | None = None) -> list[ClaimDraft]:
+    """Every insight the study's design touches, in the poster's order, before family-wise
+    control (a study's own family, or a larger one such as a methods block's)."""
     options = records.study.analysis
     names = records.class_names
     nds = seed_design(accuracy, reference=accuracy.nds, label="NDS",
@@ -585,11 +590,21 @@ def study_claims(records: StudyRecords, accuracy: AccuracyResult,
         flag = levelling_down(records, accuracy, options.equivalence_margin / 100.0)
         for attribute in fairness.attributes:
             for metric in fairness.metrics:
-                seeds = _fairness_seeds(fairness, records, attribute, metric)
+                seeds = fairness_seeds(fairness, records, attribute, metric)
                 drafts.append(fairer_than_nds(seeds, attribute, metric, records=records,
                                               flag=flag))
                 drafts.append(fairness_trend(seeds, attribute, metric, records=records,
                                              flag=flag))
     if individual is not None:
         drafts.append(individual_fairness_trend(individual, records))
-    return _finish(drafts, options.alpha, power)
+    return drafts
+
+
+def study_claims(records: StudyRecords, accuracy: AccuracyResult,
+                 significance: SignificanceResult, fairness: FairnessResult | None, *,
+                 individual: IndividualFairnessResult | None = None,
+                 power: bool = True) -> ClaimsResult:
+    """Every insight the study's design touches, in the poster's order, after Holm
+    (``power=False``: no power statements, for simulations that only need the verdicts)."""
+    drafts = claim_drafts(records, accuracy, significance, fairness, individual=individual)
+    return finish_claims(drafts, records.study.analysis.alpha, power)

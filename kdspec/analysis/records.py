@@ -68,6 +68,9 @@ class RunPredictions:
     val_accuracy: float | None = None
     #: Outputs for individual fairness; None when the run stored none.
     individual: StoredIndividualOutputs | None = None
+    #: Why the finished run is suspect, from its ``kdspec.flag.*`` tags: (kind, reason) pairs,
+    #: kind ``at_chance`` or ``loss`` (empty: not flagged).
+    flags: tuple[tuple[str, str], ...] = ()
 
     @property
     def group(self) -> GroupKey:
@@ -151,6 +154,11 @@ class StudyRecords:
     def by_seed(self, key: GroupKey) -> dict[int, RunPredictions]:
         """The runs of one population keyed by seed."""
         return {r.seed: r for r in self.group(key)}
+
+    @property
+    def flagged(self) -> tuple[RunPredictions, ...]:
+        """The used runs that finished but carry a flag (at chance, a loss that never fell)."""
+        return tuple(r for r in self.runs if r.flags)
 
     @property
     def distilled_keys(self) -> tuple[GroupKey, ...]:

@@ -22,6 +22,7 @@ from kdspec.analysis.figures import (
     FIG_FAIRNESS,
     FigureFile,
 )
+from kdspec.analysis.flagged_runs import claim_flag_note, study_flagged_lines
 from kdspec.analysis.individual_fairness_section import individual_fairness_section
 from kdspec.analysis.report_findings import (
     accuracy_finding,
@@ -374,7 +375,8 @@ def claims_section(analysis: StudyAnalysis) -> Section:
     claims = result.claims
     provisional = not analysis.records.complete
     rows = tuple((c.claim, c.result, _number(c.p_value, 3), _number(c.p_adjusted, 3),
-                  verdict_label(c, provisional=provisional, whole_flag=True), c.power,
+                  verdict_label(c, provisional=provisional, whole_flag=True,
+                                rests=claim_flag_note(c, analysis.records)), c.power,
                   c.seeds_needed)
                  for c in claims)
     supported = result.count("supported")
@@ -418,6 +420,7 @@ def build_document(analysis: StudyAnalysis, figures: list[FigureFile]) -> Report
         title=f"kdspec report: {study.name}",
         status=status_line(analysis),
         incomplete=not analysis.records.complete,
+        notices=study_flagged_lines(analysis.records),
         sections=(
             summary_section(analysis),
             setup_section(analysis),

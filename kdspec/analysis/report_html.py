@@ -70,6 +70,12 @@ def render_html(document: ReportDocument) -> str:
     body = "\n".join(section_html(s) for s in document.sections)
     status = (f'<p class="status{" incomplete" if document.incomplete else ""}" role="status">'
               f"{escape(document.status)}</p>\n" if document.status else "")
+    if document.notices:
+        status += (f'<p class="status incomplete" role="note">{escape(document.notices[0])}'
+                   "</p>\n")
+        if len(document.notices) > 1:
+            status += ("<ul>" + "".join(f"<li>{escape(line)}</li>"
+                                        for line in document.notices[1:]) + "</ul>\n")
     title = escape(("Incomplete: " if document.incomplete else "") + document.title)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{title}</title><style>{STYLE}</style></head>"

@@ -39,8 +39,12 @@ def section_markdown(section: Section) -> list[str]:
 
 def render_markdown(document: ReportDocument) -> str:
     """The whole report as Markdown text."""
-    lines = ([f"**{document.status}**", ""] if document.status else []) + [
-        f"# {document.title}", ""]
+    lines = ([f"**{document.status}**", ""] if document.status else [])
+    if document.notices:
+        lines += [f"**{document.notices[0]}**", ""]
+        lines += [f"- {line}" for line in document.notices[1:]]
+        lines += [""] if len(document.notices) > 1 else []
+    lines += [f"# {document.title}", ""]
     for section in document.sections:
         lines += section_markdown(section)
     return "\n".join(lines).rstrip() + "\n"

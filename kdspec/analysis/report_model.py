@@ -39,3 +39,5 @@ class ReportDocument:
     status: str = ""
     #: Whether the status says the study is incomplete (rendered as a warning).
     incomplete: bool = False
+    #: Lines shown right under the status line (flagged runs: a headline, then one per run).
+    notices: tuple[str, ...] = ()

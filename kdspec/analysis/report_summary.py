@@ -11,6 +11,7 @@ import math
 import re
 
 from kdspec.analysis.claims import ClaimTest
+from kdspec.analysis.flagged_runs import claim_flag_note
 from kdspec.analysis.paper_results import PAPER
 from kdspec.analysis.report_findings import mean_sd
 from kdspec.analysis.report_model import Section, Table
@@ -38,13 +39,14 @@ MSG_PROVISIONAL = (
     "inconclusive. Report again once `kdspec status` shows every run finished.")
 
 
-def verdict_label(claim: ClaimTest, *, provisional: bool, whole_flag: bool = False) -> str:
-    """The verdict, ``provisional: ...`` for an incomplete study, and the claim's flag: its
-    name only ("levelling down", "flatter outputs": the text before its first colon) unless
-    ``whole_flag``."""
+def verdict_label(claim: ClaimTest, *, provisional: bool, whole_flag: bool = False,
+                  rests: str = "") -> str:
+    """The verdict, ``provisional: ...`` for an incomplete study, the claim's flag (its name
+    only, "levelling down", "flatter outputs": the text before its first colon, unless
+    ``whole_flag``) and ``rests``, the note naming the flagged runs its test reads."""
     flag = claim.flag if whole_flag else claim.flag.split(":", 1)[0]
     return ((PROVISIONAL if provisional else "") + claim.verdict
-            + (f" ({flag})" if claim.flag else ""))
+            + (f" ({flag})" if claim.flag else "") + (f"; {rests}" if rests else ""))
 
 
 def _p(value: float) -> str:
@@ -108,7 +110,9 @@ def summary_section(analysis: StudyAnalysis) -> Section:
     if study.note:
         paragraphs.append(f"The spec says: {study.note}")
     provisional = not records.complete
-    rows = tuple((c.claim, verdict_label(c, provisional=provisional), _p(c.p_adjusted),
+    rows = tuple((c.claim, verdict_label(c, provisional=provisional,
+                                         rests=claim_flag_note(c, records)),
+                  _p(c.p_adjusted),
                   re.split(r" \(|: ", c.seeds_needed)[0]) for c in analysis.claims.claims)
     table = Table(("claim of the paper", "verdict", "p after Holm", "seeds for 80 % power"),
                   rows, "Each claim's test, assumption, power and result are in the claims "

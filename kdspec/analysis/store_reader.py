@@ -188,11 +188,14 @@ def _read_one(client: MlflowClient, experiment_ids: list[str], run: Run, num_cla
         problems.append(_problem("bad_artifact", run, str(err), mlflow_id))
         return None, problems, state
     val = chosen.data.metrics.get(schema.METRIC_VAL_ACC)
+    flags = tuple((tag.removeprefix(schema.TAG_FLAG_PREFIX), str(value))
+                  for tag, value in sorted(chosen.data.tags.items())
+                  if tag.startswith(schema.TAG_FLAG_PREFIX) and str(value).strip())
     return RunPredictions(kdspec_id=run.id, mlflow_run_id=mlflow_id, role=run.role,
                           seed=run.seed, temperature=run.temperature, y_true=y_true,
                           y_pred=y_pred, attributes=attributes,
                           val_accuracy=None if val is None else float(val),
-                          individual=individual), problems, state
+                          individual=individual, flags=flags), problems, state
 
 
 def _drop_other_test_sets(runs: list[RunPredictions], plan: Plan

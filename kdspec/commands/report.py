@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     """Report every study of the plan: 0 when all were reported and complete, 3 when all were
     reported and some are incomplete, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
+    from kdspec.analysis.flagged_runs import flagged_run_line
+    from kdspec.analysis.methods_block import block_ledgers
+    from kdspec.analysis.methods_report import write_methods_report
     from kdspec.analysis.report_builder import build_report
     from kdspec.analysis.store_reader import RunRead
     from kdspec.analysis.study_analysis import StudyAnalysis
@@ -138,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
                                  f"{base}/{result.summary_view}\n")
             for problem in result.analysis.records.problems:
                 sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
+            for run in result.analysis.records.flagged:
+                sys.stderr.write(f"  flagged: {flagged_run_line(run)}\n")
     for block, variants in plan.families().items():
         if not any(v.name in analyses for v in variants):
             continue
@@ -153,6 +158,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             sys.stderr.write(f"kdspec report: {block}: {len(comparison.rows)} of "
                              f"{len(variants)} variants compared -> {written[1]}\n")
+        ledgers = block_ledgers(block, variants, analyses)
+        if not ledgers:
+            continue
+        try:
+            methods = write_methods_report(ledgers, comparison_dir(plan, block, args.out,
+                                                                   spec=Path(args.spec)))
+        except OSError as err:
+            comparison_failed = True
+            sys.stderr.write(f"kdspec report: error: {block}: cannot write the methods report "
+                             f"({err})\n")
+            continue
+        if not args.quiet:
+            arms = sum(len(ledger.rows) for ledger in ledgers)
+            sys.stderr.write(f"kdspec report: {block}: {arms} method arms, claims after Holm "
+                             f"over the block -> {methods[1]}\n")
     if failures and len(failures) == len(plan.studies):
         raise ReportError("no study could be reported")
     if failures or comparison_failed:
