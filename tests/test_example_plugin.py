@@ -60,6 +60,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.integration
+@pytest.mark.extended
 def test_example_plugin_runs_a_study_end_to_end(site: Path, tmp_path: Path) -> None:
     listed = kdspec(["list"], cwd=tmp_path, site=site)
     assert listed.returncode == 0, listed.stderr

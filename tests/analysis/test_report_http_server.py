@@ -14,7 +14,7 @@ from tests.analysis.mlflow_store import log_study
 from tests.analysis.synthetic import PlantedEffects, synthetic_predictions
 from tests.mlflow_server import start_server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,7 @@ def _page_text(page: str) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.extended  # a browser
 @needs_chromium
 def test_the_mlflow_ui_shows_the_summary_runs_with_their_columns(
         complete_store: FilledStore, complete_report: tuple[Path, int, str, str],

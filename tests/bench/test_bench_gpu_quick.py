@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.integration
+@pytest.mark.extended  # CI also runs it as make gpu-check GPU_CHECK_ARGS=--cpu
 def test_the_paper_shaped_benchmark_runs_on_cpu_quick(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "bench_distillation.py"), "--paper-shaped",

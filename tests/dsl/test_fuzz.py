@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from kdspec.cli import main
 
@@ -58,14 +59,18 @@ def mutation(rng: np.random.Generator, text: str) -> str:
     return text
 
 
-def test_ten_thousand_generated_and_mutated_specs_end_in_exit_0_or_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cases", [
+    2_000,
+    pytest.param(10_000, marks=pytest.mark.extended),  # make test-extended
+])
+def test_generated_and_mutated_specs_end_in_exit_0_or_2(cases: int, tmp_path: Path) -> None:
     rng = np.random.default_rng(2_025)
     sources = [(p, p.read_text()) for p in SHIPPED]
     # Mutated specs live beside the shipped ones' includes, so includes still resolve.
     (tmp_path / "recipes").symlink_to(SPECS / "recipes")
     target = tmp_path / "fuzz.kdspec"
     outcomes = {0: 0, 2: 0}
-    for index in range(10_000):
+    for index in range(cases):
         if index % 2:
             text = token_soup(rng)
         else:

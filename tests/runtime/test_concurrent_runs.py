@@ -56,6 +56,7 @@ def test_two_processes_on_one_sqlite_store_train_every_run_once(blank_store: Pat
     _trained_once(uri, [r.id for r in plan.runs], tmp_path)
 
 
+@pytest.mark.extended  # make test keeps the sqlite case; the frozen-owner tests use a server
 def test_two_processes_on_one_server_train_every_run_once(tmp_path: Path) -> None:
     plan = small_plan()
     path = write_plan(plan, tmp_path)

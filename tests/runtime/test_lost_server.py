@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 POLL_TIMEOUT_S = 180.0
 
 
+@pytest.mark.extended
 def test_a_lost_server_stops_the_plan_and_the_rerun_finishes_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = small_plan()

@@ -18,7 +18,7 @@ from tests.chromium import dump_dom, needs_chromium
 from tests.mlflow_server import start_server
 from tests.runtime.run_helpers import fresh_store, nested_runs, small_plan, write_plan
 
-pytestmark = [pytest.mark.integration, needs_chromium]
+pytestmark = [pytest.mark.integration, pytest.mark.extended, needs_chromium]
 
 
 def _rendered(url: str, profile: Path) -> str:

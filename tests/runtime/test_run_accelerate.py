@@ -40,6 +40,7 @@ def _launch(plan_path: Path, uri: str, logs: Path, *extra: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.extended
 def test_two_processes_share_the_plan(blank_store: Path, tmp_path: Path) -> None:
     plan = small_plan()
     path, uri = write_plan(plan, tmp_path), fresh_store(blank_store, tmp_path)
@@ -68,6 +69,7 @@ def test_two_processes_share_the_plan(blank_store: Path, tmp_path: Path) -> None
     assert sorted(map(sorted, seeds)) == [["0"], ["1"]]
 
 
+@pytest.mark.extended
 def test_data_parallel_trains_each_run_once_over_both_processes(blank_store: Path,
                                                                 tmp_path: Path) -> None:
     plan = small_plan(seeds=(0,), temperatures=(2.0,))
@@ -120,6 +122,7 @@ def test_data_parallel_equals_one_process_at_twice_the_batch(blank_store: Path,
         assert gap <= 1e-4 * scale, (role, gap, scale)
 
 
+@pytest.mark.extended
 def test_every_parent_of_the_shard_is_closed_whichever_process_trained_its_study(
         blank_store: Path, tmp_path: Path) -> None:
     """Two one-seed studies: each process trains one. Process 0 closes both parents (it used
@@ -176,6 +179,7 @@ FAILING_PLUGIN = '''
 '''
 
 
+@pytest.mark.extended
 def test_a_failure_on_one_data_parallel_process_stops_both_with_a_clear_message(
         blank_store: Path, tmp_path: Path) -> None:
     """Process 1's teacher step raises mid-epoch: both processes exit (none waits in a

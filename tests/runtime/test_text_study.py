@@ -16,7 +16,7 @@ from kdspec.tracking import schema
 from tests.runtime.run_helpers import fresh_store, nested_runs
 from tests.text_fixtures import write_hatexplain, write_tiny_models
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 pytest.importorskip("transformers")
 
 SPEC = """
