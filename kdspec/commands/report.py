@@ -22,13 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdspec.commands import spec_selection
 from kdspec.errors import ReportError
 from kdspec.plan import Plan, Study, override_suffix
 from kdspec.tracking import schema
 from kdspec.tracking.reachability import DEFAULT_RETRIES, bound_http_retries, is_unreachable
+
+if TYPE_CHECKING:
+    from kdspec.analysis.study_analysis import StudyAnalysis
 
 DEFAULT_REPORTS_DIR = Path("reports")
 #: Every study was reported, and at least one is incomplete (its verdicts are provisional).
@@ -79,12 +85,8 @@ def run(args: argparse.Namespace) -> int:
     reported and some are incomplete, else 1."""
     # Imported here so that `kdspec --help` does not pay for mlflow and matplotlib.
     from kdspec.analysis.flagged_runs import flagged_run_line
-    from kdspec.analysis.methods_block import block_ledgers
-    from kdspec.analysis.methods_report import write_methods_report
     from kdspec.analysis.report_builder import build_report
     from kdspec.analysis.store_reader import RunRead
-    from kdspec.analysis.study_analysis import StudyAnalysis
-    from kdspec.analysis.variant_comparison import compare_variants, write_comparison
     from kdspec.tracking.schema import resolve_tracking_uri
     from kdspec.tracking.store_uri import is_server_uri
 
@@ -94,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     # Per tracking URI, the runs already read: studies sharing a teacher download it once.
     read_by_store: dict[str, dict[str, RunRead]] = {}
     analyses: dict[str, StudyAnalysis] = {}
-    comparison_failed = False
     incomplete: list[str] = []
     for study in plan.studies:
         uri = resolve_tracking_uri(args.tracking_uri, study)
@@ -143,38 +144,58 @@ def run(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"  {problem.kind}: {problem.describe()}\n")
             for run in result.analysis.records.flagged:
                 sys.stderr.write(f"  flagged: {flagged_run_line(run)}\n")
-    for block, variants in plan.families().items():
-        if not any(v.name in analyses for v in variants):
-            continue
-        comparison = compare_variants(block, variants, analyses)
-        try:
-            written = write_comparison(comparison, comparison_dir(plan, block, args.out,
-                                                                  spec=Path(args.spec)))
-        except OSError as err:
-            comparison_failed = True
-            sys.stderr.write(f"kdspec report: error: {block}: cannot write the comparison "
-                             f"({err})\n")
-            continue
-        if not args.quiet:
-            sys.stderr.write(f"kdspec report: {block}: {len(comparison.rows)} of "
-                             f"{len(variants)} variants compared -> {written[1]}\n")
-        ledgers = block_ledgers(block, variants, analyses)
-        if not ledgers:
-            continue
-        try:
-            methods = write_methods_report(ledgers, comparison_dir(plan, block, args.out,
-                                                                   spec=Path(args.spec)))
-        except OSError as err:
-            comparison_failed = True
-            sys.stderr.write(f"kdspec report: error: {block}: cannot write the methods report "
-                             f"({err})\n")
-            continue
-        if not args.quiet:
-            arms = sum(len(ledger.rows) for ledger in ledgers)
-            sys.stderr.write(f"kdspec report: {block}: {arms} method arms, claims after Holm "
-                             f"over the block -> {methods[1]}\n")
+    comparison_failed = _write_block_reports(plan, analyses, args)
     if failures and len(failures) == len(plan.studies):
         raise ReportError("no study could be reported")
     if failures or comparison_failed:
         return 1
     return EXIT_INCOMPLETE if incomplete else 0
+
+
+def _write_block_reports(plan: Plan, analyses: dict[str, StudyAnalysis],
+                         args: argparse.Namespace) -> bool:
+    """Per vary block with a reported variant: the variants' comparison and, when the block
+    varies the distillation method, its methods report. True when a file could not be
+    written."""
+    from kdspec.analysis.methods_block import block_ledgers
+    from kdspec.analysis.methods_report import write_methods_report
+    from kdspec.analysis.variant_comparison import compare_variants, write_comparison
+
+    failed = False
+    for block, variants in plan.families().items():
+        if not any(v.name in analyses for v in variants):
+            continue
+        folder = comparison_dir(plan, block, args.out, spec=Path(args.spec))
+        comparison = compare_variants(block, variants, analyses)
+        written = _write_or_say(block, "the comparison",
+                                partial(write_comparison, comparison, folder))
+        if written is None:
+            failed = True
+            continue
+        _say(args, f"{block}: {len(comparison.rows)} of {len(variants)} variants compared "
+                   f"-> {written}")
+        ledgers = block_ledgers(block, variants, analyses)
+        if not ledgers:
+            continue
+        written = _write_or_say(block, "the methods report",
+                                partial(write_methods_report, ledgers, folder))
+        if written is None:
+            failed = True
+            continue
+        arms = sum(len(ledger.rows) for ledger in ledgers)
+        _say(args, f"{block}: {arms} method arms, claims after Holm over the block -> {written}")
+    return failed
+
+
+def _write_or_say(block: str, what: str, write: Callable[[], tuple[Path, ...]]) -> Path | None:
+    """The HTML file ``write`` wrote, or None after saying on stderr why it could not."""
+    try:
+        return write()[1]
+    except OSError as err:
+        sys.stderr.write(f"kdspec report: error: {block}: cannot write {what} ({err})\n")
+        return None
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        sys.stderr.write(f"kdspec report: {line}\n")

@@ -83,4 +83,4 @@ def test_generated_and_mutated_specs_end_in_exit_0_or_2(cases: int, tmp_path: Pa
         assert code in outcomes and "Traceback" not in err.getvalue(), (
             f"case {index} ended with exit {code}:\n{err.getvalue()}\n--- spec ---\n{text!r}")
         outcomes[code] += 1
-    assert outcomes[0] > 0 and outcomes[2] > 5_000
+    assert outcomes[0] > 0 and outcomes[2] > cases // 2  # most mutations are errors
