@@ -227,11 +227,20 @@ class StoreWriter:
         self._submit(write)
 
     def catch_up(self, run: Run, *, epoch: int, metrics: Mapping[str, float]) -> None:
-        """The metrics of an epoch whose checkpoint was saved but whose metrics never reached
-        the store (see :func:`kdspec.runtime.weights.resume_members`)."""
+        """An epoch whose checkpoint was saved but whose ``kdspec.last_epoch`` tag never reached
+        the store (see :func:`kdspec.runtime.weights.resume_members`): its metrics that are not
+        in the store yet, and the tag. MLflow's backends commit a request's metrics and its
+        tags in separate transactions, so a process killed in between leaves the metrics
+        without the tag; they are not logged twice."""
         mlflow_id, values = self.mlflow_id(run), finite(metrics)
-        self._submit(lambda: self.store.log_metrics(
-            mlflow_id, values, step=epoch, tags={schema.TAG_LAST_EPOCH: epoch}))
+
+        def write() -> None:
+            missing = {key: value for key, value in values.items()
+                       if epoch not in self.store.metric_steps(mlflow_id, key)}
+            self.store.log_metrics(mlflow_id, missing, step=epoch,
+                                   tags={schema.TAG_LAST_EPOCH: epoch})
+
+        self._submit(write)
 
     def epoch(self, records: Sequence[EpochRecord]) -> None:
         """One write batch per epoch: each member's ``last.pt`` (saved to a local file now: the

@@ -226,6 +226,10 @@ class MlflowStore:
     def tags(self, mlflow_id: str) -> dict[str, str]:
         return dict(self.client.get_run(mlflow_id).data.tags)
 
+    def metric_steps(self, mlflow_id: str, key: str) -> list[int]:
+        """The steps at which ``key`` was logged, in the order logged (repeats kept)."""
+        return [m.step for m in self.client.get_metric_history(mlflow_id, key)]
+
     def log_input(self, mlflow_id: str, dataset: DatasetRecord) -> None:
         """The dataset a run trained on, as an MLflow input (shown on the run's page).
 

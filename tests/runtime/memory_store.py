@@ -153,6 +153,9 @@ class MemoryStore:
     def tags(self, mlflow_id: str) -> dict[str, str]:
         return dict(self.runs[mlflow_id].tags)
 
+    def metric_steps(self, mlflow_id: str, key: str) -> list[int]:
+        return self.steps(mlflow_id, key)
+
     def log_input(self, mlflow_id: str, dataset: DatasetRecord) -> None:
         self.runs[mlflow_id].inputs.append(dataset)
 

@@ -75,6 +75,8 @@ def test_runs_are_found_by_kdspec_id_oldest_first_with_what_the_rules_read(
     assert (old.mlflow_id, new.mlflow_id) == (first, second)
     assert (old.status, new.status) == ("FAILED", "KILLED")
     assert old.epochs_done == 2 and old.failure == "NaN loss" and old.test_acc == 0.5
+    assert store.metric_steps(first, schema.METRIC_TEST_ACC) == [1, 2]
+    assert store.metric_steps(first, schema.METRIC_TRAIN_LOSS) == []
     assert old.precision == "bf16" and old.study == "s"
     assert old.lease.owner == "node:1:a" and old.lease.heartbeat_ms == before
     assert new.interrupted.startswith("SIGTERM") and new.epochs_done == 0
