@@ -220,17 +220,23 @@ def test_a_kill_9_on_another_node_is_taken_over_once_its_lease_expires(
 @pytest.mark.timeout(1500)
 def test_a_shard_longer_than_its_time_limit_requeues_itself_until_it_is_done(
         cluster: Cluster) -> None:
-    """A 2-minute limit with the warning 60 s before it (Slurm sends it up to 30 s earlier,
-    when its time-limit check runs), so each allocation trains for under a minute, for a study
-    that takes one process about a minute and a half (6 runs of 12 epochs; measured on the
-    2-core development VM): the task stops at the warning, requeues itself, resumes the
-    interrupted runs in the next allocation (Slurm holds a requeued task about 2 minutes), and
-    stops requeueing once the shard is done."""
-    plan = _plan(5, epochs=12, batch_size=16)
+    """The time limit's warning (``--signal=B:USR1@60`` under a 2-minute limit) stops the task,
+    which requeues itself, resumes the interrupted run in the next allocation (Slurm holds a
+    requeued task about 2 minutes) and stops requeueing once the shard is done.
+
+    How long the study takes depends on the machine (about 17 s on an idle 2-core VM, a minute
+    and a half under load), so whether Slurm's own warning comes before the study ends does too:
+    the test delivers the first warning itself, as Slurm does (``scancel --signal=USR1 --batch``:
+    to the batch shell), while a run is mid-training; on a slow machine Slurm's own warnings
+    requeue it further."""
+    plan = _plan(5, epochs=20, batch_size=16)
     folder, path = _workdir(cluster, "requeue", plan)
     started = time.monotonic()
     _submit(cluster, folder, path, shards=1, time_limit="2:00",
             extra=("--warn-seconds", "60", "--max-requeues", "8"))
+    _wait_running_epoch(cluster.tracking_uri, plan, at_most=6)
+    [job] = {line.split()[0].split("_")[0] for line in cluster.jobs()}
+    cluster.slurm("scancel", "--signal=USR1", "--batch", job)
     cluster.wait_idle(timeout_s=1400)
     took = time.monotonic() - started
     output = "".join(p.read_text() for p in (folder / ".kdspec" / "slurm").glob("*.out"))
