@@ -58,7 +58,7 @@ def vector_path(path: Path) -> Path:
     return path.with_suffix(".pdf")
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
     """The PNG at print resolution and its PDF copy."""
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -161,7 +161,7 @@ def figure_disagreement(analysis: StudyAnalysis, path: Path) -> FigureFile | Non
     study = analysis.records.study
     fig.suptitle(f"Class-wise disagreement: {study.teacher.arch} teacher vs {study.student.arch} "
                  f"students, {study.dataset.name}", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
     t_text = "" if temperature is None else f" at T = {temperature:g}"
     third = (" and their difference DS - NDS (right; same seeds, counts of test samples)"
              if both else "")
@@ -199,7 +199,7 @@ def figure_class_change(analysis: StudyAnalysis, path: Path) -> FigureFile | Non
     fig.colorbar(image, ax=ax, label=f"mean change of {unit}, DS - NDS (x100)")
     n = max(t.n_distilled for t in tests)
     ax.set_title(f"Class-wise change NDS -> DS (x = significant, {n} seeds)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
     study = analysis.records.study
     caption = (f"Fig. 2. Per-class change of the normalised accuracy ({unit}) from the "
                f"non-distilled to the distilled {study.student.arch} student on "
@@ -259,7 +259,7 @@ def figure_accuracy_significance(analysis: StudyAnalysis, path: Path) -> FigureF
     study = analysis.records.study
     ax.set_title(f"Temperature vs test accuracy / class bias: {study.teacher.arch} -> "
                  f"{study.student.arch}, {study.dataset.name}", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
     caption = (f"Fig. 3. Test accuracy of the distilled {study.student.arch} (mean +- sd over "
                f"seeds) against T, with the teacher and NDS as dashed lines (band: +- sd); bars: "
                f"number of classes significantly affected NDS vs DS (#SC) and teacher vs DS (#TC).")
@@ -337,7 +337,7 @@ def figure_fairness(analysis: StudyAnalysis, path: Path) -> FigureFile | None:
             ax.set_ylabel(f"{title} (%)")
             ax.set_title(f"{title} over '{attribute}' (lower is fairer)", fontsize=10)
             ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     study = analysis.records.study
     how = f", one-vs-rest {fairness.aggregate} over classes" if fairness.multiclass else ""
     names = " and ".join(METRIC_NAMES[m] for m in metrics)

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from kdspec.analysis.figures import DPI, LABELLED_CLASSES, FigureFile
+from kdspec.analysis.figures import LABELLED_CLASSES, FigureFile, save_figure
 
 if TYPE_CHECKING:
     from kdspec.analysis.method_ledger import MethodsLedger
@@ -40,8 +39,7 @@ def class_map_figure(ledger: MethodsLedger, path: Path) -> FigureFile | None:
         ax.set_xlabel(f"class (0-{classes - 1})")
     colorbar = fig.colorbar(image, ax=ax, shrink=0.9)
     colorbar.set_label("change vs NDS", fontsize=8)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    save_figure(fig, path)
     caption = (f"Per arm (row) and class (column): the mean change of the "
                f"{ledger.normalization}-normalised class accuracy of the DS against the NDS "
                f"of the same seed, where it is significant (paired t-test over seeds, Holm "
